@@ -1,0 +1,179 @@
+"""Attention layouts: who attends to whom in a batch, and the kernels that honour it.
+
+A batch row may hold several packed documents and trailing or leading padding. Callers describe
+this with per-token ``document_ids`` (equal ids = same document, documents contiguous) and/or a
+padding ``attention_mask``; :func:`build_layout` turns that into a :class:`SequenceLayout` once per
+forward pass, shared by every layer. Each backend reads only its own part of the layout, so a new
+kernel (e.g. flash-attn varlen) slots in here without touching the model or its callers.
+
+Backends:
+- ``sdpa``: portable. ``torch.nn.functional.scaled_dot_product_attention`` with a dense boolean
+  mask when documents or padding are present (O(T^2) memory per row; fine for CPU and tests), or
+  with no mask / ``is_causal`` when every row is one full document (PyTorch then uses its
+  flash/cuDNN kernels on GPU).
+- ``flex``: FlexAttention with a block-sparse mask; skips fully masked tiles, so packed documents
+  cost less than full attention. The fast path on GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+AttentionMode = Literal["causal", "bidirectional"]
+ATTENTION_MODES = ("causal", "bidirectional")
+
+PAD_DOCUMENT = -1  # document id given to padding tokens
+
+
+@dataclass
+class SequenceLayout:
+    """Everything attention needs to know about a batch, built once per forward."""
+
+    causal: bool
+    positions: Tensor  # (B, T) RoPE positions, restarting at each document when isolated
+    backend: Literal["sdpa", "flex"]
+    dense_mask: Tensor | None = None  # sdpa: (B, 1, T, T) bool, True = may attend; None = no mask
+    block_mask: object | None = None  # flex: torch.nn.attention.flex_attention.BlockMask
+
+
+def positions_from_documents(document_ids: Tensor) -> Tensor:
+    """Position of each token inside its document: restarts at 0 where the document id changes."""
+    batch, length = document_ids.shape
+    index = torch.arange(length, device=document_ids.device).expand(batch, length)
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    run_start = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    return index - run_start
+
+
+def document_ids_from_lengths(lengths: list[list[int]], seq_len: int, device: torch.device | str = "cpu") -> Tensor:
+    """Document ids for rows packed with documents of the given lengths; the rest is padding."""
+    ids = torch.full((len(lengths), seq_len), PAD_DOCUMENT, dtype=torch.long)
+    for row, row_lengths in enumerate(lengths):
+        if sum(row_lengths) > seq_len:
+            raise ValueError(f"row {row}: document lengths {row_lengths} exceed seq_len {seq_len}")
+        start = 0
+        for doc, n in enumerate(row_lengths):
+            ids[row, start : start + n] = doc
+            start += n
+    return ids.to(device)
+
+
+def resolve_backend(backend: str, device: torch.device) -> Literal["sdpa", "flex"]:
+    if backend == "auto":
+        return "flex" if device.type == "cuda" else "sdpa"
+    if backend not in ("sdpa", "flex"):
+        raise ValueError(f"attention backend: expected 'auto', 'sdpa' or 'flex', got {backend!r}")
+    return backend  # type: ignore[return-value]
+
+
+def build_layout(
+    input_ids: Tensor,
+    *,
+    mode: AttentionMode,
+    document_ids: Tensor | None = None,
+    attention_mask: Tensor | None = None,
+    isolate_documents: bool = True,
+    backend: str = "auto",
+) -> SequenceLayout:
+    """Builds the attention layout of a batch.
+
+    Args:
+        input_ids: (B, T) token ids (only shape and device are used).
+        mode: ``causal`` or ``bidirectional``; the same weights serve both.
+        document_ids: optional (B, T) ids; tokens attend only within their document and RoPE
+            positions restart at each document. Padding tokens may carry ``PAD_DOCUMENT`` (-1).
+        attention_mask: optional (B, T) padding mask, 1/True for real tokens.
+        isolate_documents: False reproduces the authors' code, where packed documents attend to
+            each other and positions run on across them (padding is still masked).
+        backend: ``auto`` (flex on CUDA, sdpa elsewhere), ``sdpa`` or ``flex``.
+    """
+    if mode not in ATTENTION_MODES:
+        raise ValueError(f"attention mode: expected one of {ATTENTION_MODES}, got {mode!r}")
+    batch, length = input_ids.shape
+    device = input_ids.device
+    for name, tensor in (("document_ids", document_ids), ("attention_mask", attention_mask)):
+        if tensor is not None and tuple(tensor.shape) != (batch, length):
+            raise ValueError(f"{name}: expected shape {(batch, length)} like input_ids, got {tuple(tensor.shape)}")
+    causal = mode == "causal"
+    chosen = resolve_backend(backend, device)
+
+    segments = None  # (B, T) segment ids whose equality decides attention; None = one segment per row
+    if document_ids is not None and isolate_documents:
+        segments = document_ids.to(device=device, dtype=torch.long)
+        if attention_mask is not None:
+            segments = torch.where(attention_mask.to(device).bool(), segments, PAD_DOCUMENT)
+    elif attention_mask is not None or document_ids is not None:
+        if attention_mask is not None:
+            valid = attention_mask.to(device).bool()
+        else:
+            valid = document_ids.to(device) != PAD_DOCUMENT
+        segments = torch.where(valid, 0, PAD_DOCUMENT).long()
+
+    if segments is None:
+        positions = torch.arange(length, device=device).expand(batch, length)
+        return SequenceLayout(causal=causal, positions=positions, backend=chosen)
+
+    # Without isolation the segments are only real-vs-padding, so positions run on across packed
+    # documents as in the authors' code (and still skip left padding).
+    positions = positions_from_documents(segments)
+    if chosen == "sdpa":
+        allowed = segments[:, None, :, None] == segments[:, None, None, :]
+        if causal:
+            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        return SequenceLayout(causal=causal, positions=positions, backend=chosen, dense_mask=allowed)
+    return SequenceLayout(
+        causal=causal, positions=positions, backend=chosen, block_mask=_flex_block_mask(segments, causal)
+    )
+
+
+def _flex_block_mask(segments: Tensor, causal: bool):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def same_segment(b, h, q_idx, kv_idx):
+        return segments[b, q_idx] == segments[b, kv_idx]
+
+    def same_segment_causal(b, h, q_idx, kv_idx):
+        return (segments[b, q_idx] == segments[b, kv_idx]) & (q_idx >= kv_idx)
+
+    batch, length = segments.shape
+    mask_mod = same_segment_causal if causal else same_segment
+    # On GPU the mask builder is compiled: otherwise it materialises B x T x T on the host side.
+    return create_block_mask(
+        mask_mod, batch, None, length, length, device=segments.device, _compile=segments.is_cuda
+    )
+
+
+_compiled_flex_attention = None
+
+
+def _flex_attention(q: Tensor, k: Tensor, v: Tensor, block_mask, enable_gqa: bool) -> Tensor:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    global _compiled_flex_attention
+    if q.is_cuda:
+        # Eager FlexAttention is a slow reference implementation; the compiled one is the kernel.
+        if _compiled_flex_attention is None:
+            _compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
+        return _compiled_flex_attention(q, k, v, block_mask=block_mask, enable_gqa=enable_gqa)
+    return flex_attention(q, k, v, block_mask=block_mask, enable_gqa=enable_gqa)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout) -> Tensor:
+    """Scaled dot-product attention of (B, H, T, D) queries on (B, H_kv, T, D) keys/values."""
+    gqa = q.shape[1] != k.shape[1]
+    if layout.backend == "flex" and layout.block_mask is not None:
+        return _flex_attention(q, k, v, layout.block_mask, gqa)
+    if layout.dense_mask is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=layout.causal, enable_gqa=gqa)
+    if gqa:
+        # Memory-efficient SDPA kernels do not all take GQA with a mask; repeat KV heads instead.
+        groups = q.shape[1] // k.shape[1]
+        k = k.repeat_interleave(groups, dim=1)
+        v = v.repeat_interleave(groups, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=layout.dense_mask)

@@ -1,0 +1,222 @@
+"""The EuroBERT-style encoder: a Llama-like pre-norm transformer whose attention mode
+(causal or bidirectional) is chosen per call, with the same weights.
+
+RMSNorm, SwiGLU, RoPE (rotate-half pairing, as Hugging Face Llama/EuroBERT), grouped-query
+attention, no biases, no dropout, untied LM head, init N(0, init_std). The query/key/value and
+gate/up projections are fused into single matmuls for speed; the HF interop splits them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from encoderlab.model.attention import AttentionMode, SequenceLayout, attend, build_layout
+from encoderlab.model.config import ModelConfig
+
+
+@dataclass
+class EncoderOutput:
+    hidden_states: Tensor  # (B, T, d) after the final norm: what task heads read
+    logits: Tensor | None = None  # (B, T, V), or (N, V) for the N selected positions
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Normalise in fp32 (as HF Llama does) even under bf16 autocast.
+        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+def rope_inverse_frequencies(config: ModelConfig) -> tuple[Tensor, float]:
+    """Inverse frequencies and attention scaling of the RoPE of ``config``."""
+    if config.rope_scaling is None or config.rope_scaling.get("rope_type", "default") == "default":
+        exponents = torch.arange(0, config.head_dim, 2, dtype=torch.float64) / config.head_dim
+        return (1.0 / (config.rope_theta**exponents)).float(), 1.0
+    # Scaled RoPE of imported decoders (e.g. Llama 3's "llama3" type): use transformers' reference.
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    rope_type = config.rope_scaling["rope_type"]
+    if rope_type not in ROPE_INIT_FUNCTIONS:
+        raise ValueError(f"rope_scaling: unsupported rope_type {rope_type!r}; known: {sorted(ROPE_INIT_FUNCTIONS)}")
+    hf_config = LlamaConfig(
+        hidden_size=config.hidden_size, num_attention_heads=config.num_heads, head_dim=config.head_dim,
+        max_position_embeddings=config.max_position_embeddings,
+        rope_parameters={"rope_theta": config.rope_theta, **config.rope_scaling},
+    )
+    inv_freq, scaling = ROPE_INIT_FUNCTIONS[rope_type](hf_config, "cpu")
+    return inv_freq.float(), float(scaling)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def apply_rope(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+    """Rotates (B, H, T, D) queries and keys by (B, 1, T, D) cos/sin tables."""
+    q_rot = q * cos + rotate_half(q) * sin
+    k_rot = k * cos + rotate_half(k) * sin
+    return q_rot.to(q.dtype), k_rot.to(k.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.num_kv_heads = config.num_kv_heads
+        self.head_dim = config.head_dim
+        self.qkv = nn.Linear(config.hidden_size, config.q_dim + 2 * config.kv_dim, bias=False)
+        self.out = nn.Linear(config.q_dim, config.hidden_size, bias=False)
+
+    def forward(self, x: Tensor, layout: SequenceLayout, cos: Tensor, sin: Tensor) -> Tensor:
+        batch, length, _ = x.shape
+        q_dim, kv_dim = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        q, k, v = self.qkv(x).split([q_dim, kv_dim, kv_dim], dim=-1)
+        q = q.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        k = k.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, k, cos, sin)
+        out = attend(q, k, v, layout)
+        return self.out(out.transpose(1, 2).reshape(batch, length, q_dim))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.gate_up = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=False)
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.attn_norm = RMSNorm(config.hidden_size, config.norm_eps)
+        self.attn = Attention(config)
+        self.mlp_norm = RMSNorm(config.hidden_size, config.norm_eps)
+        self.mlp = SwiGLU(config)
+
+    def forward(self, x: Tensor, layout: SequenceLayout, cos: Tensor, sin: Tensor) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), layout, cos, sin)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Encoder(nn.Module):
+    """The encoder with its LM head. ``forward`` takes the attention mode per call."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        inv_freq, self.rope_scale = rope_inverse_frequencies(config)
+        self.register_buffer("rope_inv_freq", inv_freq, persistent=False)
+        self.reset_parameters()
+
+    def reset_rope(self) -> None:
+        """Recomputes the RoPE table (needed after building on the meta device)."""
+        with torch.device("cpu"):
+            inv_freq, self.rope_scale = rope_inverse_frequencies(self.config)
+        self.rope_inv_freq = inv_freq.to(self.embed.weight.device)
+
+    def reset_parameters(self) -> None:
+        std = self.config.init_std
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            elif isinstance(module, RMSNorm):
+                nn.init.ones_(module.weight)
+
+    def rope_tables(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 1, T, D) cos and sin for the given (B, T) positions, in fp32."""
+        freqs = positions[..., None].float() * self.rope_inv_freq.to(positions.device)
+        angles = torch.cat((freqs, freqs), dim=-1)[:, None]
+        return angles.cos() * self.rope_scale, angles.sin() * self.rope_scale
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        *,
+        attention: AttentionMode,
+        document_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        isolate_documents: bool = True,
+        logits_at: Tensor | str | None = None,
+    ) -> EncoderOutput:
+        """Runs the encoder.
+
+        Args:
+            input_ids: (B, T) token ids.
+            attention: ``"causal"`` (CLM) or ``"bidirectional"`` (MLM, fine-tuning).
+            document_ids: (B, T) ids of packed documents; attention never crosses a document
+                boundary and RoPE positions restart per document (unless ``isolate_documents``
+                is False, which reproduces the authors' code).
+            attention_mask: (B, T) padding mask, 1 for real tokens.
+            logits_at: None (hidden states only), ``"all"`` ((B, T, V) logits), or a (B, T) bool
+                tensor selecting positions: the LM head then runs on those only, giving (N, V).
+        """
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids: expected shape (batch, seq_len), got {tuple(input_ids.shape)}")
+        if input_ids.shape[1] > self.config.max_position_embeddings and self.config.rope_scaling is None:
+            raise ValueError(
+                f"input_ids: sequence length {input_ids.shape[1]} exceeds max_position_embeddings "
+                f"{self.config.max_position_embeddings} of model {self.config.name!r}"
+            )
+        layout = build_layout(
+            input_ids, mode=attention, document_ids=document_ids, attention_mask=attention_mask,
+            isolate_documents=isolate_documents, backend=self.config.attn_backend,
+        )
+        hidden = self.hidden_states(input_ids, layout)
+        logits = None
+        if logits_at is not None:
+            logits = self.lm_logits(hidden, None if isinstance(logits_at, str) and logits_at == "all" else logits_at)
+        return EncoderOutput(hidden_states=hidden, logits=logits)
+
+    def hidden_states(self, input_ids: Tensor, layout: SequenceLayout) -> Tensor:
+        cos, sin = self.rope_tables(layout.positions)
+        x = self.embed(input_ids)
+        for layer in self.layers:
+            x = layer(x, layout, cos, sin)
+        return self.norm(x)
+
+    def lm_logits(self, hidden_states: Tensor, positions: Tensor | None = None) -> Tensor:
+        """LM logits at every position, or only at ``positions`` (bool mask or flat indices)."""
+        if isinstance(positions, str):
+            raise ValueError(f"logits_at: expected None, 'all' or a tensor, got {positions!r}")
+        if positions is not None:
+            if positions.dtype == torch.bool:
+                hidden_states = hidden_states[positions]
+            else:
+                hidden_states = hidden_states.flatten(0, 1)[positions]
+        return self.lm_head(hidden_states)
+
+    def num_parameters(self, include_head: bool = True) -> int:
+        total = sum(p.numel() for p in self.parameters())
+        return total if include_head else total - self.lm_head.weight.numel()
+
+
+def build_encoder(config: ModelConfig, device: torch.device | str | None = None, seed: int | None = None) -> Encoder:
+    """A freshly initialised encoder; ``seed`` makes the initialisation reproducible."""
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = Encoder(config)
+    else:
+        model = Encoder(config)
+    return model.to(device) if device is not None else model
+

@@ -1,0 +1,290 @@
+"""Hugging Face interop: export to / import from transformers' native EuroBERT and Llama.
+
+- ``eurobert`` -> ``EuroBertForMaskedLM`` (bidirectional use: MLM, fine-tuning).
+- ``llama``    -> ``LlamaForCausalLM`` (a CLM model used as a decoder).
+
+Both are native transformers architectures: no remote code is needed to load the export. Import
+accepts the same two formats and any Llama-architecture decoder (the paper's recommended start
+for continued pretraining). Layout translation lives here, never in the model's forward.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+from safetensors import safe_open
+
+from encoderlab.io import atomic_directory
+from encoderlab.model.checkpoint import (
+    CheckpointError,
+    copy_tokenizer_files,
+    load_checkpoint,
+    load_state_into,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
+from encoderlab.model.config import ModelConfig
+from encoderlab.model.encoder import Encoder
+
+ExportTarget = Literal["eurobert", "llama"]
+EXPORT_TARGETS = ("eurobert", "llama")
+IMPORTABLE_MODEL_TYPES = ("eurobert", "llama")
+
+
+def _hf_config(config: ModelConfig, target: ExportTarget):
+    from transformers import EuroBertConfig, LlamaConfig
+
+    rope = {"rope_type": "default", "rope_theta": config.rope_theta}
+    if config.rope_scaling:
+        rope = {"rope_theta": config.rope_theta, **config.rope_scaling}
+    common = dict(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads,
+        head_dim=config.head_dim,
+        max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.norm_eps,
+        initializer_range=config.init_std,
+        rope_parameters=rope,
+        hidden_act="silu",
+        attention_bias=False,
+        mlp_bias=False,
+        tie_word_embeddings=False,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+    )
+    if target == "eurobert" and config.mask_token_id is not None:
+        # EuroBertConfig types mask_token_id as a plain int: an unset one keeps the class default.
+        common["mask_token_id"] = config.mask_token_id
+    return (EuroBertConfig if target == "eurobert" else LlamaConfig)(**common)
+
+
+def to_hf_state_dict(model: Encoder) -> dict[str, torch.Tensor]:
+    """encoderlab weights under Hugging Face Llama/EuroBERT names (fused projections split)."""
+    config = model.config
+    q_dim, kv_dim, inter = config.q_dim, config.kv_dim, config.intermediate_size
+    state = model.state_dict()
+    out = {
+        "model.embed_tokens.weight": state["embed.weight"],
+        "model.norm.weight": state["norm.weight"],
+        "lm_head.weight": state["lm_head.weight"],
+    }
+    for i in range(config.num_layers):
+        src, dst = f"layers.{i}.", f"model.layers.{i}."
+        q, k, v = state[src + "attn.qkv.weight"].split([q_dim, kv_dim, kv_dim], dim=0)
+        gate, up = state[src + "mlp.gate_up.weight"].split([inter, inter], dim=0)
+        out.update({
+            dst + "input_layernorm.weight": state[src + "attn_norm.weight"],
+            dst + "self_attn.q_proj.weight": q,
+            dst + "self_attn.k_proj.weight": k,
+            dst + "self_attn.v_proj.weight": v,
+            dst + "self_attn.o_proj.weight": state[src + "attn.out.weight"],
+            dst + "post_attention_layernorm.weight": state[src + "mlp_norm.weight"],
+            dst + "mlp.gate_proj.weight": gate,
+            dst + "mlp.up_proj.weight": up,
+            dst + "mlp.down_proj.weight": state[src + "mlp.down.weight"],
+        })
+    return {name: tensor.detach().contiguous().clone() for name, tensor in out.items()}
+
+
+def from_hf_state_dict(tensors: dict[str, torch.Tensor], config: ModelConfig, source: str) -> dict[str, torch.Tensor]:
+    """Hugging Face Llama/EuroBERT weights under encoderlab names (projections fused)."""
+
+    def take(name: str) -> torch.Tensor:
+        if name not in tensors:
+            raise CheckpointError(f"{source}: tensor {name!r} is missing; expected a Llama/EuroBERT layout")
+        return tensors.pop(name)
+
+    tensors = dict(tensors)
+    out = {"embed.weight": take("model.embed_tokens.weight"), "norm.weight": take("model.norm.weight")}
+    out["lm_head.weight"] = tensors.pop("lm_head.weight", None)
+    if out["lm_head.weight"] is None:  # tied decoders (e.g. Llama-3.2-1B): untie by copying
+        out["lm_head.weight"] = out["embed.weight"].clone()
+    for i in range(config.num_layers):
+        src, dst = f"model.layers.{i}.", f"layers.{i}."
+        parts = [take(src + f"self_attn.{p}_proj.weight") for p in "qkv"]
+        expected = [config.q_dim, config.kv_dim, config.kv_dim]
+        for name, part, rows in zip("qkv", parts, expected):
+            if part.shape != (rows, config.hidden_size):
+                raise CheckpointError(
+                    f"{source}: {src}self_attn.{name}_proj.weight has shape {tuple(part.shape)}, "
+                    f"expected {(rows, config.hidden_size)}"
+                )
+        gate, up = take(src + "mlp.gate_proj.weight"), take(src + "mlp.up_proj.weight")
+        if gate.shape != up.shape:
+            raise CheckpointError(f"{source}: {src}mlp gate/up shapes differ: {tuple(gate.shape)} vs {tuple(up.shape)}")
+        out.update({
+            dst + "attn_norm.weight": take(src + "input_layernorm.weight"),
+            dst + "attn.qkv.weight": torch.cat(parts, dim=0),
+            dst + "attn.out.weight": take(src + "self_attn.o_proj.weight"),
+            dst + "mlp_norm.weight": take(src + "post_attention_layernorm.weight"),
+            dst + "mlp.gate_up.weight": torch.cat([gate, up], dim=0),
+            dst + "mlp.down.weight": take(src + "mlp.down_proj.weight"),
+        })
+    leftovers = sorted(k for k in tensors if not k.endswith("rotary_emb.inv_freq"))
+    if leftovers:
+        raise CheckpointError(f"{source}: unexpected tensors for this architecture: {leftovers[:5]}")
+    return out
+
+
+def export_hf(
+    checkpoint: str | Path | Encoder,
+    output_dir: str | Path,
+    target: ExportTarget = "eurobert",
+    *,
+    tokenizer_dir: str | Path | None = None,
+    overwrite: bool = False,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Writes a transformers checkpoint (safetensors + config + tokenizer files) to ``output_dir``."""
+    if target not in EXPORT_TARGETS:
+        raise ValueError(f"export target: expected one of {EXPORT_TARGETS}, got {target!r}")
+    from transformers import EuroBertForMaskedLM, LlamaForCausalLM
+
+    if isinstance(checkpoint, Encoder):
+        model = checkpoint
+        source_dir = None
+    else:
+        source_dir = Path(checkpoint)
+        model = load_checkpoint(source_dir)
+    hf_cls = EuroBertForMaskedLM if target == "eurobert" else LlamaForCausalLM
+    hf_config = _hf_config(model.config, target)
+    with torch.device("meta"):
+        hf_model = hf_cls(hf_config)
+    hf_model.load_state_dict(to_hf_state_dict(model), strict=True, assign=True)
+    if dtype is not None:
+        hf_model = hf_model.to(dtype)
+    tokenizer_source = tokenizer_dir
+    if tokenizer_source is None and source_dir is not None and (source_dir / "tokenizer_config.json").is_file():
+        tokenizer_source = source_dir
+    output_dir = Path(output_dir)
+    with atomic_directory(output_dir, overwrite=overwrite) as tmp:
+        hf_model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer_source is not None:
+            copy_tokenizer_files(tokenizer_source, tmp)
+    return output_dir
+
+
+def _read_hf_config(path: Path) -> dict:
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{path}: no config.json; expected a Hugging Face model directory")
+    try:
+        return json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{config_path}: not valid JSON ({err})") from None
+
+
+def model_config_from_hf(hf: dict, source: str, name: str = "imported") -> ModelConfig:
+    """encoderlab config of a Hugging Face Llama/EuroBERT config dict."""
+    model_type = hf.get("model_type")
+    if model_type not in IMPORTABLE_MODEL_TYPES:
+        raise CheckpointError(
+            f"{source}: architecture {model_type!r} is not supported; expected one of {IMPORTABLE_MODEL_TYPES} "
+            "(Llama-architecture decoders or EuroBERT encoders)"
+        )
+    for flag in ("attention_bias", "mlp_bias"):
+        if hf.get(flag):
+            raise CheckpointError(f"{source}: {flag}=true is not supported (encoderlab's architecture has no biases)")
+    if hf.get("hidden_act", "silu") != "silu":
+        raise CheckpointError(f"{source}: hidden_act {hf.get('hidden_act')!r} is not supported; expected 'silu'")
+    rope = dict(hf.get("rope_parameters") or {})
+    theta = rope.pop("rope_theta", hf.get("rope_theta", 10_000.0))
+    if not rope and hf.get("rope_scaling"):
+        rope = dict(hf["rope_scaling"])
+        rope.setdefault("rope_type", rope.pop("type", "default"))
+    scaling = rope if rope.get("rope_type", "default") != "default" else None
+    mask_token_id = hf.get("mask_token_id")
+    try:
+        return ModelConfig(
+            name=name,
+            vocab_size=hf["vocab_size"],
+            hidden_size=hf["hidden_size"],
+            num_layers=hf["num_hidden_layers"],
+            num_heads=hf["num_attention_heads"],
+            num_kv_heads=hf.get("num_key_value_heads") or hf["num_attention_heads"],
+            head_dim=hf.get("head_dim"),
+            intermediate_size=hf["intermediate_size"],
+            max_position_embeddings=hf.get("max_position_embeddings", 2048),
+            rope_theta=float(theta),
+            rope_scaling=scaling,
+            norm_eps=hf.get("rms_norm_eps", 1e-5),
+            init_std=hf.get("initializer_range", 0.02),
+            bos_token_id=_first(hf.get("bos_token_id")),
+            eos_token_id=_first(hf.get("eos_token_id")),
+            pad_token_id=_first(hf.get("pad_token_id")),
+            mask_token_id=mask_token_id,
+        )
+    except KeyError as err:
+        raise CheckpointError(f"{source}: config.json lacks {err.args[0]!r}") from None
+
+
+def _first(value):
+    return value[0] if isinstance(value, list) and value else value
+
+
+def _read_hf_tensors(path: Path) -> dict[str, torch.Tensor]:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (path / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        found = f" (found pickle files {', '.join(pickles)}, which encoderlab does not load)" if pickles else ""
+        raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json{found}")
+    tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+        with safe_open(str(path / file), framework="pt", device="cpu") as handle:
+            for key in handle.keys():
+                tensors[key] = handle.get_tensor(key)
+    return tensors
+
+
+def import_hf(
+    hf_dir: str | Path,
+    output_dir: str | Path | None = None,
+    *,
+    mask_token_id: int | None = None,
+    overwrite: bool = False,
+    name: str | None = None,
+) -> Encoder:
+    """Builds an encoderlab model from a local Hugging Face EuroBERT or Llama-architecture checkpoint.
+
+    With ``output_dir`` the model is also written there as an encoderlab checkpoint (with the
+    tokenizer files, when the source has them). Weights are converted to fp32 (master weights).
+    """
+    hf_dir = Path(hf_dir)
+    if not hf_dir.is_dir():
+        raise CheckpointError(f"{hf_dir}: directory not found (encoderlab imports local checkpoints only)")
+    hf = _read_hf_config(hf_dir)
+    if hf.get("format") == "encoderlab-model":
+        raise CheckpointError(f"{hf_dir}: already an encoderlab checkpoint; nothing to import")
+    config = model_config_from_hf(hf, str(hf_dir / "config.json"), name=name or hf_dir.name)
+    if mask_token_id is not None:
+        config = config.replace(mask_token_id=mask_token_id)
+    tensors = {k: v.float() for k, v in _read_hf_tensors(hf_dir).items()}
+    encoder_state = from_hf_state_dict(tensors, config, str(hf_dir))
+    with torch.device("meta"):
+        model = Encoder(config)
+    model = model.to_empty(device="cpu")
+    model.reset_rope()
+    load_state_into(model, encoder_state, str(hf_dir))
+    if output_dir is not None:
+        has_tokenizer = (hf_dir / "tokenizer_config.json").is_file() or (hf_dir / "tokenizer.json").is_file()
+        save_checkpoint(
+            model, output_dir, tokenizer_dir=hf_dir if has_tokenizer else None, overwrite=overwrite,
+            extra={"imported_from": str(hf_dir), "imported_model_type": hf.get("model_type")},
+        )
+    return model
+
+
+__all__ = ["export_hf", "import_hf", "to_hf_state_dict", "from_hf_state_dict", "model_config_from_hf",
+           "read_checkpoint_meta"]
