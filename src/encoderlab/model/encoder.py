@@ -37,7 +37,12 @@ class RMSNorm(nn.Module):
 
 
 def rope_inverse_frequencies(config: ModelConfig) -> tuple[Tensor, float]:
-    """Inverse frequencies and attention scaling of the RoPE of ``config``."""
+    """Inverse frequencies and attention scaling of the RoPE of ``config``, computed on the CPU."""
+    with torch.device("cpu"):  # also when the model is being built on the meta device
+        return _rope_inverse_frequencies(config)
+
+
+def _rope_inverse_frequencies(config: ModelConfig) -> tuple[Tensor, float]:
     if config.rope_scaling is None or config.rope_scaling.get("rope_type", "default") == "default":
         exponents = torch.arange(0, config.head_dim, 2, dtype=torch.float64) / config.head_dim
         return (1.0 / (config.rope_theta**exponents)).float(), 1.0
@@ -130,8 +135,7 @@ class Encoder(nn.Module):
 
     def reset_rope(self) -> None:
         """Recomputes the RoPE table (needed after building on the meta device)."""
-        with torch.device("cpu"):
-            inv_freq, self.rope_scale = rope_inverse_frequencies(self.config)
+        inv_freq, self.rope_scale = rope_inverse_frequencies(self.config)
         self.rope_inv_freq = inv_freq.to(self.embed.weight.device)
 
     def reset_parameters(self) -> None:

@@ -1,0 +1,215 @@
+"""The ``encoderlab`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from encoderlab import __version__
+from encoderlab.config import ConfigError
+
+
+def _model_config(spec: str, overrides: list[str] | None = None):
+    """A model config from a preset name or a YAML file, with ``key=value`` overrides."""
+    import yaml
+
+    from encoderlab.model import ModelConfig
+
+    changes = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        changes[key] = yaml.safe_load(value)
+    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
+        config = ModelConfig.from_yaml(spec)
+        return ModelConfig.from_dict({**config.to_dict(), **changes}, where=spec) if changes else config
+    return ModelConfig.from_name(spec, **changes)
+
+
+def cmd_model_list(args: argparse.Namespace) -> int:
+    from encoderlab.model import ModelConfig, preset_names
+
+    print(f"{'preset':<8} {'layers':>6} {'hidden':>6} {'heads':>5} {'kv':>3} {'mlp':>6} {'vocab':>7} {'params':>10}")
+    for name in preset_names():
+        c = ModelConfig.from_name(name)
+        print(
+            f"{name:<8} {c.num_layers:>6} {c.hidden_size:>6} {c.num_heads:>5} {c.num_kv_heads:>3} "
+            f"{c.intermediate_size:>6} {c.vocab_size:>7} {c.num_parameters() / 1e6:>9.1f}M"
+        )
+    return 0
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    config = _model_config(args.preset, args.set)
+    seq_len = args.seq_len or config.max_position_embeddings
+    info = {
+        "config": config.to_dict(),
+        "parameters": {
+            "blocks": config.num_block_parameters(),
+            "embedding": config.vocab_size * config.hidden_size,
+            "lm_head": config.vocab_size * config.hidden_size,
+            "body_and_embedding": config.num_parameters(include_head=False),
+            "total_with_head": config.num_parameters(include_head=True),
+        },
+        "train_flops_per_token": {
+            "seq_len": seq_len,
+            "clm": config.flops_per_token(seq_len, head_fraction=1.0),
+            "mlm_sparse_head_p0.3": config.flops_per_token(seq_len, head_fraction=0.3),
+            "mlm_sparse_head_p0.4": config.flops_per_token(seq_len, head_fraction=0.4),
+        },
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    p = info["parameters"]
+    print(f"preset {config.name}: {config.num_layers} layers, hidden {config.hidden_size}, "
+          f"{config.num_heads} heads ({config.num_kv_heads} kv, head dim {config.head_dim}), MLP {config.intermediate_size}, "
+          f"vocab {config.vocab_size}, max positions {config.max_position_embeddings}, RoPE theta {config.rope_theta:g}")
+    print(f"parameters: {p['body_and_embedding'] / 1e6:.1f}M body+embedding, "
+          f"{p['total_with_head'] / 1e6:.1f}M with the untied LM head (blocks {p['blocks'] / 1e6:.1f}M)")
+    f = info["train_flops_per_token"]
+    print(f"training FLOPs/token at T={seq_len}: CLM {f['clm'] / 1e9:.3f} G, "
+          f"MLM sparse head p=0.3 {f['mlm_sparse_head_p0.3'] / 1e9:.3f} G, p=0.4 {f['mlm_sparse_head_p0.4'] / 1e9:.3f} G")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from encoderlab.model import export_hf
+
+    out = export_hf(args.checkpoint, args.output, args.target, tokenizer_dir=args.tokenizer, overwrite=args.overwrite)
+    print(f"exported {args.checkpoint} as {args.target} to {out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from encoderlab.model import import_hf
+
+    model = import_hf(args.hf_dir, args.output, mask_token_id=args.mask_token_id, overwrite=args.overwrite)
+    print(f"imported {args.hf_dir} ({model.num_parameters() / 1e6:.1f}M parameters) to {args.output}")
+    return 0
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    """A short training run of a small model on random packed tokens, in both attention modes."""
+    import torch
+
+    from encoderlab.model import build_encoder, document_ids_from_lengths
+
+    config = _model_config(args.preset, args.set)
+    torch.manual_seed(args.seed)
+    model = build_encoder(config, seed=args.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1)
+    seq_len, batch = args.seq_len, args.batch_size
+    # A learnable synthetic stream: each document walks x -> (5x + 3) mod 64 from a random start.
+    alphabet = min(64, config.vocab_size - 1)
+    generator = torch.Generator().manual_seed(args.seed)
+    print(f"smoke run: preset {config.name} ({model.num_parameters() / 1e6:.2f}M parameters), "
+          f"{args.steps} steps of {batch}x{seq_len} packed tokens, alternating causal and bidirectional attention")
+    start = time.perf_counter()
+    losses = {"causal": [], "bidirectional": []}
+    for step in range(args.steps):
+        half = seq_len // 2
+        lengths = [[half, seq_len - half] for _ in range(batch)]
+        walk = torch.empty(batch, seq_len, dtype=torch.long)
+        walk[:, 0] = torch.randint(0, alphabet, (batch,), generator=generator)
+        walk[:, half] = torch.randint(0, alphabet, (batch,), generator=generator)
+        for t in range(1, seq_len):
+            if t != half:
+                walk[:, t] = (5 * walk[:, t - 1] + 3) % alphabet
+        tokens = walk
+        document_ids = document_ids_from_lengths(lengths, seq_len)
+        mode = "causal" if step % 2 == 0 else "bidirectional"
+        if mode == "causal":
+            out = model(tokens, attention=mode, document_ids=document_ids, logits_at="all")
+            loss = torch.nn.functional.cross_entropy(out.logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+        else:
+            selected = torch.rand(tokens.shape, generator=generator) < 0.3
+            corrupted = tokens.masked_fill(selected, config.vocab_size - 1)
+            out = model(corrupted, attention=mode, document_ids=document_ids, logits_at=selected)
+            loss = torch.nn.functional.cross_entropy(out.logits, tokens[selected])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses[mode].append(loss.item())
+        if step % max(1, args.steps // 10) == 0 or step == args.steps - 1:
+            print(f"  step {step:4d}  {mode:<13}  loss {loss.item():.3f}")
+    elapsed = time.perf_counter() - start
+    tokens_seen = args.steps * batch * seq_len
+    for mode, values in losses.items():
+        print(f"{mode}: loss {values[0]:.3f} -> {values[-1]:.3f}")
+    print(f"{tokens_seen} tokens in {elapsed:.1f}s ({tokens_seen / elapsed:,.0f} tokens/s on this machine)")
+    failed = [mode for mode, values in losses.items() if not values[-1] < values[0]]
+    if failed:
+        print(f"smoke run FAILED: loss did not decrease for {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="encoderlab",
+        description="Pretrain text encoders with CLM, MLM or CLM->MLM and evaluate them (arXiv 2507.00994).",
+    )
+    parser.add_argument("--version", action="version", version=f"encoderlab {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    model = commands.add_parser("model", help="model presets and their sizes")
+    model_commands = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
+    listing = model_commands.add_parser("list", help="list the model presets")
+    listing.set_defaults(func=cmd_model_list)
+    info = model_commands.add_parser("info", help="dimensions, parameter counts and FLOPs of a preset or YAML config")
+    info.add_argument("preset", help="preset name (see `encoderlab model list`) or a model YAML file")
+    info.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    info.add_argument("--seq-len", type=int, default=None, help="sequence length for FLOPs (default: max positions)")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_model_info)
+    model.set_defaults(func=lambda args: (model.print_help(), 0)[1])
+
+    export = commands.add_parser("export", help="export an encoderlab checkpoint to a Hugging Face format")
+    export.add_argument("checkpoint", help="encoderlab checkpoint directory")
+    export.add_argument("output", help="output directory (written atomically)")
+    export.add_argument("--target", choices=["eurobert", "llama"], default="eurobert",
+                        help="EuroBertForMaskedLM (bidirectional use) or LlamaForCausalLM (decoder use)")
+    export.add_argument("--tokenizer", help="directory with tokenizer files to include")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(func=cmd_export)
+
+    imp = commands.add_parser("import", help="import a local Hugging Face EuroBERT or Llama-architecture checkpoint")
+    imp.add_argument("hf_dir", help="local Hugging Face model directory (safetensors weights)")
+    imp.add_argument("output", help="encoderlab checkpoint directory to write")
+    imp.add_argument("--mask-token-id", type=int, help="mask token id to record (decoders have none)")
+    imp.add_argument("--overwrite", action="store_true")
+    imp.set_defaults(func=cmd_import)
+
+    smoke = commands.add_parser("smoke", help="a short training run of a small model on random packed tokens")
+    smoke.add_argument("--preset", default="mini")
+    smoke.add_argument("--set", action="append", metavar="KEY=VALUE")
+    smoke.add_argument("--steps", type=int, default=40)
+    smoke.add_argument("--batch-size", type=int, default=8)
+    smoke.add_argument("--seq-len", type=int, default=128)
+    smoke.add_argument("--lr", type=float, default=2e-3)
+    smoke.add_argument("--seed", type=int, default=0)
+    smoke.set_defaults(func=cmd_smoke)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as err:
+        print(f"encoderlab: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The console script, run as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from encoderlab.model import build_encoder, save_checkpoint
+
+
+def run(*args, check=True):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "encoderlab.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_help_lists_commands():
+    out = run("--help").stdout
+    for command in ("model", "export", "import", "smoke"):
+        assert command in out
+
+
+def test_model_info_reports_the_paper_counts():
+    out = run("model", "info", "610m").stdout
+    assert "607.9M body+embedding" in out and "755.6M with the untied LM head" in out
+    info = json.loads(run("model", "info", "1b", "--json").stdout)
+    assert info["parameters"]["total_with_head"] == 1_409_482_944
+    assert "210m" in run("model", "list").stdout
+
+
+def test_model_info_accepts_overrides_and_yaml(tmp_path):
+    info = json.loads(run("model", "info", "tiny", "--set", "num_layers=5", "--json").stdout)
+    assert info["config"]["num_layers"] == 5
+    spec = tmp_path / "m.yaml"
+    spec.write_text("preset: mini\nvocab_size: 1000\n")
+    assert json.loads(run("model", "info", str(spec), "--json").stdout)["config"]["vocab_size"] == 1000
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("model", "info", "61m"), "unknown model preset '61m'"),
+        (("model", "info", "tiny", "--set", "layers=3"), "unknown field(s) 'layers'"),
+        (("import", "/nonexistent/dir", "out"), "/nonexistent/dir: directory not found"),
+    ],
+)
+def test_bad_input_gives_a_clear_error(args, message):
+    proc = run(*args, check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_export_then_import_on_the_command_line(tmp_path, tiny_config):
+    ckpt = save_checkpoint(build_encoder(tiny_config, seed=0), tmp_path / "ckpt")
+    run("export", str(ckpt), str(tmp_path / "hf"), "--target", "llama")
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    assert "imported" in run("import", str(tmp_path / "hf"), str(tmp_path / "back")).stdout
+    proc = run("export", str(ckpt), str(tmp_path / "hf"), check=False)
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+
+
+def test_smoke_run_trains_in_both_modes():
+    proc = run("smoke", "--preset", "tiny", "--steps", "30", "--batch-size", "4", "--seq-len", "64", "--lr", "3e-3")
+    assert "causal: loss" in proc.stdout and "bidirectional: loss" in proc.stdout
