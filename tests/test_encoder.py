@@ -81,3 +81,20 @@ def test_model_config_gqa_shapes():
     model = build_encoder(config)
     assert model.layers[0].attn.qkv.weight.shape == (config.q_dim + 2 * config.kv_dim, config.hidden_size)
     assert config.kv_dim == config.q_dim // 2
+
+
+def test_hand_written_backwards_match_autograd():
+    from encoderlab.model.ops import apply_rope, silu_mul
+
+    gate, up = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True), torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(silu_mul, (gate, up))
+    q = torch.randn(2, 3, 5, 8, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 1, 5, 8, dtype=torch.float64, requires_grad=True)
+    angles = torch.rand(2, 1, 5, 4, dtype=torch.float64) * 6
+    angles = torch.cat((angles, angles), dim=-1)
+    cos, sin = angles.cos(), angles.sin()
+    assert torch.autograd.gradcheck(lambda a, b: apply_rope(a, b, cos, sin), (q, k))
+    # and the forward is the textbook rotate-half formula
+    first, second = q.chunk(2, dim=-1)
+    expected = q * cos + torch.cat((-second, first), dim=-1) * sin
+    torch.testing.assert_close(apply_rope(q, k, cos, sin)[0], expected)

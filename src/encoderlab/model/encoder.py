@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from encoderlab.model.attention import AttentionMode, SequenceLayout, attend, build_layout
 from encoderlab.model.config import ModelConfig
+from encoderlab.model.ops import apply_rope, silu_mul
 
 
 @dataclass
@@ -31,9 +32,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        # Normalise in fp32 (as HF Llama does) even under bf16 autocast.
-        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * normed.to(x.dtype)
+        # The residual stream is fp32 (fp32 embedding + autocast matmul outputs), so this normalises
+        # in fp32 as HF Llama does; F.rms_norm saves only its input and the inverse RMS.
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
 def rope_inverse_frequencies(config: ModelConfig) -> tuple[Tensor, float]:
@@ -60,18 +61,6 @@ def _rope_inverse_frequencies(config: ModelConfig) -> tuple[Tensor, float]:
     )
     inv_freq, scaling = ROPE_INIT_FUNCTIONS[rope_type](hf_config, "cpu")
     return inv_freq.float(), float(scaling)
-
-
-def rotate_half(x: Tensor) -> Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
-
-
-def apply_rope(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
-    """Rotates (B, H, T, D) queries and keys by (B, 1, T, D) cos/sin tables."""
-    q_rot = q * cos + rotate_half(q) * sin
-    k_rot = k * cos + rotate_half(k) * sin
-    return q_rot.to(q.dtype), k_rot.to(k.dtype)
 
 
 class Attention(nn.Module):
@@ -103,7 +92,7 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
+        return self.down(silu_mul(gate, up))
 
 
 class Block(nn.Module):

@@ -1,0 +1,158 @@
+"""Pretraining objectives: CLM (causal, next token) and MLM (bidirectional, masked tokens).
+
+An objective turns a batch of packed token sequences into a summed loss and the number of
+predicted tokens; the training loop divides by the global count, so the loss is token-weighted
+across micro-batches and ranks. The LM head runs only at predicted positions (sparse prediction)
+and through :func:`linear_cross_entropy`, which never materialises the full logits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from encoderlab.model import PAD_DOCUMENT, Encoder
+from encoderlab.objectives.cross_entropy import IGNORE_INDEX, linear_cross_entropy
+from encoderlab.objectives.masking import counter_uniform
+
+FRACTION_TOLERANCE = 1e-6
+
+
+@dataclass
+class TokenBatch:
+    """Packed sequences: ``document_ids`` mark documents (-1 = padding), ``sample_index`` is global."""
+
+    input_ids: Tensor  # (B, T)
+    sample_index: Tensor  # (B,) int64, position of each sample in the run's global order
+    document_ids: Tensor | None = None  # (B, T)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> TokenBatch:
+        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return TokenBatch(move(self.input_ids), move(self.sample_index), move(self.document_ids))
+
+
+@dataclass
+class LossOutput:
+    loss_sum: Tensor  # scalar fp32, summed over predicted tokens
+    num_targets: Tensor  # scalar int64, tokens predicted (stays on device: no host sync)
+
+
+class CLMObjective:
+    """Next-token prediction under a causal mask, within each document."""
+
+    name = "clm"
+    attention: Literal["causal"] = "causal"
+
+    def __init__(self, chunk_size: int = 4096, isolate_documents: bool = True):
+        self.chunk_size = chunk_size
+        self.isolate_documents = isolate_documents
+
+    def prediction_mask(self, batch: TokenBatch) -> Tensor:
+        """(B, T) True where position t predicts token t+1 of the same document."""
+        ids = batch.input_ids
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        if batch.document_ids is None:
+            mask[:, :-1] = True
+        else:
+            docs = batch.document_ids
+            same = docs[:, 1:] == docs[:, :-1] if self.isolate_documents else docs[:, 1:] != PAD_DOCUMENT
+            mask[:, :-1] = same & (docs[:, :-1] != PAD_DOCUMENT)
+        return mask
+
+    def __call__(self, model: Encoder, batch: TokenBatch, step: int) -> LossOutput:
+        hidden = model(
+            batch.input_ids, attention=self.attention, document_ids=batch.document_ids,
+            isolate_documents=self.isolate_documents,
+        ).hidden_states
+        predict = self.prediction_mask(batch)
+        targets = torch.roll(batch.input_ids, shifts=-1, dims=1)[predict]
+        loss = linear_cross_entropy(hidden[predict], model.lm_head.weight, targets, self.chunk_size)
+        return LossOutput(loss, predict.sum())
+
+
+class MLMObjective:
+    """Masked-token prediction under bidirectional attention.
+
+    A fraction ``ratio`` of the non-special, non-padding tokens is selected (independently per
+    token); selected tokens become the mask token (``mask_fraction``), a random regular token
+    (``random_fraction``) or stay unchanged (``keep_fraction``). Default 100% mask token, as the
+    authors' code; BERT's 80/10/10 is ``(0.8, 0.1, 0.1)``. Loss only on selected tokens, LM head
+    only at selected positions. Masks are a pure function of (seed, sample index, step).
+    """
+
+    name = "mlm"
+    attention: Literal["bidirectional"] = "bidirectional"
+
+    def __init__(
+        self,
+        ratio: float,
+        *,
+        mask_token_id: int,
+        vocab_size: int,
+        special_token_ids: tuple[int, ...] = (),
+        mask_fraction: float = 1.0,
+        random_fraction: float = 0.0,
+        keep_fraction: float = 0.0,
+        seed: int = 0,
+        chunk_size: int = 4096,
+        isolate_documents: bool = True,
+    ):
+        if not 0.0 < ratio < 1.0:
+            raise ValueError(f"MLM masking ratio: expected a value in (0, 1), got {ratio}")
+        fractions = (mask_fraction, random_fraction, keep_fraction)
+        if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=FRACTION_TOLERANCE):
+            raise ValueError(
+                f"MLM replacement fractions (mask, random, keep) = {fractions}: expected non-negative values "
+                f"summing to 1 (tolerance {FRACTION_TOLERANCE})"
+            )
+        if not 0 <= mask_token_id < vocab_size:
+            raise ValueError(f"mask_token_id {mask_token_id} is outside the vocabulary (size {vocab_size})")
+        self.ratio = ratio
+        self.mask_token_id = mask_token_id
+        self.mask_fraction, self.random_fraction = mask_fraction, random_fraction
+        self.seed = seed
+        self.chunk_size = chunk_size
+        self.isolate_documents = isolate_documents
+        special = sorted(set(special_token_ids) | {mask_token_id})
+        self._special = torch.tensor(special, dtype=torch.long)
+        regular = torch.ones(vocab_size, dtype=torch.bool)
+        regular[self._special] = False
+        self._regular_ids = regular.nonzero().squeeze(1)
+
+    def corrupt(self, batch: TokenBatch, step: int) -> tuple[Tensor, Tensor]:
+        """(corrupted input ids, selected positions) for ``batch`` at ``step``."""
+        ids = batch.input_ids
+        length = ids.shape[1]
+        special = self._special.to(ids.device)
+        eligible = ~torch.isin(ids, special)
+        if batch.document_ids is not None:
+            eligible &= batch.document_ids != PAD_DOCUMENT
+        select_u = counter_uniform(self.seed, batch.sample_index, step, length, stream=0)
+        replace_u = counter_uniform(self.seed, batch.sample_index, step, length, stream=1)
+        selected = eligible & (select_u < self.ratio)
+        corrupted = torch.where(selected & (replace_u < self.mask_fraction), self.mask_token_id, ids)
+        if self.random_fraction > 0:
+            regular = self._regular_ids.to(ids.device)
+            token_u = counter_uniform(self.seed, batch.sample_index, step, length, stream=2)
+            random_ids = regular[(token_u * len(regular)).long().clamp_(max=len(regular) - 1)]
+            use_random = selected & (replace_u >= self.mask_fraction) & (
+                replace_u < self.mask_fraction + self.random_fraction
+            )
+            corrupted = torch.where(use_random, random_ids, corrupted)
+        return corrupted, selected
+
+    def __call__(self, model: Encoder, batch: TokenBatch, step: int) -> LossOutput:
+        corrupted, selected = self.corrupt(batch, step)
+        hidden = model(
+            corrupted, attention=self.attention, document_ids=batch.document_ids,
+            isolate_documents=self.isolate_documents,
+        ).hidden_states
+        loss = linear_cross_entropy(hidden[selected], model.lm_head.weight, batch.input_ids[selected], self.chunk_size)
+        return LossOutput(loss, selected.sum())
+
+
+__all__ = ["CLMObjective", "MLMObjective", "TokenBatch", "LossOutput", "IGNORE_INDEX"]
