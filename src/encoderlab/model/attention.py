@@ -156,8 +156,9 @@ def _flex_attention(q: Tensor, k: Tensor, v: Tensor, block_mask, enable_gqa: boo
     from torch.nn.attention.flex_attention import flex_attention
 
     global _compiled_flex_attention
-    if q.is_cuda:
+    if q.is_cuda and not torch.compiler.is_compiling():
         # Eager FlexAttention is a slow reference implementation; the compiled one is the kernel.
+        # (Inside a compiled region, e.g. a compiled block, the plain call is compiled already.)
         if _compiled_flex_attention is None:
             _compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
         return _compiled_flex_attention(q, k, v, block_mask=block_mask, enable_gqa=enable_gqa)
@@ -168,7 +169,10 @@ def attend(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout) -> Tensor:
     """Scaled dot-product attention of (B, H, T, D) queries on (B, H_kv, T, D) keys/values."""
     gqa = q.shape[1] != k.shape[1]
     if layout.backend == "flex" and layout.block_mask is not None:
-        return _flex_attention(q, k, v, layout.block_mask, gqa)
+        # Inductor's flex template misreads a value tensor that is a strided view into the fused
+        # QKV output (seen on CPU with torch 2.13: wrong outputs under torch.compile); the copy is
+        # small (T x kv_dim per row) and removes the hazard on every device.
+        return _flex_attention(q, k, v.contiguous(), layout.block_mask, gqa)
     if layout.dense_mask is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=layout.causal, enable_gqa=gqa)
     if gqa:

@@ -1,0 +1,99 @@
+"""Numerical checks that need a GPU: the fast paths against the portable ones, forward and backward.
+
+- FlexAttention (compiled blocks, document masks) vs SDPA with a dense mask (eager), fp32:
+  hidden states and every parameter gradient, causal and bidirectional, head dims 64 and 96.
+- The compiled chunk kernel of ``linear_cross_entropy`` vs ``F.cross_entropy`` on full logits.
+
+Prints one line per check and exits non-zero if any check fails. CPU tests cover the forward
+pass of the same comparisons (eager FlexAttention has no CPU backward).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from encoderlab.model import ModelConfig, build_encoder, document_ids_from_lengths  # noqa: E402
+from encoderlab.objectives import linear_cross_entropy  # noqa: E402
+
+
+def max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def check_attention(head_dim: int, mode: str) -> dict:
+    device = torch.device("cuda")
+    config = ModelConfig.from_name("tiny", head_dim=head_dim, hidden_size=18 * 8, num_heads=18, num_kv_heads=6,
+                                   vocab_size=1000, max_position_embeddings=1024)
+    ref = build_encoder(config.replace(attn_backend="sdpa"), seed=0).to(device)
+    fast = build_encoder(config.replace(attn_backend="flex"), seed=0).to(device)
+    for layer in fast.layers:
+        layer.compile()
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 1000, (3, 512), generator=generator).to(device)
+    docs = document_ids_from_lengths([[200, 312], [512], [100, 150, 200]], 512).to(device)
+    results = {}
+    for name, model in (("sdpa", ref), ("flex", fast)):
+        out = model(tokens, attention=mode, document_ids=docs).hidden_states
+        (out.float().pow(2).mean()).backward()
+        results[name] = (out.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters()})
+    hidden_diff = max_rel_diff(results["flex"][0], results["sdpa"][0])
+    grad_diff = max(max_rel_diff(results["flex"][1][n], results["sdpa"][1][n]) for n in results["sdpa"][1])
+    ok = hidden_diff < 1e-3 and grad_diff < 1e-2  # fp32 with TF32-free kernels: expect ~1e-6
+    return {"check": f"flex vs sdpa, head_dim {head_dim}, {mode}", "hidden_rel": hidden_diff, "grad_rel": grad_diff,
+            "ok": ok}
+
+
+def check_cross_entropy() -> dict:
+    device = torch.device("cuda")
+    generator = torch.Generator(device=device).manual_seed(0)
+    hidden = torch.randn(5000, 256, device=device, generator=generator, requires_grad=True)
+    weight = (0.05 * torch.randn(32000, 256, device=device, generator=generator)).requires_grad_()
+    targets = torch.randint(0, 32000, (5000,), device=device, generator=generator)
+    targets[::7] = -100
+    ours = linear_cross_entropy(hidden, weight, targets, chunk_size=1024)
+    ours.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    ref = F.cross_entropy(hidden @ weight.T, targets, reduction="sum")
+    ref.backward()
+    loss_rel = abs(ours.item() - ref.item()) / abs(ref.item())
+    grad_rel = max(max_rel_diff(grads[0], hidden.grad), max_rel_diff(grads[1], weight.grad))
+    return {"check": "linear_cross_entropy (compiled chunk kernel) vs F.cross_entropy, fp32",
+            "loss_rel": loss_rel, "grad_rel": grad_rel, "ok": loss_rel < 1e-4 and grad_rel < 1e-3}
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("gpu_checks: no CUDA device; nothing to check")
+        return 0
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    checks = []
+    for head_dim in (64, 96):
+        for mode in ("causal", "bidirectional"):
+            try:
+                checks.append(check_attention(head_dim, mode))
+            except Exception as err:  # report and go on
+                checks.append({"check": f"flex vs sdpa, head_dim {head_dim}, {mode}", "ok": False, "error": repr(err)[:400]})
+            print(json.dumps(checks[-1]), flush=True)
+    try:
+        checks.append(check_cross_entropy())
+    except Exception as err:
+        checks.append({"check": "linear_cross_entropy", "ok": False, "error": repr(err)[:400]})
+    print(json.dumps(checks[-1]), flush=True)
+    out = Path(os.environ.get("OUT", "benchmarks/results"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_checks.json").write_text(json.dumps(checks, indent=2) + "\n")
+    return 0 if all(c["ok"] for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""Pretraining-step throughput: encoderlab against Hugging Face ``LlamaForCausalLM``, same process.
+
+Each run builds a model, trains it for ``--warmup`` + ``--steps`` optimizer steps on random tokens
+(bf16 autocast on GPU, fp32 on CPU, fused AdamW where available, grad clipping 1.0) and reports
+tokens/s (median over the timed steps), MFU (performance.md section 1.2 formula, head fraction f
+stated) and peak memory. The baseline is re-measured in the same process on the same device.
+
+encoderlab runs use the real training layout: rows packed with documents (mean length about
+1,030 tokens as in the paper), attention isolated per document. ``plain`` runs feed the same
+tokens as one sequence per row (full attention) to measure what document isolation costs.
+
+    python benchmarks/pretrain_throughput.py                        # GPU: paper presets; CPU: tiny/mini
+    python benchmarks/pretrain_throughput.py --presets 610m --runs mlm,clm,hf --out results/
+
+Results are appended run by run to ``throughput.jsonl`` and summarised in ``throughput.json`` and
+``throughput.md`` in ``--out``, so an interrupted benchmark keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from encoderlab.model import Encoder, ModelConfig, document_ids_from_lengths  # noqa: E402
+from encoderlab.objectives import CLMObjective, MLMObjective, TokenBatch  # noqa: E402
+
+# performance.md section 9: measured on an H100 80GB, PyTorch 2.11, micro-batch 12 x 2048, compiled.
+DOCUMENTED_BASELINES = {
+    "optimus_mlm_compiled": {"210m": 266_033, "610m": 97_527, "1b": 55_197},
+    "hf_llama_clm_compiled": {"210m": 237_081, "610m": 86_840, "1b": 49_095},
+}
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense BF16, SXM spec (torchtitan's table)
+
+# name -> (model code, objective, document layout)
+RUN_KINDS = {
+    "mlm": ("encoderlab", "mlm", "documents"),
+    "clm": ("encoderlab", "clm", "documents"),
+    "mlm-plain": ("encoderlab", "mlm", "plain"),
+    "clm-plain": ("encoderlab", "clm", "plain"),
+    "hf": ("hf-llama", "clm", "plain"),
+}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((value for key, value in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+def document_lengths(rows: int, seq_len: int, generator: torch.Generator, mean_length: int) -> list[list[int]]:
+    """Rows filled with documents of random lengths (uniform in [64, 2 * mean - 64]); the last is cut."""
+    low, high = min(64, seq_len), max(min(64, seq_len) + 1, 2 * mean_length - 64)
+    lengths = []
+    for _ in range(rows):
+        row, left = [], seq_len
+        while left > 0:
+            n = int(torch.randint(low, high, (1,), generator=generator))
+            row.append(min(n, left))
+            left -= row[-1]
+        lengths.append(row)
+    return lengths
+
+
+def make_batches(config: ModelConfig, rows: int, seq_len: int, count: int, device, mean_doc: int, layout: str):
+    generator = torch.Generator().manual_seed(1234)
+    batches = []
+    for i in range(count):
+        # Random ids above the special range: never all-zero data (performance.md section 7).
+        ids = torch.randint(16, config.vocab_size, (rows, seq_len), generator=generator)
+        docs = None
+        if layout == "documents":
+            docs = document_ids_from_lengths(document_lengths(rows, seq_len, generator, mean_doc), seq_len)
+        sample_index = torch.arange(i * rows, (i + 1) * rows)
+        batches.append(TokenBatch(ids, sample_index, docs).to(device))
+    return batches
+
+
+def build_encoderlab(config: ModelConfig, device: torch.device, compiled: bool) -> Encoder:
+    with torch.device("meta"):
+        model = Encoder(config)
+    model = model.to_empty(device=device)
+    model.reset_parameters()
+    model.reset_rope()
+    if compiled:
+        for layer in model.layers:  # regional compilation: one graph, reused by every block
+            layer.compile()
+    return model
+
+
+def build_hf_llama(config: ModelConfig, device: torch.device, compiled: bool):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf_config = LlamaConfig(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads, head_dim=config.head_dim,
+        max_position_embeddings=config.max_position_embeddings, rms_norm_eps=config.norm_eps,
+        tie_word_embeddings=False, attention_bias=False, mlp_bias=False, use_cache=False,
+    )
+    hf_config._attn_implementation = "sdpa"
+    with torch.device(device):
+        model = LlamaForCausalLM(hf_config)
+    model.train()
+    return torch.compile(model) if compiled else model
+
+
+def run_one(args, preset: str, kind: str, compiled: bool, device: torch.device) -> dict:
+    code, objective_name, layout = RUN_KINDS[kind]
+    config = ModelConfig.from_name(preset)
+    if args.vocab_size:
+        config = config.replace(vocab_size=args.vocab_size)
+    if code == "encoderlab" and args.attn_backend:
+        config = config.replace(attn_backend=args.attn_backend)
+    rows, seq_len = args.micro_batch, args.seq_len or config.max_position_embeddings
+    record = {
+        "preset": preset, "run": kind, "code": code, "objective": objective_name, "layout": layout,
+        "compiled": compiled, "micro_batch": rows, "seq_len": seq_len,
+        "mask_ratio": args.mask_ratio if objective_name == "mlm" else None,
+        "head_fraction": args.mask_ratio if objective_name == "mlm" else 1.0,
+        "attn_backend": config.attn_backend if code == "encoderlab" else "sdpa",
+    }
+    use_cuda = device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False)
+    model = optimizer = batches = None
+    try:
+        if use_cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        torch.manual_seed(0)
+        if code == "encoderlab":
+            model = build_encoderlab(config, device, compiled)
+            if objective_name == "mlm":
+                objective = MLMObjective(
+                    args.mask_ratio, mask_token_id=config.mask_token_id if config.mask_token_id is not None else 3,
+                    vocab_size=config.vocab_size, special_token_ids=tuple(range(16)),
+                )
+            else:
+                objective = CLMObjective()
+        else:
+            model = build_hf_llama(config, device, compiled)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=5e-4, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1, fused=use_cuda,
+        )
+        batches = make_batches(config, rows, seq_len, args.distinct_batches, device, args.mean_doc_length, layout)
+        parameters = [p for p in model.parameters() if p.requires_grad]
+
+        def train_step(step: int) -> torch.Tensor:
+            batch = batches[step % len(batches)]
+            with autocast:
+                if code == "encoderlab":
+                    out = objective(model, batch, step)
+                    loss = out.loss_sum / out.num_targets
+                else:
+                    loss = model(input_ids=batch.input_ids, labels=batch.input_ids).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0, foreach=use_cuda)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return loss
+
+        times, losses = [], []
+        start_all = time.perf_counter()
+        for step in range(args.warmup + args.steps):
+            if use_cuda:
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            loss = train_step(step)
+            if use_cuda:
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - t0
+            losses.append(loss.item())
+            if step >= args.warmup:
+                times.append(elapsed)
+        record["wall_s"] = round(time.perf_counter() - start_all, 2)
+        median = statistics.median(times)
+        tokens_per_s = rows * seq_len / median
+        record.update(
+            status="ok", step_s_median=median, step_s_min=min(times), step_s_max=max(times), timed_steps=len(times),
+            tokens_per_s=tokens_per_s, first_loss=losses[0], last_loss=losses[-1],
+        )
+        flops = config.flops_per_token(seq_len, head_fraction=record["head_fraction"])
+        record["flops_per_token"] = flops
+        peak = peak_flops(device)
+        record["mfu"] = tokens_per_s * flops / peak if peak else None
+        if not all(math.isfinite(x) for x in losses):
+            record["status"] = "non-finite loss"
+    except torch.OutOfMemoryError:
+        record["status"] = "OOM"
+    except Exception as err:  # a benchmark row that failed is reported, not fatal for the others
+        record["status"] = f"error: {type(err).__name__}: {err}"[:500]
+        record["traceback"] = traceback.format_exc()[-3000:]
+    finally:
+        if use_cuda:
+            record["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        del model, optimizer, batches
+        gc.collect()
+        if use_cuda:
+            torch.cuda.empty_cache()
+        torch._dynamo.reset()
+    return record
+
+
+def environment(device: torch.device) -> dict:
+    import transformers
+
+    env = {
+        "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
+        "device": str(device), "host": platform.node(), "cpu_count": os.cpu_count(),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+        env["peak_bf16_flops"] = peak_flops(device)
+    return env
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """Adds ratios: vs the same-run HF baseline, the documented baselines, and plain attention."""
+    by_key = {(r["preset"], r["run"], r["compiled"]): r for r in records if r.get("status") == "ok"}
+    for r in records:
+        if r.get("status") != "ok" or r["code"] != "encoderlab":
+            continue
+        hf = by_key.get((r["preset"], "hf", r["compiled"]))
+        if hf:
+            r["ratio_vs_hf_same_run"] = r["tokens_per_s"] / hf["tokens_per_s"]
+        if r["micro_batch"] == 12 and r["seq_len"] == 2048 and r["layout"] == "documents":
+            table = "optimus_mlm_compiled" if r["objective"] == "mlm" else "hf_llama_clm_compiled"
+            documented = DOCUMENTED_BASELINES[table].get(r["preset"])
+            if documented:
+                r["ratio_vs_documented"] = r["tokens_per_s"] / documented
+                r["documented_baseline"] = table
+        plain = by_key.get((r["preset"], f"{r['objective']}-plain", r["compiled"]))
+        if plain and r["layout"] == "documents":
+            r["document_isolation_cost"] = 1 - r["tokens_per_s"] / plain["tokens_per_s"]
+    return records
+
+
+def markdown(records: list[dict], env: dict) -> str:
+    lines = [
+        f"Device: {env.get('gpu', env['device'])}; torch {env['torch']}, transformers {env['transformers']}.",
+        "",
+        "| preset | run | code | objective | layout | compiled | tokens/s | MFU | f | peak GiB | vs HF same run "
+        "| vs documented | isolation cost | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def fmt(value, spec):
+        return "" if value is None else format(value, spec)
+
+    for r in records:
+        lines.append(
+            f"| {r['preset']} | {r['run']} | {r['code']} | {r['objective']} | {r['layout']} | "
+            f"{'yes' if r['compiled'] else 'no'} | {fmt(r.get('tokens_per_s'), ',.0f')} | "
+            f"{fmt(r.get('mfu'), '.1%')} | {r['head_fraction']} | {fmt(r.get('peak_memory_gib'), '.1f')} | "
+            f"{fmt(r.get('ratio_vs_hf_same_run'), '.2f')} | {fmt(r.get('ratio_vs_documented'), '.2f')} | "
+            f"{fmt(r.get('document_isolation_cost'), '+.1%')} | {r['status'][:60]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None):
+    on_gpu = torch.cuda.is_available()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", default="610m,1b,210m" if on_gpu else "tiny,mini")
+    parser.add_argument("--runs", default="hf,mlm,clm", help=f"comma list of {', '.join(RUN_KINDS)}")
+    parser.add_argument("--extra", default="610m:mlm-plain,610m:clm-plain" if on_gpu else "",
+                        help="extra PRESET:RUN[:eager] rows measured after the main ones")
+    parser.add_argument("--modes", default="compiled" if on_gpu else "eager", help="compiled, eager or both")
+    parser.add_argument("--micro-batch", type=int, default=12 if on_gpu else 4)
+    parser.add_argument("--seq-len", type=int, default=2048 if on_gpu else 256)
+    parser.add_argument("--steps", type=int, default=10 if on_gpu else 3)
+    parser.add_argument("--warmup", type=int, default=3 if on_gpu else 1)
+    parser.add_argument("--mask-ratio", type=float, default=0.4)
+    parser.add_argument("--mean-doc-length", type=int, default=1030 if on_gpu else 100)
+    parser.add_argument("--distinct-batches", type=int, default=4)
+    parser.add_argument("--vocab-size", type=int, default=None, help="override the presets' vocabulary")
+    parser.add_argument("--attn-backend", default=None, choices=["auto", "sdpa", "flex"])
+    parser.add_argument("--budget-s", type=float, default=None, help="start no new run after this many seconds")
+    parser.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    modes = {"compiled": [True], "eager": [False], "both": [True, False]}[args.modes]
+    plan = [(p, run, c) for p in args.presets.split(",") for c in modes for run in args.runs.split(",")]
+    for item in filter(None, args.extra.split(",")):
+        parts = item.split(":")
+        plan.append((parts[0], parts[1], not (len(parts) > 2 and parts[2] == "eager")))
+    for _, run, _ in plan:
+        if run not in RUN_KINDS:
+            raise SystemExit(f"--runs/--extra: unknown run {run!r}; expected one of {', '.join(RUN_KINDS)}")
+    env = environment(device)
+    print(json.dumps(env), flush=True)
+    records = []
+    started = time.perf_counter()
+    with open(out / "throughput.jsonl", "a") as log:
+        for preset, run, compiled in plan:
+            if args.budget_s and time.perf_counter() - started > args.budget_s:
+                print(f"budget of {args.budget_s}s spent: skipping {preset} {run}", flush=True)
+                continue
+            record = run_one(args, preset, run, compiled, device)
+            record["env"] = env
+            records.append(record)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            print(
+                f"{preset:>5} {run:<10} {'compiled' if compiled else 'eager':<8} {record['status'][:80]:<12} "
+                f"tok/s={record.get('tokens_per_s', 0):,.0f} mfu={record.get('mfu') or 0:.1%} "
+                f"peak={record.get('peak_memory_gib', 0):.1f}GiB wall={record.get('wall_s', 0)}s "
+                f"t={time.perf_counter() - started:.0f}s",
+                flush=True,
+            )
+            if record.get("traceback"):
+                print(record["traceback"], flush=True)
+    records = summarise(records)
+    (out / "throughput.json").write_text(json.dumps({"env": env, "records": records}, indent=2) + "\n")
+    table = markdown(records, env)
+    (out / "throughput.md").write_text(table)
+    print(table)
+    return 0 if all(r["status"] == "ok" for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
