@@ -30,7 +30,10 @@ import time
 import traceback
 from pathlib import Path
 
-import torch
+# Fewer out-of-memory failures from fragmentation when runs of different sizes share a process.
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -44,13 +47,15 @@ DOCUMENTED_BASELINES = {
 }
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense BF16, SXM spec (torchtitan's table)
 
-# name -> (model code, objective, document layout)
+# name -> (model code, objective, document layout, attention backend; None = the model's "auto")
 RUN_KINDS = {
-    "mlm": ("encoderlab", "mlm", "documents"),
-    "clm": ("encoderlab", "clm", "documents"),
-    "mlm-plain": ("encoderlab", "mlm", "plain"),
-    "clm-plain": ("encoderlab", "clm", "plain"),
-    "hf": ("hf-llama", "clm", "plain"),
+    "mlm": ("encoderlab", "mlm", "documents", None),
+    "clm": ("encoderlab", "clm", "documents", None),
+    "mlm-flex": ("encoderlab", "mlm", "documents", "flex"),
+    "clm-flex": ("encoderlab", "clm", "documents", "flex"),
+    "mlm-plain": ("encoderlab", "mlm", "plain", None),
+    "clm-plain": ("encoderlab", "clm", "plain", None),
+    "hf": ("hf-llama", "clm", "plain", None),
 }
 
 
@@ -119,20 +124,25 @@ def build_hf_llama(config: ModelConfig, device: torch.device, compiled: bool):
 
 
 def run_one(args, preset: str, kind: str, compiled: bool, device: torch.device) -> dict:
-    code, objective_name, layout = RUN_KINDS[kind]
+    code, objective_name, layout, backend = RUN_KINDS[kind]
     config = ModelConfig.from_name(preset)
     if args.vocab_size:
         config = config.replace(vocab_size=args.vocab_size)
-    if code == "encoderlab" and args.attn_backend:
-        config = config.replace(attn_backend=args.attn_backend)
+    if code == "encoderlab" and (backend or args.attn_backend):
+        config = config.replace(attn_backend=backend or args.attn_backend)
     rows, seq_len = args.micro_batch, args.seq_len or config.max_position_embeddings
     record = {
         "preset": preset, "run": kind, "code": code, "objective": objective_name, "layout": layout,
         "compiled": compiled, "micro_batch": rows, "seq_len": seq_len,
         "mask_ratio": args.mask_ratio if objective_name == "mlm" else None,
         "head_fraction": args.mask_ratio if objective_name == "mlm" else 1.0,
-        "attn_backend": config.attn_backend if code == "encoderlab" else "sdpa",
     }
+    if code == "encoderlab":
+        from encoderlab.model.attention import resolve_backend
+
+        record["attn_backend"] = "sdpa" if layout == "plain" else resolve_backend(config.attn_backend, device)
+    else:
+        record["attn_backend"] = "sdpa"
     use_cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False)
     model = optimizer = batches = None
@@ -253,9 +263,9 @@ def markdown(records: list[dict], env: dict) -> str:
     lines = [
         f"Device: {env.get('gpu', env['device'])}; torch {env['torch']}, transformers {env['transformers']}.",
         "",
-        "| preset | run | code | objective | layout | compiled | tokens/s | MFU | f | peak GiB | vs HF same run "
-        "| vs documented | isolation cost | status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| preset | run | code | objective | layout | attention | compiled | tokens/s | MFU | f | peak GiB "
+        "| vs HF same run | vs documented | isolation cost | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(value, spec):
@@ -263,7 +273,7 @@ def markdown(records: list[dict], env: dict) -> str:
 
     for r in records:
         lines.append(
-            f"| {r['preset']} | {r['run']} | {r['code']} | {r['objective']} | {r['layout']} | "
+            f"| {r['preset']} | {r['run']} | {r['code']} | {r['objective']} | {r['layout']} | {r['attn_backend']} | "
             f"{'yes' if r['compiled'] else 'no'} | {fmt(r.get('tokens_per_s'), ',.0f')} | "
             f"{fmt(r.get('mfu'), '.1%')} | {r['head_fraction']} | {fmt(r.get('peak_memory_gib'), '.1f')} | "
             f"{fmt(r.get('ratio_vs_hf_same_run'), '.2f')} | {fmt(r.get('ratio_vs_documented'), '.2f')} | "
@@ -288,7 +298,7 @@ def parse_args(argv=None):
     parser.add_argument("--mean-doc-length", type=int, default=1030 if on_gpu else 100)
     parser.add_argument("--distinct-batches", type=int, default=4)
     parser.add_argument("--vocab-size", type=int, default=None, help="override the presets' vocabulary")
-    parser.add_argument("--attn-backend", default=None, choices=["auto", "sdpa", "flex"])
+    parser.add_argument("--attn-backend", default=None, choices=["auto", "sdpa", "flex", "varlen"])
     parser.add_argument("--budget-s", type=float, default=None, help="start no new run after this many seconds")
     parser.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
     return parser.parse_args(argv)

@@ -107,6 +107,8 @@ def test_layout_validates_inputs():
         build_layout(ids, mode="causal", document_ids=torch.zeros(2, 7, dtype=torch.long))
     with pytest.raises(ValueError, match="attention backend"):
         build_layout(ids, mode="causal", backend="flash3")
+    with pytest.raises(ValueError, match="'varlen' needs a CUDA device"):
+        build_layout(ids, mode="causal", document_ids=ids, backend="varlen")
     plain = build_layout(ids, mode="bidirectional")
     assert plain.dense_mask is None and plain.block_mask is None  # lets SDPA pick its flash kernel
 

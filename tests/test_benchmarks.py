@@ -23,7 +23,7 @@ def test_pretrain_throughput_runs_on_cpu_and_writes_tables(tmp_path):
     assert runs["mlm"]["head_fraction"] == 0.4 and runs["clm"]["head_fraction"] == 1.0
     assert runs["mlm"]["ratio_vs_hf_same_run"] > 0 and "document_isolation_cost" in runs["clm"]
     table = (tmp_path / "throughput.md").read_text()
-    assert "| tiny | mlm | encoderlab | mlm | documents | no |" in table
+    assert "| tiny | mlm | encoderlab | mlm | documents | sdpa | no |" in table
     assert len((tmp_path / "throughput.jsonl").read_text().splitlines()) == 4
 
 

@@ -11,18 +11,30 @@ Backends:
   mask when documents or padding are present (O(T^2) memory per row; fine for CPU and tests), or
   with no mask / ``is_causal`` when every row is one full document (PyTorch then uses its
   flash/cuDNN kernels on GPU).
-- ``flex``: FlexAttention with a block-sparse mask; skips fully masked tiles, so packed documents
-  cost less than full attention. The fast path on GPU.
+- ``varlen``: PyTorch's variable-length flash attention (``torch.nn.attention.varlen``, CUDA,
+  PyTorch >= 2.10): every document is its own sequence, nothing is masked or wasted. The fast
+  path on GPU when available.
+- ``flex``: FlexAttention with a block-sparse mask; skips fully masked tiles. The GPU path when
+  varlen attention is not available, and the one for arbitrary mask patterns.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+try:  # PyTorch >= 2.10; the signature differs across versions, so it is read once here
+    from torch.nn.attention.varlen import varlen_attn as _varlen_attn
+
+    _VARLEN_PARAMETERS = frozenset(inspect.signature(_varlen_attn).parameters)
+except ImportError:
+    _varlen_attn = None
+    _VARLEN_PARAMETERS = frozenset()
 
 AttentionMode = Literal["causal", "bidirectional"]
 ATTENTION_MODES = ("causal", "bidirectional")
@@ -36,9 +48,10 @@ class SequenceLayout:
 
     causal: bool
     positions: Tensor  # (B, T) RoPE positions, restarting at each document when isolated
-    backend: Literal["sdpa", "flex"]
+    backend: Literal["sdpa", "flex", "varlen"]
     dense_mask: Tensor | None = None  # sdpa: (B, 1, T, T) bool, True = may attend; None = no mask
     block_mask: object | None = None  # flex: torch.nn.attention.flex_attention.BlockMask
+    cu_seqlens: Tensor | None = None  # varlen: (num_segments + 1,) int32 offsets into the B*T tokens
 
 
 def positions_from_documents(document_ids: Tensor) -> Tensor:
@@ -64,11 +77,22 @@ def document_ids_from_lengths(lengths: list[list[int]], seq_len: int, device: to
     return ids.to(device)
 
 
-def resolve_backend(backend: str, device: torch.device) -> Literal["sdpa", "flex"]:
+BACKENDS = ("auto", "sdpa", "flex", "varlen")
+
+
+def varlen_available() -> bool:
+    return _varlen_attn is not None
+
+
+def resolve_backend(backend: str, device: torch.device) -> Literal["sdpa", "flex", "varlen"]:
+    if backend not in BACKENDS:
+        raise ValueError(f"attention backend: expected one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        return "flex" if device.type == "cuda" else "sdpa"
-    if backend not in ("sdpa", "flex"):
-        raise ValueError(f"attention backend: expected 'auto', 'sdpa' or 'flex', got {backend!r}")
+        if device.type != "cuda":
+            return "sdpa"
+        return "varlen" if varlen_available() else "flex"
+    if backend == "varlen" and (device.type != "cuda" or not varlen_available()):
+        raise ValueError("attention backend 'varlen' needs a CUDA device and PyTorch >= 2.10")
     return backend  # type: ignore[return-value]
 
 
@@ -91,7 +115,7 @@ def build_layout(
         attention_mask: optional (B, T) padding mask, 1/True for real tokens.
         isolate_documents: False reproduces the authors' code, where packed documents attend to
             each other and positions run on across them (padding is still masked).
-        backend: ``auto`` (flex on CUDA, sdpa elsewhere), ``sdpa`` or ``flex``.
+        backend: ``auto`` (varlen, else flex, on CUDA; sdpa elsewhere), ``sdpa``, ``flex`` or ``varlen``.
     """
     if mode not in ATTENTION_MODES:
         raise ValueError(f"attention mode: expected one of {ATTENTION_MODES}, got {mode!r}")
@@ -127,6 +151,13 @@ def build_layout(
         if causal:
             allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=device).tril()
         return SequenceLayout(causal=causal, positions=positions, backend=chosen, dense_mask=allowed)
+    if chosen == "varlen":
+        # A segment starts wherever its position is 0 (row starts included). nonzero() syncs with the
+        # host once per forward; the kernel takes the row length as max_seqlen, an upper bound.
+        starts = (positions.reshape(-1) == 0).nonzero().squeeze(1)
+        total = torch.tensor([batch * length], device=device)
+        cu_seqlens = torch.cat([starts, total]).to(torch.int32)
+        return SequenceLayout(causal=causal, positions=positions, backend=chosen, cu_seqlens=cu_seqlens)
     return SequenceLayout(
         causal=causal, positions=positions, backend=chosen, block_mask=_flex_block_mask(segments, causal)
     )
@@ -165,9 +196,28 @@ def _flex_attention(q: Tensor, k: Tensor, v: Tensor, block_mask, enable_gqa: boo
     return flex_attention(q, k, v, block_mask=block_mask, enable_gqa=enable_gqa)
 
 
+def _varlen_attention(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout) -> Tensor:
+    batch, heads, length, dim = q.shape
+    kv_heads = k.shape[1]
+    # (B, H, T, D) -> (B*T, H, D); q and k come out of RoPE in (B, T, H, D) memory order (free).
+    flat_q = q.transpose(1, 2).reshape(batch * length, heads, dim)
+    flat_k = k.transpose(1, 2).reshape(batch * length, kv_heads, dim)
+    flat_v = v.transpose(1, 2).reshape(batch * length, kv_heads, dim).contiguous()
+    options = {}
+    if layout.causal:  # PyTorch 2.10 takes is_causal, later versions a (left, right) window
+        options = {"window_size": (-1, 0)} if "window_size" in _VARLEN_PARAMETERS else {"is_causal": True}
+    if heads != kv_heads and "enable_gqa" in _VARLEN_PARAMETERS:
+        options["enable_gqa"] = True
+    cu = layout.cu_seqlens
+    out = _varlen_attn(flat_q, flat_k, flat_v, cu, cu, length, length, **options)
+    return out.view(batch, length, heads, dim).transpose(1, 2)
+
+
 def attend(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout) -> Tensor:
     """Scaled dot-product attention of (B, H, T, D) queries on (B, H_kv, T, D) keys/values."""
     gqa = q.shape[1] != k.shape[1]
+    if layout.backend == "varlen" and layout.cu_seqlens is not None:
+        return _varlen_attention(q, k, v, layout)
     if layout.backend == "flex" and layout.block_mask is not None:
         # Inductor's flex template misreads a value tensor that is a strided view into the fused
         # QKV output (seen on CPU with torch 2.13: wrong outputs under torch.compile); the copy is

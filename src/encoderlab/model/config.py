@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from encoderlab.config import ConfigError, check_keys, from_dict, load_yaml
 
-AttentionBackend = Literal["auto", "sdpa", "flex"]
+AttentionBackend = Literal["auto", "sdpa", "flex", "varlen"]
 
 LLAMA3_SPECIAL_TOKENS = {"bos_token_id": 128000, "eos_token_id": 128001, "mask_token_id": 128002}
 
