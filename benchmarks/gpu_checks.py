@@ -99,7 +99,7 @@ def main() -> int:
     except Exception as err:
         checks.append({"check": "linear_cross_entropy", "ok": False, "error": repr(err)[:400]})
     print(json.dumps(checks[-1]), flush=True)
-    out = Path(os.environ.get("OUT", "benchmarks/results"))
+    out = Path(os.environ.get("OUT", "benchmarks/results/latest"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_checks.json").write_text(json.dumps(checks, indent=2) + "\n")
     return 0 if all(c["ok"] for c in checks) else 1

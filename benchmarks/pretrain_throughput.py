@@ -300,7 +300,7 @@ def parse_args(argv=None):
     parser.add_argument("--vocab-size", type=int, default=None, help="override the presets' vocabulary")
     parser.add_argument("--attn-backend", default=None, choices=["auto", "sdpa", "flex", "varlen"])
     parser.add_argument("--budget-s", type=float, default=None, help="start no new run after this many seconds")
-    parser.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results"))
+    parser.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results/latest"))
     return parser.parse_args(argv)
 
 
