@@ -150,6 +150,34 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from encoderlab.training import RUN_PRESETS, load_pretrain_config, pretrain, run_preset
+
+    if args.list:
+        print(f"{'preset':<32} {'model':<6} {'steps':>7}  phases")
+        for name in RUN_PRESETS:
+            config = run_preset(name)
+            phases = " -> ".join(f"{p.label} {p.steps}" for p in config.phases)
+            origin = f"  (from {config.init_from or config.branch_from})" if config.init_from or config.branch_from else ""
+            print(f"{name:<32} {config.model.name:<6} {config.total_steps:>7}  {phases}{origin}")
+        return 0
+    if not args.config:
+        raise ConfigError("pretrain: give a run preset or a YAML file (see `encoderlab pretrain --list`)")
+    spec, overrides = args.config, list(args.overrides)
+    run_dir = Path(spec)
+    if args.resume and run_dir.is_dir() and (run_dir / "config.yaml").is_file():
+        spec = str(run_dir / "config.yaml")  # `--resume RUN_DIR`: the run's own resolved config
+    config = load_pretrain_config(spec, overrides)
+    if args.output:
+        from encoderlab.training import PretrainConfig
+
+        config = PretrainConfig.from_dict({**config.to_dict(), "output_dir": args.output})
+    final = pretrain(config, resume=args.resume, progress=not args.no_progress)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(f"final checkpoint: {final}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="encoderlab",
@@ -186,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--overwrite", action="store_true")
     imp.set_defaults(func=cmd_import)
 
+    pre = commands.add_parser("pretrain", help="pretrain a model (CLM, MLM, CLM->MLM, CPT) from a preset or YAML")
+    pre.add_argument("config", nargs="?", help="run preset (see --list), YAML file, or with --resume a run directory")
+    pre.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. schedule.lr=1e-3")
+    pre.add_argument("--list", action="store_true", help="list the run presets")
+    pre.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    pre.add_argument("--output", help="run directory (default runs/<name>)")
+    pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pre.set_defaults(func=cmd_pretrain)
+
     smoke = commands.add_parser("smoke", help="a short training run of a small model on random packed tokens")
     smoke.add_argument("--preset", default="mini")
     smoke.add_argument("--set", action="append", metavar="KEY=VALUE")
@@ -206,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as err:
+    except (ConfigError, ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
         print(f"encoderlab: error: {err}", file=sys.stderr)
         return 2
 

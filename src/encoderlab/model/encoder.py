@@ -8,7 +8,9 @@ gate/up projections are fused into single matmuls for speed; the HF interop spli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,7 @@ from encoderlab.model.ops import apply_rope, silu_mul
 class EncoderOutput:
     hidden_states: Tensor  # (B, T, d) after the final norm: what task heads read
     logits: Tensor | None = None  # (B, T, V), or (N, V) for the N selected positions
+    head_output: Any = None  # what ``head(hidden_states, lm_head_weight)`` returned, if given
 
 
 class RMSNorm(nn.Module):
@@ -150,6 +153,7 @@ class Encoder(nn.Module):
         attention_mask: Tensor | None = None,
         isolate_documents: bool = True,
         logits_at: Tensor | str | None = None,
+        head: Callable[[Tensor, Tensor], Any] | None = None,
     ) -> EncoderOutput:
         """Runs the encoder.
 
@@ -162,6 +166,9 @@ class Encoder(nn.Module):
             attention_mask: (B, T) padding mask, 1 for real tokens.
             logits_at: None (hidden states only), ``"all"`` ((B, T, V) logits), or a (B, T) bool
                 tensor selecting positions: the LM head then runs on those only, giving (N, V).
+            head: optional ``f(hidden_states, lm_head_weight)`` run inside this forward (e.g. a
+                fused LM loss that never materialises logits). Running it here, not after, keeps
+                wrappers that gather parameters for the forward (FSDP) working.
         """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids: expected shape (batch, seq_len), got {tuple(input_ids.shape)}")
@@ -178,7 +185,8 @@ class Encoder(nn.Module):
         logits = None
         if logits_at is not None:
             logits = self.lm_logits(hidden, None if isinstance(logits_at, str) and logits_at == "all" else logits_at)
-        return EncoderOutput(hidden_states=hidden, logits=logits)
+        head_output = head(hidden, self.lm_head.weight) if head is not None else None
+        return EncoderOutput(hidden_states=hidden, logits=logits, head_output=head_output)
 
     def hidden_states(self, input_ids: Tensor, layout: SequenceLayout) -> Tensor:
         cos, sin = self.rope_tables(layout.positions)

@@ -15,7 +15,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from encoderlab.model import PAD_DOCUMENT, Encoder
+from torch import nn
+
+from encoderlab.model import PAD_DOCUMENT
 from encoderlab.objectives.cross_entropy import IGNORE_INDEX, linear_cross_entropy
 from encoderlab.objectives.masking import counter_uniform
 
@@ -63,15 +65,21 @@ class CLMObjective:
             mask[:, :-1] = same & (docs[:, :-1] != PAD_DOCUMENT)
         return mask
 
-    def __call__(self, model: Encoder, batch: TokenBatch, step: int) -> LossOutput:
-        hidden = model(
-            batch.input_ids, attention=self.attention, document_ids=batch.document_ids,
-            isolate_documents=self.isolate_documents,
-        ).hidden_states
+    def num_targets(self, batch: TokenBatch, step: int) -> Tensor:
+        return self.prediction_mask(batch).sum()
+
+    def __call__(self, model: nn.Module, batch: TokenBatch, step: int) -> LossOutput:
         predict = self.prediction_mask(batch)
         targets = torch.roll(batch.input_ids, shifts=-1, dims=1)[predict]
-        loss = linear_cross_entropy(hidden[predict], model.lm_head.weight, targets, self.chunk_size)
-        return LossOutput(loss, predict.sum())
+
+        def head(hidden: Tensor, weight: Tensor) -> Tensor:
+            return linear_cross_entropy(hidden[predict], weight, targets, self.chunk_size)
+
+        out = model(
+            batch.input_ids, attention=self.attention, document_ids=batch.document_ids,
+            isolate_documents=self.isolate_documents, head=head,
+        )
+        return LossOutput(out.head_output, predict.sum())
 
 
 class MLMObjective:
@@ -145,14 +153,21 @@ class MLMObjective:
             corrupted = torch.where(use_random, random_ids, corrupted)
         return corrupted, selected
 
-    def __call__(self, model: Encoder, batch: TokenBatch, step: int) -> LossOutput:
+    def num_targets(self, batch: TokenBatch, step: int) -> Tensor:
+        return self.corrupt(batch, step)[1].sum()
+
+    def __call__(self, model: nn.Module, batch: TokenBatch, step: int) -> LossOutput:
         corrupted, selected = self.corrupt(batch, step)
-        hidden = model(
+        targets = batch.input_ids[selected]
+
+        def head(hidden: Tensor, weight: Tensor) -> Tensor:  # the LM head only at selected positions
+            return linear_cross_entropy(hidden[selected], weight, targets, self.chunk_size)
+
+        out = model(
             corrupted, attention=self.attention, document_ids=batch.document_ids,
-            isolate_documents=self.isolate_documents,
-        ).hidden_states
-        loss = linear_cross_entropy(hidden[selected], model.lm_head.weight, batch.input_ids[selected], self.chunk_size)
-        return LossOutput(loss, selected.sum())
+            isolate_documents=self.isolate_documents, head=head,
+        )
+        return LossOutput(out.head_output, selected.sum())
 
 
 __all__ = ["CLMObjective", "MLMObjective", "TokenBatch", "LossOutput", "IGNORE_INDEX"]

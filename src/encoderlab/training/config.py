@@ -1,0 +1,246 @@
+"""Typed configuration of a pretraining run, loaded from YAML or a named preset.
+
+A run is a list of phases (objective, masking ratio, length in steps) under one Warmup-Stable-
+Decay schedule over the whole run. Two-stage CLM->MLM is two phases; a decay branch starts from
+a stable-phase checkpoint (``branch_from``) with a shorter total; continued pretraining starts
+from the weights of a converged checkpoint (``init_from``) with a schedule of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from encoderlab.config import ConfigError, check_keys, from_dict, load_yaml
+from encoderlab.model import ModelConfig
+
+
+@dataclass(kw_only=True)
+class PhaseConfig:
+    objective: Literal["clm", "mlm"]
+    steps: int
+    mask_ratio: float | None = None  # MLM only: selection probability p in (0, 1)
+    mask_fraction: float = 1.0  # of selected tokens: replaced by the mask token (authors' default 100%)
+    random_fraction: float = 0.0  # ... by a random regular token
+    keep_fraction: float = 0.0  # ... left unchanged
+
+    def __post_init__(self) -> None:
+        if self.steps <= 0:
+            raise ConfigError(f"phase: steps must be positive, got {self.steps}")
+        if self.objective == "mlm":
+            if self.mask_ratio is None or not 0.0 < self.mask_ratio < 1.0:
+                raise ConfigError(f"phase (mlm): mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        elif self.mask_ratio is not None:
+            raise ConfigError("phase (clm): mask_ratio is only meaningful for mlm phases")
+
+    @property
+    def label(self) -> str:
+        return "clm" if self.objective == "clm" else f"mlm{round(self.mask_ratio * 100)}"
+
+
+@dataclass(kw_only=True)
+class ScheduleConfig:
+    """Warmup-Stable-Decay: linear warmup from 0, constant ``lr``, linear decay to ``final_lr``."""
+
+    lr: float = 5e-4
+    warmup_steps: int = 2000
+    decay_steps: int = 2000
+    final_lr: float = 0.0
+
+
+@dataclass(kw_only=True)
+class OptimizerConfig:
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-5
+    weight_decay: float = 0.1  # applied to matrices (linear and embedding weights), not to norms
+    grad_clip: float = 1.0
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """Where samples come from. ``synthetic`` is a deterministic learnable token stream (tests,
+    smoke runs); prepared token shards plug in here once the data pipeline lands."""
+
+    source: str = "synthetic"
+    seq_len: int = 2048
+    mean_document_length: int = 512  # synthetic source only
+    seed: int = 0
+
+
+@dataclass(kw_only=True)
+class PretrainConfig:
+    name: str
+    model: ModelConfig
+    phases: list[PhaseConfig]
+    global_batch_tokens: int
+    micro_batch_size: int
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    init_from: str | None = None  # continued pretraining: weights of this checkpoint, fresh optimizer
+    branch_from: str | None = None  # decay branch: full training state of this (stable-phase) checkpoint
+    checkpoint_steps: list[int] = field(default_factory=list)  # kept for good (data-efficiency study)
+    checkpoint_every: int = 1000  # rolling checkpoint for resume
+    keep_last: int = 1
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    compile: bool = False
+    parallelism: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: DDP when several processes
+    isolate_documents: bool = True
+    log_every: int = 10
+    tensorboard: bool = False
+    wandb: bool = False
+    wandb_project: str = "encoderlab"
+    output_dir: str | None = None  # default: runs/<name>
+
+    def __post_init__(self) -> None:
+        if not self.phases:
+            raise ConfigError(f"run {self.name!r}: at least one phase is needed")
+        total = self.total_steps
+        s = self.schedule
+        if s.warmup_steps < 0 or s.decay_steps < 0:
+            raise ConfigError(f"run {self.name!r}: warmup_steps and decay_steps must be >= 0")
+        if s.warmup_steps + s.decay_steps > total:
+            raise ConfigError(
+                f"run {self.name!r}: schedule warmup {s.warmup_steps} + decay {s.decay_steps} steps exceed the "
+                f"{total} steps of the phases ({' + '.join(str(p.steps) for p in self.phases)})"
+            )
+        if self.data.seq_len > self.model.max_position_embeddings:
+            raise ConfigError(
+                f"run {self.name!r}: data.seq_len {self.data.seq_len} exceeds the model's max_position_embeddings "
+                f"{self.model.max_position_embeddings}"
+            )
+        if self.global_batch_tokens % self.data.seq_len:
+            raise ConfigError(
+                f"run {self.name!r}: global_batch_tokens {self.global_batch_tokens} is not a multiple of "
+                f"data.seq_len {self.data.seq_len}"
+            )
+        if self.micro_batch_size <= 0 or self.global_batch_samples % self.micro_batch_size:
+            raise ConfigError(
+                f"run {self.name!r}: the global batch of {self.global_batch_samples} samples is not a multiple of "
+                f"micro_batch_size {self.micro_batch_size}"
+            )
+        if any(p.objective == "mlm" for p in self.phases) and self.model.mask_token_id is None:
+            raise ConfigError(
+                f"run {self.name!r}: MLM phases need a mask token, but the model/tokenizer has none "
+                "(set model.mask_token_id)"
+            )
+        if self.init_from and self.branch_from:
+            raise ConfigError(f"run {self.name!r}: init_from and branch_from are exclusive")
+        bad = [k for k in self.checkpoint_steps if not 0 < k <= total]
+        if bad:
+            raise ConfigError(f"run {self.name!r}: checkpoint_steps {bad} are outside 1..{total}")
+
+    @property
+    def total_steps(self) -> int:
+        return sum(p.steps for p in self.phases)
+
+    @property
+    def global_batch_samples(self) -> int:
+        return self.global_batch_tokens // self.data.seq_len
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
+
+    def phase_at(self, step: int) -> tuple[int, PhaseConfig]:
+        """Index and config of the phase that runs optimizer step ``step`` (0-based)."""
+        end = 0
+        for index, phase in enumerate(self.phases):
+            end += phase.steps
+            if step < end:
+                return index, phase
+        raise ValueError(f"step {step} is past the end of run {self.name!r} ({self.total_steps} steps)")
+
+    # -- (de)serialisation -----------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "pretrain config") -> PretrainConfig:
+        data = dict(data)
+        check_keys(cls, data.keys(), where)
+        if "model" not in data:
+            raise ConfigError(f"{where}: missing 'model' (a preset name or a mapping)")
+        model = data["model"]
+        if isinstance(model, str):
+            data["model"] = ModelConfig.from_name(model)
+        elif isinstance(model, dict):
+            data["model"] = ModelConfig.from_dict(model, where=f"{where}.model")
+        return from_dict(cls, data, where=where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], where: str = "override") -> dict[str, Any]:
+    """Applies ``key.sub=value`` overrides (YAML-parsed values; list items by index) to ``data``."""
+    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy through plain types
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{where} {item!r}: expected KEY=VALUE (e.g. schedule.lr=1e-3)")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw)
+        parts = key.split(".")
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            here = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"{where} {item!r}: {here} is not an index of a list of {len(node)}")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if part not in node:
+                    raise ConfigError(f"{where} {item!r}: unknown key {here!r}; valid here: {', '.join(node)}")
+                if last:
+                    node[part] = value
+                else:
+                    node = node[part]
+            else:
+                raise ConfigError(f"{where} {item!r}: {'.'.join(parts[:depth])} is not a mapping or list")
+    return data
+
+
+def load_pretrain_config(spec: str, overrides: list[str] | None = None) -> PretrainConfig:
+    """A run config from a preset name or a YAML file, with dotted ``key=value`` overrides."""
+    from encoderlab.training.presets import RUN_PRESETS, run_preset
+
+    path = Path(spec)
+    if spec.endswith((".yaml", ".yml")) or path.is_file():
+        raw = load_yaml(path)
+        where = str(path)
+        if "preset" in raw:  # a YAML file may start from a run preset
+            base = run_preset(raw.pop("preset")).to_dict()
+            base = _merge(base, raw)
+            raw = base
+        config = PretrainConfig.from_dict(raw, where=where)
+    elif spec in RUN_PRESETS:
+        config = run_preset(spec)
+        where = f"preset {spec!r}"
+    else:
+        raise ConfigError(
+            f"{spec!r} is neither a YAML file nor a run preset; see `encoderlab pretrain --list` "
+            f"(e.g. {', '.join(list(RUN_PRESETS)[:4])}, ...)"
+        )
+    if overrides:
+        config = PretrainConfig.from_dict(apply_overrides(config.to_dict(), overrides), where=where)
+    return config
+
+
+def _merge(base: dict, update: dict) -> dict:
+    for key, value in update.items():
+        if key == "model" and isinstance(value, dict) and "preset" in value:
+            base[key] = value  # a new model preset replaces the run preset's model
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(dict(base[key]), value)
+        else:
+            base[key] = value
+    return base

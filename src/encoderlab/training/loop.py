@@ -1,0 +1,320 @@
+"""The pretraining loop: phases, WSD schedule, gradient accumulation, checkpoints, exact resume.
+
+One optimizer step consumes a global batch of samples in the run's fixed order (see
+``training.data``). The loss is token-weighted over the whole global batch: every rank first
+counts the tokens it will predict (masks are deterministic, so counting first is exact), the
+counts are summed across ranks, and each micro-batch contributes ``loss_sum / global_count``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from encoderlab.config import ConfigError
+from encoderlab.io import atomic_write_text
+from encoderlab.model import CheckpointError, ModelConfig, build_encoder, load_checkpoint
+from encoderlab.model.checkpoint import read_checkpoint_meta
+from encoderlab.objectives import CLMObjective, MLMObjective
+from encoderlab.training import distributed as D
+from encoderlab.training.checkpoint import (
+    TrainingState,
+    latest_checkpoint,
+    load_optimizer_state,
+    load_rng_state,
+    read_training_state,
+    rotate_checkpoints,
+    save_training_checkpoint,
+)
+from encoderlab.training.config import PretrainConfig
+from encoderlab.training.data import build_source, micro_batches
+from encoderlab.training.metrics import MetricsLogger, peak_bf16_flops
+from encoderlab.training.schedule import wsd_lr
+
+ARCHITECTURE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
+                       "intermediate_size", "rope_theta", "rope_scaling", "norm_eps")
+# Settings that do not change the trajectory of a run: a resume may change them.
+NON_TRAJECTORY_KEYS = ("log_every", "tensorboard", "wandb", "wandb_project", "checkpoint_every", "keep_last",
+                       "output_dir", "compile", "checkpoint_steps")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (non-finite loss, out of memory, ...)."""
+
+
+def _architecture(config: ModelConfig) -> dict:
+    return {name: getattr(config, name) for name in ARCHITECTURE_FIELDS}
+
+
+def _check_same_architecture(expected: ModelConfig, found: ModelConfig, source: str) -> None:
+    a, b = _architecture(expected), _architecture(found)
+    diff = {k: (b[k], a[k]) for k in a if a[k] != b[k]}
+    if diff:
+        details = ", ".join(f"{k}: checkpoint {v[0]!r} vs run {v[1]!r}" for k, v in diff.items())
+        raise CheckpointError(f"{source}: checkpoint of a different model shape ({details})")
+
+
+def _trajectory(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in NON_TRAJECTORY_KEYS}
+
+
+def build_objectives(config: PretrainConfig) -> list:
+    model = config.model
+    special = tuple(i for i in (model.pad_token_id, model.bos_token_id, model.eos_token_id) if i is not None)
+    objectives = []
+    for phase in config.phases:
+        if phase.objective == "clm":
+            objectives.append(CLMObjective(isolate_documents=config.isolate_documents))
+        else:
+            objectives.append(MLMObjective(
+                phase.mask_ratio, mask_token_id=model.mask_token_id, vocab_size=model.vocab_size,
+                special_token_ids=special, mask_fraction=phase.mask_fraction, random_fraction=phase.random_fraction,
+                keep_fraction=phase.keep_fraction, seed=config.seed, isolate_documents=config.isolate_documents,
+            ))
+    return objectives
+
+
+class Trainer:
+    def __init__(self, config: PretrainConfig, ctx: D.DistributedContext, resume: bool = False,
+                 progress: bool = True):
+        self.config = config
+        self.ctx = ctx
+        self.progress = progress and ctx.is_main
+        self.run_dir = config.run_dir
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        per_step = config.micro_batch_size * ctx.world_size
+        if config.global_batch_samples % per_step:
+            raise ConfigError(
+                f"run {config.name!r}: the global batch of {config.global_batch_samples} samples is not divisible by "
+                f"micro_batch_size {config.micro_batch_size} x {ctx.world_size} processes"
+            )
+        self.accumulation = config.global_batch_samples // per_step
+        device = ctx.device
+        bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+        self.precision = "bf16" if bf16 else "fp32"
+
+        # Where the run starts: fresh, resumed, branched (full state) or initialised (weights only).
+        start_from, self.start_state = None, None
+        if resume:
+            start_from = latest_checkpoint(self.checkpoint_dir)
+            if start_from is None:
+                raise CheckpointError(f"{self.run_dir}: nothing to resume (no checkpoints/latest in this run)")
+            self.start_state = read_training_state(start_from)
+            saved, now = _trajectory(self.start_state["run_config"]), _trajectory(config.to_dict())
+            changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+            if changed:
+                raise ConfigError(f"{start_from}: cannot resume with a changed run config (differs in: {', '.join(changed)})")
+        elif config.branch_from:
+            start_from = Path(config.branch_from)
+            self.start_state = read_training_state(start_from)
+            self._check_branch(start_from)
+        self.start_step = self.start_state["step"] if self.start_state else 0
+
+        model = self._build_model(start_from)
+        if config.compile:
+            for layer in model.layers:
+                layer.compile()
+        self.bare_model = model
+        self.model = D.wrap_model(model, ctx, config.parallelism)
+        decay = [p for p in model.parameters() if p.ndim >= 2]
+        no_decay = [p for p in model.parameters() if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.optimizer.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.schedule.lr, betas=tuple(config.optimizer.betas), eps=config.optimizer.eps,
+            fused=device.type == "cuda",
+        )
+        if self.start_state is not None:
+            D.load_full_states(self.model, self.optimizer, self._saved_weights(start_from),
+                               load_optimizer_state(start_from))
+            if resume:
+                load_rng_state(start_from)
+        self.source = build_source(config.data, config.model.vocab_size)
+        self.objectives = build_objectives(config)
+        self.peak_flops = peak_bf16_flops(device)
+        ends, self.phase_ends = 0, set()
+        for phase in config.phases:
+            ends += phase.steps
+            self.phase_ends.add(ends)
+
+    def _check_branch(self, source: Path) -> None:
+        config, state = self.config, self.start_state
+        parent = state["run_config"]
+        _check_same_architecture(config.model, ModelConfig.from_dict(parent["model"]), str(source))
+        for key in ("global_batch_tokens", "seed", "data"):
+            if parent.get(key) != config.to_dict()[key]:
+                raise ConfigError(f"{source}: branch differs from its parent run in {key!r}: the data order would change")
+        k = state["step"]
+        if not k < config.total_steps - config.schedule.decay_steps + 1:
+            raise ConfigError(
+                f"{source}: branch point step {k} is not before the decay of this {config.total_steps}-step run "
+                f"(decay starts at step {config.total_steps - config.schedule.decay_steps})"
+            )
+
+    def _saved_weights(self, path: Path) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        return load_file(str(path / "model.safetensors"))
+
+    def _build_model(self, start_from: Path | None) -> nn.Module:
+        config, device = self.config, self.ctx.device
+        if start_from is not None:  # weights come from the checkpoint; check the shape now
+            meta = read_checkpoint_meta(start_from)
+            _check_same_architecture(config.model, ModelConfig.from_dict(meta["model"]), str(start_from))
+            return build_encoder(config.model).to(device)
+        if config.init_from:
+            source = Path(config.init_from)
+            meta = read_checkpoint_meta(source)
+            _check_same_architecture(config.model, ModelConfig.from_dict(meta["model"]), str(source))
+            initial = load_checkpoint(source)
+            model = build_encoder(config.model)
+            model.load_state_dict(initial.state_dict())
+            return model.to(device)
+        return build_encoder(config.model, seed=config.seed).to(device)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _count_targets(self, objective, batches, step: int) -> torch.Tensor:
+        count = sum(objective.num_targets(batch, step) for batch in batches).to(torch.float64)
+        return D.all_reduce_sum(count)
+
+    def _train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        config, ctx = self.config, self.ctx
+        phase_index, _ = config.phase_at(step)
+        objective = self.objectives[phase_index]
+        lr = wsd_lr(step, config.total_steps, config.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batches = micro_batches(self.source, step, config.global_batch_samples, config.micro_batch_size,
+                                ctx.rank, ctx.world_size, ctx.device)
+        global_count = self._count_targets(objective, batches, step)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+        is_ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            sync = contextlib.nullcontext()
+            if is_ddp and not last:
+                sync = self.model.no_sync()
+            elif hasattr(self.model, "set_requires_gradient_sync"):  # FSDP2
+                self.model.set_requires_gradient_sync(last)
+            with sync:
+                with self.autocast:
+                    out = objective(self.model, batch, step)
+                # DDP/FSDP average gradients over ranks; scaling by the world size turns that
+                # average into the token-weighted mean over the global batch.
+                (out.loss_sum * ctx.world_size / global_count).backward()
+            loss_sum += out.loss_sum.detach()
+        D.all_reduce_sum(loss_sum)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.optimizer.grad_clip)
+        if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP2
+            grad_norm = grad_norm.full_tensor()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_sum / global_count, grad_norm, torch.tensor(lr)
+
+    def _save(self, step: int, kept: bool) -> Path | None:
+        model_state = D.full_model_state(self.model)
+        optimizer_state = D.full_optimizer_state(self.model, self.optimizer)
+        path = None
+        if self.ctx.is_main:
+            samples = step * self.config.global_batch_samples
+            state = TrainingState(step=step, samples_seen=samples, tokens_seen=samples * self.config.data.seq_len,
+                                  run_config=self.config.to_dict(), kept=kept)
+            path = save_training_checkpoint(self.checkpoint_dir, model_state, self.config.model, optimizer_state, state)
+            rotate_checkpoints(self.checkpoint_dir, self.config.keep_last)
+        D.barrier()
+        return path
+
+    def run(self) -> Path:
+        config, ctx = self.config, self.ctx
+        total = config.total_steps
+        logger = None
+        if ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml", config.to_yaml())
+            logger = MetricsLogger(self.run_dir, config.name, config.to_dict(), config.tensorboard, config.wandb,
+                                   config.wandb_project)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=self.start_step, desc=config.name, unit="step", dynamic_ncols=True)
+        tokens_per_step = config.global_batch_tokens
+        interval_start, interval_steps = time.perf_counter(), 0
+        final = None
+        nonfinite = torch.zeros((), dtype=torch.bool, device=ctx.device)
+        interval_loss = torch.zeros((), dtype=torch.float64, device=ctx.device)
+        try:
+            for step in range(self.start_step, total):
+                try:
+                    loss, grad_norm, lr = self._train_step(step)
+                except torch.OutOfMemoryError:
+                    raise TrainingError(
+                        f"out of memory at step {step} with micro_batch_size {config.micro_batch_size}; try a smaller "
+                        "micro_batch_size (gradient accumulation keeps the global batch the same)"
+                    ) from None
+                nonfinite |= ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
+                interval_loss += loss
+                interval_steps += 1
+                done = step + 1
+                kept = done in config.checkpoint_steps or done == total
+                save = kept or done % config.checkpoint_every == 0
+                phase_end = done in self.phase_ends  # a record never mixes two phases
+                if done % config.log_every == 0 or save or phase_end:
+                    if bool(nonfinite):  # checked before anything is saved: the last checkpoint stays good
+                        raise TrainingError(
+                            f"non-finite loss or gradient norm by step {done} (loss {loss.item()}, grad norm "
+                            f"{grad_norm.item()}); stopping. The last good checkpoint is "
+                            f"{latest_checkpoint(self.checkpoint_dir)}"
+                        )
+                    if ctx.device.type == "cuda":
+                        torch.cuda.synchronize(ctx.device)
+                    elapsed = time.perf_counter() - interval_start
+                    tokens_per_s = interval_steps * tokens_per_step / elapsed
+                    _, phase = config.phase_at(step)
+                    f = 1.0 if phase.objective == "clm" else phase.mask_ratio
+                    flops = config.model.flops_per_token(config.data.seq_len, head_fraction=f)
+                    record = {
+                        # loss: mean over the steps since the last record (token-weighted per step)
+                        "step": done, "phase": phase.label, "loss": (interval_loss / interval_steps).item(),
+                        "lr": lr.item(),
+                        "grad_norm": grad_norm.item(), "tokens_per_s": tokens_per_s,
+                        "tokens_seen": done * tokens_per_step, "head_fraction": f,
+                        "mfu": (tokens_per_s / ctx.world_size * flops / self.peak_flops) if self.peak_flops else None,
+                        "precision": self.precision, "world_size": ctx.world_size,
+                    }
+                    if ctx.device.type == "cuda":
+                        record["peak_memory_gib"] = torch.cuda.max_memory_allocated(ctx.device) / 2**30
+                    if logger is not None:
+                        logger.log(record)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
+                                        tok_s=f"{tokens_per_s:,.0f}", phase=phase.label)
+                    interval_start, interval_steps = time.perf_counter(), 0
+                    interval_loss.zero_()
+                if save:
+                    path = self._save(done, kept)
+                    if done == total:
+                        final = path
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+            if logger is not None:
+                logger.close()
+        return final if final is not None else self.checkpoint_dir / f"step-{total:06d}"
+
+
+def pretrain(config: PretrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Runs (or resumes) ``config``; returns the final checkpoint directory."""
+    ctx = D.init_distributed()
+    try:
+        return Trainer(config, ctx, resume=resume, progress=progress).run()
+    finally:
+        D.shutdown_distributed()
+

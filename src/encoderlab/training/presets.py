@@ -1,0 +1,124 @@
+"""Named run presets: every pretraining run of arXiv 2507.00994, and small CPU runs.
+
+Paper runs (SYSTEM.md section 2, paper-digest section 2):
+- ``{size}-clm-42k`` and ``{size}-mlm{20,30,40,50}-42k`` for size in 210m, 610m, 1b;
+- decay branches ``610m-{clm,mlm40}-{12k,22k}`` off the 42k runs' stable checkpoints;
+- two-stage ``610m-clm{s}-mlm40-{B}`` for the budgets 12k / 22k / 42k and CLM shares 25/50/75%,
+  ``1b-clm10k-mlm40-42k`` and ``610m-clm40k-mlm{20,30,40,50}-42k`` (masking ratio after CLM);
+- continued pretraining ``610m-{clm,mlm40}-dec42k-mlm40-{44k,54k,64k}`` (2k / 12k / 22k MLM-40
+  steps from the decayed 42k checkpoints).
+The paper's batch is 2,304 variable-length samples (mean ~1,024 tokens); with fixed 2,048-token
+packing the same 2,359,296 tokens per step are 1,152 samples. Paths of the checkpoints that
+branches and CPT start from follow the default run directories (``runs/<name>``); override
+``branch_from`` / ``init_from`` to point elsewhere.
+
+The CPT schedule is not stated in the paper; ours re-warms up over 200 steps and decays over the
+last 2,000 steps (1,000 for the 2k run).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from encoderlab.config import ConfigError
+from encoderlab.training.config import PretrainConfig
+
+PAPER_BATCH_TOKENS = 2_359_296  # 1,152 x 2,048 = 2,304 x 1,024
+PAPER_CHECKPOINT_STEPS = [1000, 2000, 5000, 10000, 20000, 40000]
+SIZES = ("210m", "610m", "1b")
+MASK_RATIOS = (20, 30, 40, 50)
+TWO_STAGE_SPLITS = {12_000: (3_000, 6_000, 9_000), 22_000: (5_000, 11_000, 17_000), 42_000: (10_000, 21_000, 32_000)}
+
+
+def _k(steps: int) -> str:
+    return f"{steps // 1000}k"
+
+
+def _mlm(steps: int, ratio: int) -> dict[str, Any]:
+    return {"objective": "mlm", "steps": steps, "mask_ratio": ratio / 100}
+
+
+def _clm(steps: int) -> dict[str, Any]:
+    return {"objective": "clm", "steps": steps}
+
+
+def _ckpt(run: str, step: int) -> str:
+    return f"runs/{run}/checkpoints/step-{step:06d}"
+
+
+def _paper(name: str, size: str, phases: list[dict], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name, "model": size, "phases": phases, "global_batch_tokens": PAPER_BATCH_TOKENS,
+        "micro_batch_size": 12, "data": {"source": "data/fineweb-edu-sample-100BT", "seq_len": 2048},
+        "schedule": {"lr": 5e-4, "warmup_steps": 2000, "decay_steps": 2000},
+        "checkpoint_every": 1000, "log_every": 10, **extra,
+    }
+
+
+def _small(name: str, size: str, phases: list[dict], **extra: Any) -> dict[str, Any]:
+    tiny = size == "tiny"
+    total = sum(p["steps"] for p in phases)
+    return {
+        "name": name,
+        "model": {"preset": size, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "mask_token_id": 3},
+        "phases": phases,
+        "global_batch_tokens": (8 * 128) if tiny else (32 * 256),
+        "micro_batch_size": 4 if tiny else 16,
+        "data": {"source": "synthetic", "seq_len": 128 if tiny else 256, "mean_document_length": 48 if tiny else 96},
+        "schedule": {"lr": 3e-3 if tiny else 2e-3, "warmup_steps": max(1, total // 10), "decay_steps": max(1, total // 5)},
+        "checkpoint_every": max(1, total // 3), "log_every": max(1, total // 20), **extra,
+    }
+
+
+def _build_registry() -> dict[str, Callable[[], dict[str, Any]]]:
+    registry: dict[str, Callable[[], dict[str, Any]]] = {}
+
+    def add(name: str, factory: Callable[[], dict[str, Any]]) -> None:
+        registry[name] = factory
+
+    # pure runs, 42k steps, intermediate (non-decayed) checkpoints for the data-efficiency study
+    for size in SIZES:
+        add(f"{size}-clm-42k", lambda s=size: _paper(f"{s}-clm-42k", s, [_clm(42_000)],
+                                                    checkpoint_steps=PAPER_CHECKPOINT_STEPS))
+        for ratio in MASK_RATIOS:
+            add(f"{size}-mlm{ratio}-42k", lambda s=size, r=ratio: _paper(
+                f"{s}-mlm{r}-42k", s, [_mlm(42_000, r)], checkpoint_steps=PAPER_CHECKPOINT_STEPS))
+    # decay branches: the last 2k steps only, from the 42k run's stable checkpoint at budget - 2k
+    for label, phase in (("clm", _clm), ("mlm40", lambda n: _mlm(n, 40))):
+        for budget in (12_000, 22_000):
+            name = f"610m-{label}-{_k(budget)}"
+            add(name, lambda n=name, lab=label, ph=phase, b=budget: _paper(
+                n, "610m", [ph(b)], branch_from=_ckpt(f"610m-{lab}-42k", b - 2000)))
+    # two-stage CLM -> MLM-40 under fixed budgets (MLM continues from the non-decayed CLM state)
+    for budget, splits in TWO_STAGE_SPLITS.items():
+        for clm_steps in splits:
+            name = f"610m-clm{_k(clm_steps)}-mlm40-{_k(budget)}"
+            add(name, lambda n=name, b=budget, c=clm_steps: _paper(n, "610m", [_clm(c), _mlm(b - c, 40)]))
+    add("1b-clm10k-mlm40-42k", lambda: _paper("1b-clm10k-mlm40-42k", "1b", [_clm(10_000), _mlm(32_000, 40)]))
+    for ratio in MASK_RATIOS:
+        name = f"610m-clm40k-mlm{ratio}-42k"
+        add(name, lambda n=name, r=ratio: _paper(n, "610m", [_clm(40_000), _mlm(2_000, r)]))
+    # continued pretraining from the decayed 42k checkpoints
+    for start in ("clm", "mlm40"):
+        for extra_steps in (2_000, 12_000, 22_000):
+            name = f"610m-{start}-dec42k-mlm40-{_k(42_000 + extra_steps)}"
+            add(name, lambda n=name, s=start, e=extra_steps: _paper(
+                n, "610m", [_mlm(e, 40)], init_from=_ckpt(f"610m-{s}-42k", 42_000),
+                schedule={"lr": 5e-4, "warmup_steps": 200, "decay_steps": min(2000, e // 2)}))
+    # small CPU runs: the same four setups in seconds (tiny) or minutes (mini)
+    for size, steps in (("tiny", 60), ("mini", 300)):
+        add(f"{size}-clm", lambda s=size, n=steps: _small(f"{s}-clm", s, [_clm(n)]))
+        add(f"{size}-mlm40", lambda s=size, n=steps: _small(f"{s}-mlm40", s, [_mlm(n, 40)]))
+        add(f"{size}-clm-mlm40", lambda s=size, n=steps: _small(f"{s}-clm-mlm40", s, [_clm(n // 2), _mlm(n - n // 2, 40)]))
+        add(f"{size}-clm-dec-mlm40", lambda s=size, n=steps: _small(
+            f"{s}-clm-dec-mlm40", s, [_mlm(n // 2, 40)], init_from=_ckpt(f"{s}-clm", n)))
+    return registry
+
+
+RUN_PRESETS = _build_registry()
+
+
+def run_preset(name: str) -> PretrainConfig:
+    if name not in RUN_PRESETS:
+        raise ConfigError(f"unknown run preset {name!r}; see `encoderlab pretrain --list`")
+    return PretrainConfig.from_dict(RUN_PRESETS[name](), where=f"preset {name!r}")
