@@ -39,31 +39,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from encoderlab.model import Encoder, ModelConfig, document_ids_from_lengths  # noqa: E402
 from encoderlab.objectives import CLMObjective, MLMObjective, TokenBatch  # noqa: E402
+from encoderlab.training.metrics import peak_bf16_flops as peak_flops  # noqa: E402
 
 # performance.md section 9: measured on an H100 80GB, PyTorch 2.11, micro-batch 12 x 2048, compiled.
 DOCUMENTED_BASELINES = {
     "optimus_mlm_compiled": {"210m": 266_033, "610m": 97_527, "1b": 55_197},
     "hf_llama_clm_compiled": {"210m": 237_081, "610m": 86_840, "1b": 49_095},
 }
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense BF16, SXM spec (torchtitan's table)
 
 # name -> (model code, objective, document layout, attention backend; None = the model's "auto")
 RUN_KINDS = {
     "mlm": ("encoderlab", "mlm", "documents", None),
     "clm": ("encoderlab", "clm", "documents", None),
     "mlm-flex": ("encoderlab", "mlm", "documents", "flex"),
+    "mlm-dense": ("encoderlab", "mlm-dense", "documents", None),  # LM head at every position, as Optimus
     "clm-flex": ("encoderlab", "clm", "documents", "flex"),
     "mlm-plain": ("encoderlab", "mlm", "plain", None),
     "clm-plain": ("encoderlab", "clm", "plain", None),
     "hf": ("hf-llama", "clm", "plain", None),
 }
-
-
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((value for key, value in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
 def document_lengths(rows: int, seq_len: int, generator: torch.Generator, mean_length: int) -> list[list[int]]:
@@ -134,7 +128,7 @@ def run_one(args, preset: str, kind: str, compiled: bool, device: torch.device) 
     record = {
         "preset": preset, "run": kind, "code": code, "objective": objective_name, "layout": layout,
         "compiled": compiled, "micro_batch": rows, "seq_len": seq_len,
-        "mask_ratio": args.mask_ratio if objective_name == "mlm" else None,
+        "mask_ratio": args.mask_ratio if objective_name.startswith("mlm") else None,
         "head_fraction": args.mask_ratio if objective_name == "mlm" else 1.0,
     }
     if code == "encoderlab":
@@ -153,10 +147,11 @@ def run_one(args, preset: str, kind: str, compiled: bool, device: torch.device) 
         torch.manual_seed(0)
         if code == "encoderlab":
             model = build_encoderlab(config, device, compiled)
-            if objective_name == "mlm":
+            if objective_name.startswith("mlm"):
                 objective = MLMObjective(
                     args.mask_ratio, mask_token_id=config.mask_token_id if config.mask_token_id is not None else 3,
                     vocab_size=config.vocab_size, special_token_ids=tuple(range(16)),
+                    sparse_head=objective_name == "mlm",
                 )
             else:
                 objective = CLMObjective()
@@ -248,7 +243,7 @@ def summarise(records: list[dict]) -> list[dict]:
         if hf:
             r["ratio_vs_hf_same_run"] = r["tokens_per_s"] / hf["tokens_per_s"]
         if r["micro_batch"] == 12 and r["seq_len"] == 2048 and r["layout"] == "documents":
-            table = "optimus_mlm_compiled" if r["objective"] == "mlm" else "hf_llama_clm_compiled"
+            table = "optimus_mlm_compiled" if r["objective"].startswith("mlm") else "hf_llama_clm_compiled"
             documented = DOCUMENTED_BASELINES[table].get(r["preset"])
             if documented:
                 r["ratio_vs_documented"] = r["tokens_per_s"] / documented

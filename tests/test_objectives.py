@@ -136,3 +136,20 @@ def test_clm_predicts_next_token_within_documents_only(tiny_model):
     reference = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum")
     torch.testing.assert_close(out.loss_sum, reference, rtol=1e-5, atol=1e-4)
     assert out.num_targets.item() == 2 * (99 + 119)
+
+
+def test_sparse_and_dense_mlm_heads_give_the_same_loss_and_gradients(tiny_config):
+    from encoderlab.model import build_encoder
+
+    batch = _batch(rows=2, length=240, vocab=tiny_config.vocab_size)
+    results = []
+    for sparse in (True, False):
+        model = build_encoder(tiny_config, seed=5)
+        out = _mlm(ratio=0.4, vocab_size=tiny_config.vocab_size, sparse_head=sparse)(model, batch, step=1)
+        out.loss_sum.backward()
+        results.append((out.loss_sum, out.num_targets, model.lm_head.weight.grad, model.embed.weight.grad))
+    sparse, dense = results
+    torch.testing.assert_close(sparse[0], dense[0], rtol=1e-6, atol=1e-5)
+    assert sparse[1] == dense[1]
+    torch.testing.assert_close(sparse[2], dense[2], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sparse[3], dense[3], rtol=1e-5, atol=1e-6)

@@ -108,6 +108,7 @@ class MLMObjective:
         seed: int = 0,
         chunk_size: int = 4096,
         isolate_documents: bool = True,
+        sparse_head: bool = True,
     ):
         if not 0.0 < ratio < 1.0:
             raise ValueError(f"MLM masking ratio: expected a value in (0, 1), got {ratio}")
@@ -125,6 +126,8 @@ class MLMObjective:
         self.seed = seed
         self.chunk_size = chunk_size
         self.isolate_documents = isolate_documents
+        # False reproduces the authors' code: logits at every position, unselected ones ignored.
+        self.sparse_head = sparse_head
         special = sorted(set(special_token_ids) | {mask_token_id})
         self._special = torch.tensor(special, dtype=torch.long)
         regular = torch.ones(vocab_size, dtype=torch.bool)
@@ -158,10 +161,16 @@ class MLMObjective:
 
     def __call__(self, model: nn.Module, batch: TokenBatch, step: int) -> LossOutput:
         corrupted, selected = self.corrupt(batch, step)
-        targets = batch.input_ids[selected]
+        if self.sparse_head:
+            targets = batch.input_ids[selected]
 
-        def head(hidden: Tensor, weight: Tensor) -> Tensor:  # the LM head only at selected positions
-            return linear_cross_entropy(hidden[selected], weight, targets, self.chunk_size)
+            def head(hidden: Tensor, weight: Tensor) -> Tensor:  # the LM head only at selected positions
+                return linear_cross_entropy(hidden[selected], weight, targets, self.chunk_size)
+        else:
+            targets = torch.where(selected, batch.input_ids, IGNORE_INDEX).flatten()
+
+            def head(hidden: Tensor, weight: Tensor) -> Tensor:
+                return linear_cross_entropy(hidden.flatten(0, 1), weight, targets, self.chunk_size)
 
         out = model(
             corrupted, attention=self.attention, document_ids=batch.document_ids,
