@@ -67,3 +67,25 @@ def test_export_then_import_on_the_command_line(tmp_path, tiny_config):
 def test_smoke_run_trains_in_both_modes():
     proc = run("smoke", "--preset", "tiny", "--steps", "30", "--batch-size", "4", "--seq-len", "64", "--lr", "3e-3")
     assert "causal: loss" in proc.stdout and "bidirectional: loss" in proc.stdout
+
+
+def test_pretrain_lists_presets_and_rejects_bad_configs(tmp_path):
+    listing = run("pretrain", "--list").stdout
+    for name in ("610m-clm10k-mlm40-42k", "1b-mlm40-42k", "610m-mlm40-12k", "610m-clm-dec42k-mlm40-64k", "tiny-clm"):
+        assert name in listing
+    bad = run("pretrain", "tiny-clm", "schedule.warmpu_steps=3", check=False)
+    assert bad.returncode == 2 and "unknown key 'schedule.warmpu_steps'" in bad.stderr
+    paper = run("pretrain", "610m-clm-42k", "--output", str(tmp_path / "x"), check=False)
+    assert paper.returncode == 2 and "only 'synthetic' is available until the data pipeline" in paper.stderr
+    missing = run("pretrain", str(tmp_path / "nothing"), "--resume", check=False)
+    assert missing.returncode == 2 and "neither a YAML file nor a run preset" in missing.stderr
+
+
+def test_pretrain_runs_and_resumes_from_the_command_line(tmp_path):
+    out = tmp_path / "run"
+    first = run("pretrain", "tiny-mlm40", "phases.0.steps=12", "schedule.warmup_steps=2", "schedule.decay_steps=2",
+                "--output", str(out), "--no-progress")
+    assert f"final checkpoint: {out}/checkpoints/step-000012" in first.stdout
+    again = run("pretrain", str(out), "--resume", "--no-progress")  # already complete: nothing to redo
+    assert "step-000012" in again.stdout
+    assert len((out / "metrics.jsonl").read_text().splitlines()) >= 4

@@ -93,6 +93,7 @@ class Trainer:
                 f"micro_batch_size {config.micro_batch_size} x {ctx.world_size} processes"
             )
         self.accumulation = config.global_batch_samples // per_step
+        self.source = build_source(config.data, config.model.vocab_size)  # fails fast, before the model
         device = ctx.device
         bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -134,7 +135,6 @@ class Trainer:
                                load_optimizer_state(start_from))
             if resume:
                 load_rng_state(start_from)
-        self.source = build_source(config.data, config.model.vocab_size)
         self.objectives = build_objectives(config)
         self.peak_flops = peak_bf16_flops(device)
         ends, self.phase_ends = 0, set()
