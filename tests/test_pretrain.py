@@ -106,3 +106,25 @@ def test_resume_and_branch_refuse_what_they_cannot_continue(tmp_path):
         pretrain(tiny("tiny-clm", tmp_path / "b3", "model.num_layers=3", f"init_from={first}"), progress=False)
     with pytest.raises(CheckpointError, match="not an encoderlab checkpoint|no config.json"):
         pretrain(tiny("tiny-clm", tmp_path / "b4", f"init_from={tmp_path}"), progress=False)
+
+
+def test_tensorboard_logging_or_a_clear_error(tmp_path):
+    config = tiny("tiny-clm", tmp_path / "tb", "phases.0.steps=6", "schedule.warmup_steps=1", "schedule.decay_steps=1",
+                  "tensorboard=true")
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="needs the `tensorboard` package"):
+            pretrain(config, progress=False)
+        return
+    pretrain(config, progress=False)
+    assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_compiled_blocks_train_like_eager_ones(tmp_path):
+    common = ["phases.0.steps=4", "schedule.warmup_steps=1", "schedule.decay_steps=1", "log_every=1"]
+    pretrain(tiny("tiny-mlm40", tmp_path / "eager", *common), progress=False)
+    pretrain(tiny("tiny-mlm40", tmp_path / "compiled", *common, "compile=true"), progress=False)
+    eager, compiled = records(tmp_path / "eager"), records(tmp_path / "compiled")
+    assert [r["loss"] for r in compiled] == pytest.approx([r["loss"] for r in eager], rel=1e-4)
