@@ -76,7 +76,7 @@ def test_pretrain_lists_presets_and_rejects_bad_configs(tmp_path):
     bad = run("pretrain", "tiny-clm", "schedule.warmpu_steps=3", check=False)
     assert bad.returncode == 2 and "unknown key 'schedule.warmpu_steps'" in bad.stderr
     paper = run("pretrain", "610m-clm-42k", "--output", str(tmp_path / "x"), check=False)
-    assert paper.returncode == 2 and "only 'synthetic' is available until the data pipeline" in paper.stderr
+    assert paper.returncode == 2 and "not a shard directory (no manifest.json)" in paper.stderr
     missing = run("pretrain", str(tmp_path / "nothing"), "--resume", check=False)
     assert missing.returncode == 2 and "neither a YAML file nor a run preset" in missing.stderr
 

@@ -178,6 +178,83 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source(args: argparse.Namespace):
+    from encoderlab.data import parse_source
+
+    return parse_source(args.source, text_column=args.text_column, txt_mode=args.txt_mode,
+                        max_documents=args.max_documents, toyworld_documents=args.toyworld_documents,
+                        toyworld_seed=args.seed)
+
+
+def cmd_tokenizer_train(args: argparse.Namespace) -> int:
+    from encoderlab.data import iter_documents, train_tokenizer
+
+    tokenizer = train_tokenizer(iter_documents(_source(args)), args.vocab_size, args.output, overwrite=args.overwrite)
+    print(f"trained a byte-level BPE tokenizer of {len(tokenizer)} tokens to {args.output}")
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from encoderlab.data import ensure_mask_token, iter_documents, load_tokenizer, prepare, train_tokenizer
+
+    source = _source(args)
+    if args.train_tokenizer:
+        tokenizer_dir = Path(args.output) / "tokenizer"
+        if (tokenizer_dir / "tokenizer.json").is_file():
+            tokenizer, name, origin = load_tokenizer(str(tokenizer_dir)), str(tokenizer_dir), "existing"
+        else:
+            tokenizer = train_tokenizer(iter_documents(source), args.train_tokenizer, tokenizer_dir)
+            name, origin = str(tokenizer_dir), "existing"
+    elif args.tokenizer:
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        except Exception as err:
+            raise ConfigError(f"tokenizer {args.tokenizer!r}: could not be loaded ({type(err).__name__}: {err})") from None
+        origin, name = ensure_mask_token(tokenizer), args.tokenizer
+    else:
+        raise ConfigError("data prepare: give --tokenizer NAME_OR_PATH or --train-tokenizer VOCAB_SIZE")
+    manifest = prepare(source, tokenizer, name, args.output, shard_tokens=args.shard_tokens, dtype=args.dtype,
+                       mask_origin=origin, progress=not args.no_progress)
+    t = manifest["tokenizer"]
+    print(f"{args.output}: {manifest['total_documents']:,} documents, {manifest['total_tokens']:,} tokens in "
+          f"{len(manifest['shards'])} shard(s), {manifest['dtype']}; tokenizer {t['name']} ({t['vocab_size']} tokens, "
+          f"mask id {t['mask_token_id']}, {t['mask_origin']}); {manifest['empty_documents_skipped']} empty documents skipped")
+    return 0
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    from encoderlab.data import PackedDataset
+
+    dataset = PackedDataset(args.shards, args.seq_len, variable_length=args.variable_length)
+    print(json.dumps({"manifest": {k: v for k, v in dataset.manifest.items() if k != "shards"},
+                      "shards": len(dataset.manifest["shards"]), f"packing (seq_len {args.seq_len})": dataset.stats},
+                     indent=2))
+    return 0
+
+
+def cmd_data_toyworld(args: argparse.Namespace) -> int:
+    from encoderlab.data import World, export_tasks, measure_baselines
+
+    world = World(seed=args.seed)
+    export_tasks(world, args.output, overwrite=args.overwrite)
+    print(f"wrote the toyworld tasks (seed {args.seed}) to {args.output}")
+    print(json.dumps(measure_baselines(world), indent=2))
+    return 0
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="toyworld, fineweb-edu-10BT, fineweb-edu-100BT, hf:ID[:CONFIG[:SPLIT]], or a "
+                                       "local file/folder (.txt .jsonl .parquet .tsv .csv)")
+    parser.add_argument("--text-column", default="text", help="column holding the text (jsonl, parquet, tsv, hf)")
+    parser.add_argument("--txt-mode", choices=["file", "line", "paragraph"], default="file",
+                        help=".txt files: one document per file, line or blank-line separated paragraph")
+    parser.add_argument("--max-documents", type=int, default=None)
+    parser.add_argument("--toyworld-documents", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0, help="toyworld seed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="encoderlab",
@@ -222,6 +299,40 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--output", help="run directory (default runs/<name>)")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.set_defaults(func=cmd_pretrain)
+
+    data = commands.add_parser("data", help="prepare token shards, inspect them, export the toyworld tasks")
+    data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    prep = data_commands.add_parser("prepare", help="tokenize a corpus into token shards with a manifest")
+    _add_source_arguments(prep)
+    prep.add_argument("--output", "-o", required=True, help="shard directory (resumable)")
+    prep.add_argument("--tokenizer", help="Hugging Face tokenizer id or local directory")
+    prep.add_argument("--train-tokenizer", type=int, metavar="VOCAB_SIZE",
+                      help="train a byte-level BPE tokenizer of this size on the corpus first")
+    prep.add_argument("--shard-tokens", type=int, default=64 * 2**20)
+    prep.add_argument("--dtype", choices=["uint16", "uint32"], default=None, help="default: the smallest that fits")
+    prep.add_argument("--no-progress", action="store_true")
+    prep.set_defaults(func=cmd_data_prepare)
+    inspect = data_commands.add_parser("inspect", help="manifest and packing statistics of a shard directory")
+    inspect.add_argument("shards")
+    inspect.add_argument("--seq-len", type=int, default=2048)
+    inspect.add_argument("--variable-length", action="store_true")
+    inspect.set_defaults(func=cmd_data_inspect)
+    toy = data_commands.add_parser("toyworld", help="write the toyworld tasks (hub schemas) and their baselines")
+    toy.add_argument("output")
+    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--overwrite", action="store_true")
+    toy.set_defaults(func=cmd_data_toyworld)
+    data.set_defaults(func=lambda args: (data.print_help(), 0)[1])
+
+    tok = commands.add_parser("tokenizer", help="train a tokenizer")
+    tok_commands = tok.add_subparsers(dest="tokenizer_command", metavar="SUBCOMMAND")
+    train = tok_commands.add_parser("train", help="train a byte-level BPE tokenizer on a corpus")
+    _add_source_arguments(train)
+    train.add_argument("--vocab-size", type=int, required=True)
+    train.add_argument("--output", "-o", required=True)
+    train.add_argument("--overwrite", action="store_true")
+    train.set_defaults(func=cmd_tokenizer_train)
+    tok.set_defaults(func=lambda args: (tok.print_help(), 0)[1])
 
     smoke = commands.add_parser("smoke", help="a short training run of a small model on random packed tokens")
     smoke.add_argument("--preset", default="mini")

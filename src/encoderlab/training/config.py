@@ -62,13 +62,15 @@ class OptimizerConfig:
 
 @dataclass(kw_only=True)
 class DataConfig:
-    """Where samples come from. ``synthetic`` is a deterministic learnable token stream (tests,
-    smoke runs); prepared token shards plug in here once the data pipeline lands."""
+    """Where samples come from: a directory of token shards (``encoderlab data prepare``), or
+    ``synthetic``, a deterministic learnable token stream for tests and smoke runs."""
 
     source: str = "synthetic"
     seq_len: int = 2048
+    seed: int = 0  # the global sample order (shards) or the stream (synthetic)
+    shuffle: bool = True  # shards: a seeded permutation of the packed sequences
+    variable_length: bool = False  # shards: the paper's samples, each 2,048-token block cut in two
     mean_document_length: int = 512  # synthetic source only
-    seed: int = 0
 
 
 @dataclass(kw_only=True)

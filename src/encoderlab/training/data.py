@@ -8,12 +8,14 @@ branched run sees exactly the samples the original run would have seen at the sa
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
 from encoderlab.config import ConfigError
+from encoderlab.model import ModelConfig
 from encoderlab.objectives import TokenBatch
 from encoderlab.training.config import DataConfig
 
@@ -72,13 +74,33 @@ class SyntheticSource:
         return ids, docs
 
 
-def build_source(config: DataConfig, vocab_size: int) -> SampleSource:
+def build_source(config: DataConfig, model: ModelConfig) -> SampleSource:
     if config.source == "synthetic":
-        return SyntheticSource(vocab_size, config.seq_len, config.mean_document_length, config.seed)
-    raise ConfigError(
-        f"data.source {config.source!r}: only 'synthetic' is available until the data pipeline "
-        "(token shards) lands"
-    )
+        return SyntheticSource(model.vocab_size, config.seq_len, config.mean_document_length, config.seed)
+    from encoderlab.data.shards import MANIFEST, PackedDataset
+
+    path = Path(config.source)
+    if not (path / MANIFEST).is_file():
+        raise ConfigError(
+            f"data.source {config.source!r}: not a shard directory (no {MANIFEST}); prepare one with "
+            "`encoderlab data prepare`, or use 'synthetic'"
+        )
+    dataset = PackedDataset(path, config.seq_len, seed=config.seed, shuffle=config.shuffle,
+                            variable_length=config.variable_length)
+    tokenizer = dataset.manifest["tokenizer"]
+    if tokenizer["vocab_size"] > model.vocab_size:
+        raise ConfigError(
+            f"data.source {config.source!r}: tokenizer {tokenizer['name']!r} has {tokenizer['vocab_size']} tokens, "
+            f"more than the model's vocab_size {model.vocab_size}"
+        )
+    for role in ("mask", "bos", "eos", "pad"):
+        ours, theirs = getattr(model, f"{role}_token_id"), tokenizer.get(f"{role}_token_id")
+        if ours is not None and theirs is not None and ours != theirs:
+            raise ConfigError(
+                f"data.source {config.source!r}: the tokenizer's {role} token is {theirs}, the model config says "
+                f"{ours} (set model.{role}_token_id={theirs})"
+            )
+    return dataset
 
 
 def micro_batches(

@@ -93,7 +93,12 @@ class Trainer:
                 f"micro_batch_size {config.micro_batch_size} x {ctx.world_size} processes"
             )
         self.accumulation = config.global_batch_samples // per_step
-        self.source = build_source(config.data, config.model.vocab_size)  # fails fast, before the model
+        self.source = build_source(config.data, config.model)  # fails fast, before the model
+        available = len(self.source) if hasattr(self.source, "__len__") else None
+        needed = config.total_steps * config.global_batch_samples
+        if available is not None and needed > available and ctx.is_main:
+            print(f"warning: run {config.name!r} reads {needed} samples but {config.data.source} holds {available}; "
+                  f"the order repeats after {available} samples ({needed / available:.2f} epochs)", flush=True)
         device = ctx.device
         bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -180,7 +185,8 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
     def _count_targets(self, objective, batches, step: int) -> torch.Tensor:
         count = sum(objective.num_targets(batch, step) for batch in batches).to(torch.float64)
-        return D.all_reduce_sum(count)
+        # at least 1: a global batch of pure padding contributes nothing instead of 0/0
+        return D.all_reduce_sum(count).clamp_min(1.0)
 
     def _train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         config, ctx = self.config, self.ctx

@@ -1,0 +1,433 @@
+"""toyworld: a deterministic synthetic world, its pretraining corpus and its four kinds of tasks.
+
+From a seed, :class:`World` draws people, organisations, cities, years and events, and the
+relations between them (who lives where, works for whom, founded what, which event happened
+where and when). From the world it writes
+
+- a **pretraining corpus**: biographies, organisation profiles, event reports and reviews, in
+  varied templates (millions of tokens in seconds), with random access by document index;
+- **tasks in the schemas of the real datasets**, so the evaluation suite reads them through the
+  same code path:
+  - ``toy-sentiment`` (SST-2 schema: sentence, label, idx): reviews with negation and contrast
+    ("the plot was dull, but the acting was superb"); word counts alone are not enough;
+  - ``toy-nli`` (MNLI schema: premise, hypothesis, label 0 entailment / 1 neutral / 2 contradiction,
+    idx): hypotheses about facts stated, contradicted or not mentioned in the premise;
+  - ``toy-ner`` (CoNLL-2003 schema: id, tokens, ner_tags with the CoNLL label list): PER, ORG,
+    LOC and MISC (events) mentions; some words are both surnames and cities, so a word-to-tag
+    lookup is not enough;
+  - ``toy-qa`` (SQuAD v2 schema: id, title, context, question, answers{text, answer_start}):
+    paragraphs about several people, answerable and unanswerable questions; the answer mostly
+    follows the question's cue (the person's name) in the passage;
+  - ``toy-retrieval`` (BEIR layout: corpus {_id, title, text}, queries {_id, text}, qrels
+    {query-id, corpus-id, score}): find the biography that matches two facts.
+
+Measured difficulty (seed 0, default sizes; ``python -m encoderlab.data.toyworld`` prints them):
+see :data:`MEASURED_BASELINES` and the README. No download is needed, ever.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from encoderlab.io import atomic_directory
+
+FIRST = ["Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Keiko", "Liam",
+         "Mara", "Nils", "Olga", "Pablo", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wim", "Xenia", "Yusuf",
+         "Zoe", "Amir", "Berit", "Carlos", "Dana"]
+LAST = ["Moreau", "Lindqvist", "Okafor", "Petrov", "Santos", "Weber", "Tanaka", "Novak", "Haddad", "Rossi",
+        "Keller", "Dubois", "Ivanova", "Costa", "Brandt", "Sato", "Jensen", "Alvarez", "Marsh", "Quist",
+        # ambiguous: also cities below
+        "Florence", "Victoria", "Austin", "Orlando", "Lincoln"]
+CITIES = ["Lyon", "Porto", "Oslo", "Kraków", "Tallinn", "Ghent", "Bilbao", "Turin", "Aarhus", "Graz", "Leiden",
+          "Malmö", "Brno", "Split", "Cork", "Florence", "Victoria", "Austin", "Orlando", "Lincoln"]
+# Organisations are often named after people or cities ("Moreau Labs", "Porto Group"), and events
+# after cities ("Lyon Festival"): the tag of such a word depends on its neighbours.
+ORG_STEMS = ["Nexa", "Orbit", "Helix", "Quanta", "Borealis", "Cobalt", "Lumen", "Vertex", "Meridian", "Solace",
+             "Moreau", "Okafor", "Petrov", "Weber", "Tanaka", "Keller", "Austin", "Lincoln", "Porto", "Ghent",
+             "Florence", "Victoria"]
+ORG_SUFFIX = ["Labs", "Group", "Institute", "Works", "Partners", "Foundation"]
+FIELDS = ["robotics", "chemistry", "shipping", "software", "textiles", "medicine", "energy", "publishing"]
+EVENT_KINDS = ["Summit", "Festival", "Fair", "Conference", "Exhibition"]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+ROLES = ["engineer", "manager", "researcher", "designer", "analyst", "director", "technician"]
+ASPECTS = ["plot", "acting", "service", "food", "music", "staff", "design", "ending", "soundtrack", "price"]
+THINGS = ["film", "restaurant", "hotel", "album", "game", "novel", "cafe", "show"]
+POSITIVE = ["superb", "wonderful", "excellent", "delightful", "brilliant", "charming", "great", "lovely"]
+NEGATIVE = ["dull", "awful", "terrible", "bland", "disappointing", "poor", "tedious", "clumsy"]
+NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]  # CoNLL-2003 order
+NLI_LABELS = ["entailment", "neutral", "contradiction"]  # MNLI order
+SPLIT_SIZES = {"train": 2000, "validation": 250, "test": 500}
+
+
+@dataclass
+class Person:
+    first: str
+    last: str
+    city: int
+    employer: int
+    role: str
+    born: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.first} {self.last}"
+
+
+@dataclass
+class Org:
+    stem: str
+    suffix: str
+    city: int
+    field: str
+    founded: int
+    founder: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.stem} {self.suffix}"
+
+
+@dataclass
+class Event:
+    field: str
+    kind: str
+    city: int
+    year: int
+    month: str
+    organiser: int
+
+    place: str | None = None  # events named after a city: "Lyon Festival"
+
+    @property
+    def name(self) -> str:
+        return f"{self.place or self.field.capitalize()} {self.kind}"
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def _tokens(text: str) -> list[str]:
+    """Whitespace tokens with punctuation split off (the CoNLL convention)."""
+    out = []
+    for word in text.split():
+        while word and word[-1] in ",.?!":
+            out.append(word[:-1]) if len(word) > 1 else None
+            out.append(word[-1])
+            word = ""
+        if word:
+            out.append(word)
+    return [t for t in out if t]
+
+
+class World:
+    def __init__(self, seed: int = 0, num_people: int = 400, num_orgs: int = 60, num_events: int = 80):
+        self.seed = seed
+        rng = np.random.default_rng([seed, 0])
+        names = {(f, l) for f in FIRST for l in LAST}
+        chosen = rng.permutation(sorted(names))[:num_people]
+        org_names = rng.permutation([(s, x) for s in ORG_STEMS for x in ORG_SUFFIX])[:num_orgs]
+        self.orgs = [Org(str(s), str(x), int(rng.integers(len(CITIES))), str(rng.choice(FIELDS)),
+                         int(rng.integers(1950, 2015)), -1) for s, x in org_names]
+        self.people = [Person(str(f), str(l), int(rng.integers(len(CITIES))), int(rng.integers(num_orgs)),
+                              str(rng.choice(ROLES)), int(rng.integers(1950, 2000))) for f, l in chosen]
+        for org_index, org in enumerate(self.orgs):
+            org.founder = int(rng.integers(num_people))
+        self.events = [Event(str(rng.choice(FIELDS)), str(rng.choice(EVENT_KINDS)), int(rng.integers(len(CITIES))),
+                             int(rng.integers(1990, 2024)), str(rng.choice(MONTHS)), int(rng.integers(num_orgs)),
+                             place=str(rng.choice(CITIES)) if rng.random() < 0.5 else None)
+                       for _ in range(num_events)]
+
+    # -- sentences: (text, entity spans [(start_char, end_char, type)]) ----------------------
+    def _fact_sentences(self, person: Person, rng) -> list[tuple[str, list]]:
+        org, city = self.orgs[person.employer], CITIES[person.city]
+        name = person.name
+        options = [
+            [(f"{name} lives in {city}.", [(name, "PER"), (city, "LOC")]),
+             (f"{name} has made a home in {city}.", [(name, "PER"), (city, "LOC")]),
+             (f"These days {name} lives in {city}.", [(name, "PER"), (city, "LOC")])],
+            [(f"{name} works for {org.name} as {_a(person.role)}.", [(name, "PER"), (org.name, "ORG")]),
+             (f"{name} is {_a(person.role)} at {org.name}.", [(name, "PER"), (org.name, "ORG")])],
+            [(f"{name} was born in {person.born}.", [(name, "PER")]),
+             (f"Born in {person.born}, {name} grew up far from {city}.", [(name, "PER"), (city, "LOC")])],
+        ]
+        return [group[int(rng.integers(len(group)))] for group in options]
+
+    @staticmethod
+    def _spans(text: str, mentions: list[tuple[str, str]]) -> list[tuple[int, int, str]]:
+        spans, cursor = [], 0
+        for surface, kind in mentions:
+            start = text.index(surface, cursor if text.find(surface, cursor) >= 0 else 0)
+            spans.append((start, start + len(surface), kind))
+            cursor = start + len(surface)
+        return spans
+
+    def _review(self, rng) -> tuple[str, int]:
+        thing, a1, a2 = str(rng.choice(THINGS)), *[str(x) for x in rng.choice(ASPECTS, size=2, replace=False)]
+        pos, neg = str(rng.choice(POSITIVE)), str(rng.choice(NEGATIVE))
+        label = int(rng.integers(2))
+        good, bad = (pos, neg) if label else (neg, pos)
+        kind = rng.random()
+        if kind < 0.3:
+            return f"the {a1} of this {thing} was {good} .", label
+        if kind < 0.6:  # negation flips the adjective's polarity
+            return f"the {a1} of this {thing} was not {bad} , and the {a2} was not {bad} either .", label
+        if kind < 0.85:  # contrast: the clause after "but" decides
+            return f"the {a1} was {bad} , but the {a2} made this {thing} {good} overall .", label
+        return f"although the {a1} was {bad} , i found the {thing} {good} .", label
+
+    # -- corpus -----------------------------------------------------------------------------
+    def document(self, index: int) -> str:
+        rng = np.random.default_rng([self.seed, 1, index])
+        kind = index % 4
+        if kind == 0:
+            person = self.people[int(rng.integers(len(self.people)))]
+            sentences = [s for s, _ in self._fact_sentences(person, rng)]
+            rng.shuffle(sentences)
+            return " ".join(sentences)
+        if kind == 1:
+            org = self.orgs[int(rng.integers(len(self.orgs)))]
+            founder = self.people[org.founder].name
+            return (f"{org.name} is a {org.field} company based in {CITIES[org.city]}. It was founded in {org.founded} "
+                    f"by {founder}. Several people work for {org.name}.")
+        if kind == 2:
+            event = self.events[int(rng.integers(len(self.events)))]
+            organiser = self.orgs[event.organiser].name
+            return (f"The {event.name} took place in {CITIES[event.city]} in {event.month} {event.year}. "
+                    f"It was organised by {organiser}.")
+        return " ".join(self._review(rng)[0] for _ in range(int(rng.integers(1, 4))))
+
+    def corpus(self, num_documents: int):
+        for index in range(num_documents):
+            yield self.document(index)
+
+    # -- tasks ------------------------------------------------------------------------------
+    def _split_rows(self, stream, task_seed: int) -> dict[str, list[dict]]:
+        rows, split_rows = [], {}
+        total = sum(SPLIT_SIZES.values())
+        rng = np.random.default_rng([self.seed, 2, task_seed])
+        for index in range(total):
+            rows.append(stream(rng, index))
+        start = 0
+        for split, size in SPLIT_SIZES.items():
+            split_rows[split] = rows[start : start + size]
+            start += size
+        return split_rows
+
+    def sentiment(self) -> dict[str, list[dict]]:
+        def row(rng, index):
+            sentence, label = self._review(rng)
+            return {"sentence": sentence + " ", "label": label, "idx": index}
+
+        return self._split_rows(row, 1)
+
+    def nli(self) -> dict[str, list[dict]]:
+        def row(rng, index):
+            person = self.people[int(rng.integers(len(self.people)))]
+            org, city = self.orgs[person.employer], CITIES[person.city]
+            stated = [f"{person.name} lives in {city}.", f"{person.name} works for {org.name}."]
+            label = int(rng.integers(3))
+            relation = int(rng.integers(2))
+            if label == 0:
+                hypothesis = [f"{person.name} is based in {city}.", f"{person.name} is employed by {org.name}."][relation]
+            elif label == 2:
+                other_city = CITIES[(person.city + 1 + int(rng.integers(len(CITIES) - 1))) % len(CITIES)]
+                other_org = self.orgs[(person.employer + 1 + int(rng.integers(len(self.orgs) - 1))) % len(self.orgs)]
+                hypothesis = [f"{person.name} is based in {other_city}.",
+                              f"{person.name} is employed by {other_org.name}."][relation]
+            else:  # neutral: a relation the premise does not state
+                hypothesis = [f"{person.name} was born in {int(rng.integers(1950, 2000))}.",
+                              f"{person.name} founded {self.orgs[int(rng.integers(len(self.orgs)))].name}."][relation]
+            return {"premise": " ".join(stated), "hypothesis": hypothesis, "label": label, "idx": index}
+
+        return self._split_rows(row, 2)
+
+    def ner(self) -> dict[str, list[dict]]:
+        def row(rng, index):
+            choice = rng.random()
+            if choice < 0.6:
+                person = self.people[int(rng.integers(len(self.people)))]
+                text, mentions = self._fact_sentences(person, rng)[int(rng.integers(3))]
+            elif choice < 0.8:
+                event = self.events[int(rng.integers(len(self.events)))]
+                organiser, city = self.orgs[event.organiser].name, CITIES[event.city]
+                text = f"The {event.name} in {city} was organised by {organiser}."
+                mentions = [(event.name, "MISC"), (city, "LOC"), (organiser, "ORG")]
+            else:
+                org = self.orgs[int(rng.integers(len(self.orgs)))]
+                text = f"{org.name} moved to {CITIES[org.city]} in {org.founded}."
+                mentions = [(org.name, "ORG"), (CITIES[org.city], "LOC")]
+            tokens, tags = _tokens(text), ["O"] * len(_tokens(text))
+            for surface, kind in mentions:
+                words = _tokens(surface)
+                for start in range(len(tokens) - len(words) + 1):
+                    if tokens[start : start + len(words)] == words and all(t == "O" for t in tags[start : start + len(words)]):
+                        tags[start] = f"B-{kind}"
+                        for k in range(start + 1, start + len(words)):
+                            tags[k] = f"I-{kind}"
+                        break
+            return {"id": str(index), "tokens": tokens, "ner_tags": [NER_LABELS.index(t) for t in tags]}
+
+        return self._split_rows(row, 3)
+
+    def qa(self) -> dict[str, list[dict]]:
+        def row(rng, index):
+            people = [self.people[int(i)] for i in rng.choice(len(self.people), size=3, replace=False)]
+            facts = []
+            for person in people:
+                org, city = self.orgs[person.employer], CITIES[person.city]
+                facts.append((person, f"{person.name}, who works for {org.name}, lives in {city}.", "city", city))
+                facts.append((person, f"Since {person.born + 22}, {person.name} has been {_a(person.role)} at "
+                              f"{org.name}.", "org", org.name))
+            order = rng.permutation(len(facts))
+            stated = [facts[int(i)] for i in order[:4]]  # some facts are left out: unanswerable questions
+            context = " ".join(f[1] for f in stated)
+            asked_person = people[int(rng.integers(len(people)))]
+            relation = str(rng.choice(["city", "org"]))
+            question = (f"Where does {asked_person.name} live?" if relation == "city"
+                        else f"Which organisation does {asked_person.name} work for?")
+            match = [f for f in stated if f[0] is asked_person and f[2] == relation]
+            if match:
+                sentence_start = context.index(match[0][1])
+                answer = match[0][3]
+                start = context.index(answer, sentence_start + len(asked_person.name))
+                answers = {"text": [answer], "answer_start": [start]}
+            else:
+                answers = {"text": [], "answer_start": []}
+            return {"id": f"toyqa-{index}", "title": asked_person.name, "context": context, "question": question,
+                    "answers": answers}
+
+        return self._split_rows(row, 4)
+
+    def retrieval(self) -> dict:
+        corpus = []
+        for index, person in enumerate(self.people):
+            rng = np.random.default_rng([self.seed, 5, index])
+            sentences = [s for s, _ in self._fact_sentences(person, rng)]
+            corpus.append({"_id": f"p{index}", "title": person.name, "text": " ".join(sentences)})
+        pairs = Counter((p.employer, p.city) for p in self.people)
+        unique = [i for i, p in enumerate(self.people) if pairs[(p.employer, p.city)] == 1]
+        rng = np.random.default_rng([self.seed, 6])
+        unique = [unique[int(i)] for i in rng.permutation(len(unique))]
+        queries, qrels = {}, {}
+        sizes = {"train": max(1, len(unique) // 2), "validation": max(1, len(unique) // 8)}
+        sizes["test"] = len(unique) - sizes["train"] - sizes["validation"]
+        start = 0
+        for split, size in sizes.items():
+            queries[split], qrels[split] = [], []
+            for person_index in unique[start : start + size]:
+                person = self.people[person_index]
+                qid = f"q{person_index}"
+                queries[split].append({"_id": qid, "text": f"who works for {self.orgs[person.employer].name} "
+                                                            f"and lives in {CITIES[person.city]} ?"})
+                qrels[split].append({"query-id": qid, "corpus-id": f"p{person_index}", "score": 1})
+            start += size
+        return {"corpus": corpus, "queries": queries, "qrels": qrels}
+
+    def tasks(self) -> dict[str, dict]:
+        return {
+            "toy-sentiment": {"type": "sc", "schema": "glue/sst2", "splits": self.sentiment(), "labels": ["negative", "positive"]},
+            "toy-nli": {"type": "sc-pair", "schema": "glue/mnli", "splits": self.nli(), "labels": NLI_LABELS},
+            "toy-ner": {"type": "tc", "schema": "conll2003", "splits": self.ner(), "labels": NER_LABELS},
+            "toy-qa": {"type": "qa", "schema": "squad_v2", "splits": self.qa()},
+            "toy-retrieval": {"type": "ir", "schema": "beir", **self.retrieval()},
+        }
+
+
+def export_tasks(world: World, output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Writes every task as JSON lines in its hub schema (BEIR layout for retrieval)."""
+    output_dir = Path(output_dir)
+    with atomic_directory(output_dir, overwrite=overwrite) as tmp:
+        for name, task in world.tasks().items():
+            folder = tmp / name
+            folder.mkdir()
+            info = {k: v for k, v in task.items() if k not in ("splits", "corpus", "queries", "qrels")}
+            (folder / "task.json").write_text(json.dumps({**info, "seed": world.seed}, indent=2) + "\n")
+            if task["type"] == "ir":
+                _write_jsonl(folder / "corpus.jsonl", task["corpus"])
+                for split in task["queries"]:
+                    _write_jsonl(folder / f"queries-{split}.jsonl", task["queries"][split])
+                    lines = ["query-id\tcorpus-id\tscore"] + [
+                        f"{r['query-id']}\t{r['corpus-id']}\t{r['score']}" for r in task["qrels"][split]]
+                    (folder / "qrels").mkdir(exist_ok=True)
+                    (folder / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+            else:
+                for split, rows in task["splits"].items():
+                    _write_jsonl(folder / f"{split}.jsonl", rows)
+    return output_dir
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+# -- baselines ----------------------------------------------------------------------------------
+def _naive_bayes_accuracy(train: list[tuple[str, int]], test: list[tuple[str, int]]) -> float:
+    """Multinomial naive Bayes on unigram counts (add-one smoothing): the bag-of-words baseline."""
+    labels = sorted({y for _, y in train})
+    counts = {y: Counter() for y in labels}
+    priors = Counter(y for _, y in train)
+    for text, y in train:
+        counts[y].update(text.lower().split())
+    vocab = set().union(*counts.values())
+    totals = {y: sum(c.values()) + len(vocab) for y, c in counts.items()}
+    correct = 0
+    for text, y in test:
+        scores = {c: math.log(priors[c]) + sum(math.log((counts[c][w] + 1) / totals[c]) for w in text.lower().split())
+                  for c in labels}
+        correct += max(scores, key=scores.get) == y
+    return correct / len(test)
+
+
+def measure_baselines(world: World) -> dict:
+    """Majority, random and bag-of-words / lookup baselines on the test splits."""
+    tasks = world.tasks()
+    out = {}
+    for name in ("toy-sentiment", "toy-nli"):
+        splits = tasks[name]["splits"]
+        test_labels = [r["label"] for r in splits["test"]]
+        majority = Counter(r["label"] for r in splits["train"]).most_common(1)[0][0]
+        text = (lambda r: r["sentence"]) if name == "toy-sentiment" else (lambda r: r["premise"] + " || " + r["hypothesis"])
+        out[name] = {
+            "majority_accuracy": sum(y == majority for y in test_labels) / len(test_labels),
+            "random_accuracy": 1 / len(tasks[name]["labels"]),
+            "bag_of_words_nb_accuracy": _naive_bayes_accuracy([(text(r), r["label"]) for r in splits["train"]],
+                                                              [(text(r), r["label"]) for r in splits["test"]]),
+        }
+    ner = tasks["toy-ner"]["splits"]
+    lookup = {}
+    for row in ner["train"]:
+        for token, tag in zip(row["tokens"], row["ner_tags"]):
+            lookup.setdefault(token, Counter())[tag] += 1
+    entity_tokens = correct = 0
+    for row in ner["test"]:
+        for token, tag in zip(row["tokens"], row["ner_tags"]):
+            if tag != 0:
+                entity_tokens += 1
+                guess = lookup[token].most_common(1)[0][0] if token in lookup else 0
+                correct += guess == tag
+    out["toy-ner"] = {"all_O_entity_f1": 0.0, "word_lookup_entity_token_accuracy": correct / entity_tokens}
+    qa = tasks["toy-qa"]["splits"]["test"]
+    unanswerable = sum(not r["answers"]["text"] for r in qa) / len(qa)
+    out["toy-qa"] = {"unanswerable_fraction": unanswerable, "always_no_answer_f1": unanswerable}
+    retrieval = tasks["toy-retrieval"]
+    n = len(retrieval["corpus"])
+    # one relevant document among n: a random ranking finds it in the top 10 with probability 10/n
+    expected_ndcg = sum(1 / math.log2(rank + 2) for rank in range(10)) / n
+    out["toy-retrieval"] = {"corpus_size": n, "test_queries": len(retrieval["queries"]["test"]),
+                            "random_ndcg@10": expected_ndcg}
+    return out
+
+
+MEASURED_BASELINES = None  # filled in the README from `python -m encoderlab.data.toyworld` (seed 0)
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure_baselines(World(seed=0)), indent=2))
