@@ -32,3 +32,16 @@ def test_gpu_checks_skip_cleanly_without_a_gpu():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_checks.py")], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "no CUDA device" in proc.stdout
+
+
+def test_data_throughput_runs_and_reports_the_loader_share(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "data_throughput.py"), "--documents", "3000", "--repeats", "1",
+         "--vocab-size", "500", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "data_throughput.json").read_text())
+    for key in ("prepare_tokens_per_s", "loader_seq2048_tokens_per_s", "mini_train_s_per_step"):
+        assert result[key] > 0
+    assert 0 < result["loader_share_of_step"] < 1

@@ -89,3 +89,27 @@ def test_pretrain_runs_and_resumes_from_the_command_line(tmp_path):
     again = run("pretrain", str(out), "--resume", "--no-progress")  # already complete: nothing to redo
     assert "step-000012" in again.stdout
     assert len((out / "metrics.jsonl").read_text().splitlines()) >= 4
+
+
+def test_data_prepare_then_pretrain_on_the_shards(tmp_path):
+    shards = tmp_path / "shards"
+    out = run("data", "prepare", "toyworld", "--toyworld-documents", "1500", "--train-tokenizer", "400",
+              "-o", str(shards), "--no-progress").stdout
+    assert "1,500 documents" in out and "mask id 3" in out
+    again = run("data", "prepare", "toyworld", "--toyworld-documents", "1500", "--train-tokenizer", "400",
+                "-o", str(shards), "--no-progress").stdout
+    assert "1,500 documents" in again  # complete: nothing redone
+    inspect = json.loads(run("data", "inspect", str(shards), "--seq-len", "128").stdout)
+    assert inspect["packing (seq_len 128)"]["documents"] == 1500
+    run("pretrain", "tiny-clm", f"data.source={shards}", "model.vocab_size=512", "phases.0.steps=6",
+        "schedule.warmup_steps=1", "schedule.decay_steps=2", "--output", str(tmp_path / "run"), "--no-progress")
+    assert (tmp_path / "run" / "checkpoints" / "step-000006" / "model.safetensors").is_file()
+    small = run("pretrain", "tiny-clm", f"data.source={shards}", "model.vocab_size=300", check=False)
+    assert small.returncode == 2 and "more than the model's vocab_size 300" in small.stderr
+
+
+def test_toyworld_export_and_tokenizer_training(tmp_path):
+    out = run("data", "toyworld", str(tmp_path / "tasks")).stdout
+    assert "bag_of_words_nb_accuracy" in out and (tmp_path / "tasks" / "toy-ner" / "train.jsonl").is_file()
+    run("tokenizer", "train", "toyworld", "--toyworld-documents", "500", "--vocab-size", "350", "-o", str(tmp_path / "tok"))
+    assert (tmp_path / "tok" / "tokenizer.json").is_file()

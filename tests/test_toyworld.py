@@ -1,0 +1,72 @@
+"""toyworld: deterministic world, corpus and tasks in the real datasets' schemas."""
+
+import json
+
+from encoderlab.data import World, export_tasks, measure_baselines
+from encoderlab.data.toyworld import NER_LABELS, SPLIT_SIZES
+
+
+def test_world_corpus_and_tasks_are_deterministic():
+    a, b, c = World(seed=0), World(seed=0), World(seed=1)
+    assert [a.document(i) for i in range(20)] == [b.document(i) for i in range(20)]
+    assert [a.document(i) for i in range(20)] != [c.document(i) for i in range(20)]
+    assert a.tasks() == b.tasks()
+    assert a.tasks()["toy-nli"]["splits"]["test"] != c.tasks()["toy-nli"]["splits"]["test"]
+
+
+def test_corpus_is_large_and_fast():
+    import time
+
+    start = time.perf_counter()
+    words = sum(len(doc.split()) for doc in World(seed=0).corpus(20_000))
+    assert words > 300_000 and time.perf_counter() - start < 30  # a generous bound: seconds in practice
+
+
+def test_tasks_follow_the_hub_schemas():
+    tasks = World(seed=0).tasks()
+    for name in ("toy-sentiment", "toy-nli", "toy-ner", "toy-qa"):
+        assert {split: len(rows) for split, rows in tasks[name]["splits"].items()} == SPLIT_SIZES
+    sst2 = tasks["toy-sentiment"]["splits"]["train"][0]
+    assert set(sst2) == {"sentence", "label", "idx"} and sst2["label"] in (0, 1)
+    mnli = tasks["toy-nli"]["splits"]["train"]
+    assert set(mnli[0]) == {"premise", "hypothesis", "label", "idx"}
+    assert {row["label"] for row in mnli} == {0, 1, 2}
+    for row in tasks["toy-ner"]["splits"]["train"]:
+        assert set(row) == {"id", "tokens", "ner_tags"} and len(row["tokens"]) == len(row["ner_tags"])
+        assert all(0 <= tag < len(NER_LABELS) for tag in row["ner_tags"])
+        for i, tag in enumerate(row["ner_tags"]):  # IOB2: an I- tag continues an entity of its type
+            if NER_LABELS[tag].startswith("I-"):
+                assert NER_LABELS[row["ner_tags"][i - 1]][2:] == NER_LABELS[tag][2:]
+    kinds = {NER_LABELS[t][2:] for row in tasks["toy-ner"]["splits"]["train"] for t in row["ner_tags"] if t}
+    assert kinds == {"PER", "ORG", "LOC", "MISC"}
+    qa = tasks["toy-qa"]["splits"]["train"]
+    assert set(qa[0]) == {"id", "title", "context", "question", "answers"}
+    answerable = [r for r in qa if r["answers"]["text"]]
+    assert 0.4 < len(answerable) / len(qa) < 0.9
+    for row in answerable:
+        text, start = row["answers"]["text"][0], row["answers"]["answer_start"][0]
+        assert row["context"][start : start + len(text)] == text
+        assert row["context"].index(row["title"]) < start  # the answer follows the question's cue
+    retrieval = tasks["toy-retrieval"]
+    corpus_ids = {doc["_id"] for doc in retrieval["corpus"]}
+    assert set(retrieval["corpus"][0]) == {"_id", "title", "text"}
+    for split in ("train", "validation", "test"):
+        assert retrieval["queries"][split] and all(set(q) == {"_id", "text"} for q in retrieval["queries"][split])
+        assert all(r["corpus-id"] in corpus_ids and r["score"] == 1 for r in retrieval["qrels"][split])
+
+
+def test_baselines_show_the_tasks_are_not_trivial():
+    baselines = measure_baselines(World(seed=0))
+    assert baselines["toy-sentiment"]["bag_of_words_nb_accuracy"] < 0.6  # negation and contrast defeat word counts
+    assert baselines["toy-nli"]["majority_accuracy"] < 0.4
+    assert baselines["toy-ner"]["word_lookup_entity_token_accuracy"] < 0.95
+    assert baselines["toy-retrieval"]["random_ndcg@10"] < 0.05
+
+
+def test_export_writes_every_task(tmp_path):
+    out = export_tasks(World(seed=0), tmp_path / "tasks")
+    assert json.loads((out / "toy-nli" / "task.json").read_text())["schema"] == "glue/mnli"
+    rows = (out / "toy-qa" / "validation.jsonl").read_text().splitlines()
+    assert len(rows) == SPLIT_SIZES["validation"] and "answers" in json.loads(rows[0])
+    assert (out / "toy-retrieval" / "qrels" / "test.tsv").read_text().startswith("query-id\tcorpus-id\tscore\n")
+    assert (out / "toy-retrieval" / "corpus.jsonl").is_file()
