@@ -188,3 +188,16 @@ def test_interrupted_preparation_resumes_to_the_same_shards(tmp_path, toy_tokeni
     for index in range(0, len(a), 37):
         assert np.array_equal(a.sample(index)[0], b.sample(index)[0])
         assert np.array_equal(a.sample(index)[1], b.sample(index)[1])
+
+
+def test_hf_source_streams_through_datasets_from_a_local_folder(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "local-dataset" / "data"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"content": ["streamed one", "streamed two", "streamed three"]}), folder / "train.parquet")
+    source = parse_source(f"hf:{tmp_path / 'local-dataset'}", text_column="content")
+    assert list(iter_documents(source)) == ["streamed one", "streamed two", "streamed three"]
+    with pytest.raises(ConfigError, match="no text column 'text'; columns are content"):
+        list(iter_documents(parse_source(f"hf:{tmp_path / 'local-dataset'}")))

@@ -21,8 +21,17 @@ where and when). From the world it writes
   - ``toy-retrieval`` (BEIR layout: corpus {_id, title, text}, queries {_id, text}, qrels
     {query-id, corpus-id, score}): find the biography that matches two facts.
 
-Measured difficulty (seed 0, default sizes; ``python -m encoderlab.data.toyworld`` prints them):
-see :data:`MEASURED_BASELINES` and the README. No download is needed, ever.
+Measured difficulty on the test splits (seed 0, default sizes; ``python -m
+encoderlab.data.toyworld`` prints them, :func:`measure_baselines` computes them):
+
+- toy-sentiment: majority 54.6%, random 50%, bag-of-words naive Bayes 48.6% accuracy;
+- toy-nli: majority 32.2%, random 33.3%, bag-of-words naive Bayes 66.6% (it spots the words of
+  neutral hypotheses; entailment vs contradiction needs the premise);
+- toy-ner: all-O entity F1 0; a word-to-tag lookup gets 87.2% of entity tokens right;
+- toy-qa: 32.2% unanswerable, so always answering "no answer" scores F1 32.2%;
+- toy-retrieval: 400 documents, 110 test queries; random ranking NDCG@10 1.1%.
+
+No download is needed, ever.
 """
 
 from __future__ import annotations
@@ -424,9 +433,6 @@ def measure_baselines(world: World) -> dict:
     out["toy-retrieval"] = {"corpus_size": n, "test_queries": len(retrieval["queries"]["test"]),
                             "random_ndcg@10": expected_ndcg}
     return out
-
-
-MEASURED_BASELINES = None  # filled in the README from `python -m encoderlab.data.toyworld` (seed 0)
 
 
 if __name__ == "__main__":
