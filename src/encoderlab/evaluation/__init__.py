@@ -1,0 +1,1 @@
+"""Evaluation: metrics, statistics and the results store (the fine-tuning runner comes next)."""

@@ -1,0 +1,163 @@
+"""The results store: one SQLite row per fine-tuning run (stdlib ``sqlite3``).
+
+A run is identified by (model fingerprint, dataset, LR, seed, protocol version); its key is the
+hash of those. A sweep asks :meth:`ResultsStore.has` before running and writes each finished run
+in its own transaction, so an interrupted sweep resumes with nothing lost or repeated. Rows keep
+per-split scores, the per-item test scores (for paired tests), timings and provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_key TEXT PRIMARY KEY,
+    model_fingerprint TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    lr REAL NOT NULL,
+    seed INTEGER NOT NULL,
+    protocol_version TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'diverged')),
+    validation_score REAL,
+    test_score REAL,
+    metrics TEXT NOT NULL,
+    test_items TEXT,
+    steps INTEGER,
+    train_seconds REAL,
+    eval_seconds REAL,
+    provenance TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_model_dataset ON runs (model_fingerprint, dataset);
+"""
+
+
+def run_key(model_fingerprint: str, dataset: str, lr: float, seed: int, protocol_version: str) -> str:
+    identity = json.dumps([model_fingerprint, dataset, repr(float(lr)), int(seed), protocol_version])
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+@dataclass
+class RunRecord:
+    model_fingerprint: str
+    model_name: str
+    dataset: str
+    lr: float
+    seed: int
+    protocol_version: str
+    status: str  # "ok" or "diverged"
+    validation_score: float | None
+    test_score: float | None
+    metrics: dict = field(default_factory=dict)
+    test_items: list[float] | None = None
+    steps: int | None = None
+    train_seconds: float | None = None
+    eval_seconds: float | None = None
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return run_key(self.model_fingerprint, self.dataset, self.lr, self.seed, self.protocol_version)
+
+
+def _nullable(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+class ResultsStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._connection = sqlite3.connect(self.path, timeout=60)
+            self._connection.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+            self._connection.executescript(SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise ValueError(f"{self.path}: not a usable encoderlab results database ({err})") from None
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connection:  # commits on success, rolls back on error
+            yield self._connection
+
+    def has(self, key: str) -> bool:
+        return self._connection.execute("SELECT 1 FROM runs WHERE run_key = ?", (key,)).fetchone() is not None
+
+    def add(self, record: RunRecord) -> bool:
+        """Stores ``record``; returns False (and changes nothing) if the run is already there."""
+        if record.status not in ("ok", "diverged"):
+            raise ValueError(f"run status: expected 'ok' or 'diverged', got {record.status!r}")
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.key, record.model_fingerprint, record.model_name, record.dataset, float(record.lr),
+                 int(record.seed), record.protocol_version, record.status, _nullable(record.validation_score),
+                 _nullable(record.test_score), json.dumps(record.metrics),
+                 json.dumps(record.test_items) if record.test_items is not None else None, record.steps,
+                 record.train_seconds, record.eval_seconds, json.dumps(record.provenance),
+                 datetime.now(timezone.utc).isoformat()),
+            )
+        return cursor.rowcount == 1
+
+    def records(self, model_fingerprint: str | None = None, dataset: str | None = None) -> list[RunRecord]:
+        query, args = "SELECT * FROM runs WHERE 1=1", []
+        if model_fingerprint is not None:
+            query, args = query + " AND model_fingerprint = ?", [*args, model_fingerprint]
+        if dataset is not None:
+            query, args = query + " AND dataset = ?", [*args, dataset]
+        rows = self._connection.execute(query + " ORDER BY dataset, lr, seed", args).fetchall()
+        names = [c[0] for c in self._connection.execute("SELECT * FROM runs LIMIT 0").description]
+        out = []
+        for row in rows:
+            data = dict(zip(names, row))
+            out.append(RunRecord(
+                model_fingerprint=data["model_fingerprint"], model_name=data["model_name"], dataset=data["dataset"],
+                lr=data["lr"], seed=data["seed"], protocol_version=data["protocol_version"], status=data["status"],
+                validation_score=data["validation_score"] if data["validation_score"] is not None else math.nan,
+                test_score=data["test_score"] if data["test_score"] is not None else math.nan,
+                metrics=json.loads(data["metrics"]),
+                test_items=json.loads(data["test_items"]) if data["test_items"] else None, steps=data["steps"],
+                train_seconds=data["train_seconds"], eval_seconds=data["eval_seconds"],
+                provenance=json.loads(data["provenance"]),
+            ))
+        return out
+
+    def count(self) -> int:
+        return self._connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """Hash of a model's weight files (safetensors), so results follow the weights, not the path."""
+    model_dir = Path(model_dir)
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{model_dir}: no safetensors weights to fingerprint")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(block)
+    return digest.hexdigest()[:24]
+
+
+__all__ = ["ResultsStore", "RunRecord", "model_fingerprint", "run_key"]
