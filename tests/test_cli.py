@@ -104,6 +104,7 @@ def test_data_prepare_then_pretrain_on_the_shards(tmp_path):
     run("pretrain", "tiny-clm", f"data.source={shards}", "model.vocab_size=512", "phases.0.steps=6",
         "schedule.warmup_steps=1", "schedule.decay_steps=2", "--output", str(tmp_path / "run"), "--no-progress")
     assert (tmp_path / "run" / "checkpoints" / "step-000006" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "checkpoints" / "step-000006" / "tokenizer.json").is_file()  # self-contained
     small = run("pretrain", "tiny-clm", f"data.source={shards}", "model.vocab_size=300", check=False)
     assert small.returncode == 2 and "more than the model's vocab_size 300" in small.stderr
 

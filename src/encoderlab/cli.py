@@ -213,6 +213,12 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
         except Exception as err:
             raise ConfigError(f"tokenizer {args.tokenizer!r}: could not be loaded ({type(err).__name__}: {err})") from None
         origin, name = ensure_mask_token(tokenizer), args.tokenizer
+        tokenizer_dir = Path(args.output) / "tokenizer"
+        if not (tokenizer_dir / "tokenizer_config.json").is_file():  # kept beside the shards, mask token included
+            from encoderlab.io import atomic_directory
+
+            with atomic_directory(tokenizer_dir, overwrite=True) as tmp:
+                tokenizer.save_pretrained(tmp)
     else:
         raise ConfigError("data prepare: give --tokenizer NAME_OR_PATH or --train-tokenizer VOCAB_SIZE")
     manifest = prepare(source, tokenizer, name, args.output, shard_tokens=args.shard_tokens, dtype=args.dtype,

@@ -22,7 +22,13 @@ import torch
 import encoderlab
 from encoderlab.io import atomic_directory, atomic_write_text
 from encoderlab.model import CheckpointError, ModelConfig
-from encoderlab.model.checkpoint import CONFIG_FILE, CHECKPOINT_FORMAT, WEIGHTS_FILE, read_checkpoint_meta
+from encoderlab.model.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    copy_tokenizer_files,
+    read_checkpoint_meta,
+)
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -54,7 +60,7 @@ def checkpoint_name(step: int) -> str:
 
 def save_training_checkpoint(
     directory: Path, model_state: dict[str, torch.Tensor], model_config: ModelConfig, optimizer_state: dict,
-    state: TrainingState,
+    state: TrainingState, tokenizer_dir: Path | None = None,
 ) -> Path:
     target = directory / checkpoint_name(state.step)
     meta = {"format": CHECKPOINT_FORMAT, "encoderlab_version": encoderlab.__version__, "model": model_config.to_dict()}
@@ -65,6 +71,8 @@ def save_training_checkpoint(
                   metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
+        if tokenizer_dir is not None:  # the checkpoint is then self-contained for evaluation and export
+            copy_tokenizer_files(tokenizer_dir, tmp)
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()

@@ -94,6 +94,8 @@ class Trainer:
             )
         self.accumulation = config.global_batch_samples // per_step
         self.source = build_source(config.data, config.model)  # fails fast, before the model
+        tokenizer_dir = Path(config.data.source) / "tokenizer"
+        self.tokenizer_dir = tokenizer_dir if (tokenizer_dir / "tokenizer_config.json").is_file() else None
         available = len(self.source) if hasattr(self.source, "__len__") else None
         needed = config.total_steps * config.global_batch_samples
         if available is not None and needed > available and ctx.is_main:
@@ -230,7 +232,8 @@ class Trainer:
             samples = step * self.config.global_batch_samples
             state = TrainingState(step=step, samples_seen=samples, tokens_seen=samples * self.config.data.seq_len,
                                   run_config=self.config.to_dict(), kept=kept)
-            path = save_training_checkpoint(self.checkpoint_dir, model_state, self.config.model, optimizer_state, state)
+            path = save_training_checkpoint(self.checkpoint_dir, model_state, self.config.model, optimizer_state, state,
+                                            tokenizer_dir=self.tokenizer_dir)
             rotate_checkpoints(self.checkpoint_dir, self.config.keep_last)
         D.barrier()
         return path
