@@ -178,6 +178,29 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from encoderlab.evaluation.finetune import FinetuneConfig
+    from encoderlab.evaluation.sweep import PAPER_LRS, PAPER_SEEDS, format_table, run_sweep
+    from encoderlab.evaluation.tasks import TOYWORLD_TASKS
+
+    tasks = args.tasks.split(",") if args.tasks else list(TOYWORLD_TASKS)
+    lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else list(PAPER_LRS)
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else list(PAPER_SEEDS)
+    local_dirs = {}
+    for item in args.data or []:
+        if "=" not in item:
+            raise ConfigError(f"--data {item!r}: expected TASK=DIRECTORY")
+        task, directory = item.split("=", 1)
+        local_dirs[task] = directory
+    config = FinetuneConfig(max_steps=args.max_steps, batch_size=args.batch_size, max_length=args.max_length,
+                            max_eval_examples=args.max_eval_examples)
+    rows = run_sweep(args.model, tasks, lrs, seeds, args.results, config, local_dirs=local_dirs,
+                     progress=not args.no_progress, trust_remote_code=args.trust_remote_code)
+    print(format_table(rows))
+    print(f"results: {args.results}")
+    return 0
+
+
 def _source(args: argparse.Namespace):
     from encoderlab.data import parse_source
 
@@ -339,6 +362,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true")
     train.set_defaults(func=cmd_tokenizer_train)
     tok.set_defaults(func=lambda args: (tok.print_help(), 0)[1])
+
+    ev = commands.add_parser("evaluate", help="fine-tune and evaluate a model over tasks x LRs x seeds (resumable)")
+    ev.add_argument("model", help="encoderlab checkpoint or local transformers model directory (with tokenizer)")
+    ev.add_argument("--tasks", help="comma list (default: the toyworld tasks); see encoderlab.evaluation.tasks")
+    ev.add_argument("--lrs", help="comma list (default: the paper's 1e-5 ... 5e-4)")
+    ev.add_argument("--seeds", help="comma list (default: 0,1,2,3,4)")
+    ev.add_argument("--results", default="results.sqlite", help="SQLite results database (runs already there are skipped)")
+    ev.add_argument("--data", action="append", metavar="TASK=DIR", help="read a task from local files")
+    ev.add_argument("--max-steps", type=int, default=1000)
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--max-length", type=int, default=512)
+    ev.add_argument("--max-eval-examples", type=int, default=None)
+    ev.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the model dir")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
 
     smoke = commands.add_parser("smoke", help="a short training run of a small model on random packed tokens")
     smoke.add_argument("--preset", default="mini")
