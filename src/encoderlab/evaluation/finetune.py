@@ -38,7 +38,7 @@ class FinetuneConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    doc_stride: int = 128
+    doc_stride: int = 128  # tokens shared by consecutive windows of a long context
     max_answer_tokens: int = 30
     temperature: float = 0.05
     max_eval_examples: int | None = None  # cap validation/test sizes (smoke runs); None = all
@@ -154,7 +154,8 @@ def qa_features(backbone: Backbone, rows: list[dict], config: FinetuneConfig, li
         context_ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
         prefix = backbone.frame(question)
         room = limit - len(prefix) - 1
-        starts = list(range(0, max(1, len(context_ids) - room + config.doc_stride), config.doc_stride)) or [0]
+        step = max(1, room - config.doc_stride)  # consecutive windows share doc_stride tokens (as HF run_qa)
+        starts = list(range(0, max(1, len(context_ids) - room + step), step)) or [0]
         if len(starts) > 1:
             counter["windowed"] = counter.get("windowed", 0) + 1
         answer = (row["answers"]["text"][0], row["answers"]["answer_start"][0]) if row["answers"]["text"] else None

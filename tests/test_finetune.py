@@ -1,0 +1,127 @@
+"""Fine-tuning runs and sweeps on CPU with a tiny model on the toyworld tasks."""
+
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from encoderlab.data import iter_documents, parse_source, train_tokenizer
+from encoderlab.evaluation.finetune import Backbone, FinetuneConfig, finetune, qa_features, tc_features
+from encoderlab.evaluation.metrics import normalize_answer
+from encoderlab.evaluation.sweep import run_sweep
+from encoderlab.evaluation.tasks import TOYWORLD_TASKS, load_task
+from encoderlab.model import ModelConfig, build_encoder, save_checkpoint
+
+FAST = FinetuneConfig(max_steps=4, batch_size=8, max_length=128, max_eval_examples=24)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model")
+    tokenizer = train_tokenizer(iter_documents(parse_source("toyworld", toyworld_documents=3000)), 384, root / "tok")
+    config = ModelConfig.from_name("tiny", vocab_size=len(tokenizer), pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                   mask_token_id=3)
+    return save_checkpoint(build_encoder(config, seed=0), root / "ckpt", tokenizer_dir=root / "tok")
+
+
+def test_features_label_first_sub_tokens_and_find_answers(tiny_checkpoint):
+    backbone = Backbone(str(tiny_checkpoint))
+    task = load_task("toy-ner")
+    rows = task.splits["train"][:20]
+    for row, feature in zip(rows, tc_features(backbone, rows, 128, {})):
+        labelled = [label for label in feature["labels"] if label != -100]
+        assert labelled == row["ner_tags"] and len(feature["first"]) == len(row["tokens"])
+        assert feature["ids"][0] == 1 and feature["ids"][-1] == 2  # framed like pretraining documents
+    qa = load_task("toy-qa").splits["train"][:40]
+    counter = {}
+    features = qa_features(backbone, qa, FinetuneConfig(doc_stride=16), 64, counter)  # short windows: sliding
+    assert counter.get("windowed", 0) > 0
+    for row in qa:
+        windows = [f for f in features if qa[f["example"]] is row]
+        if row["answers"]["text"]:
+            hits = [f for f in windows if f["start"] > 0]
+            assert hits, row["id"]
+            f = hits[0]
+            a, b = f["offsets"][f["start"] - f["context_offset"]][0], f["offsets"][f["end"] - f["context_offset"]][1]
+            assert normalize_answer(row["context"][a:b]) == normalize_answer(row["answers"]["text"][0])
+        else:
+            assert all(f["start"] == f["end"] == 0 for f in windows)
+
+
+@pytest.mark.parametrize("name", TOYWORLD_TASKS)
+def test_every_task_type_trains_and_scores(tiny_checkpoint, name):
+    result = finetune(str(tiny_checkpoint), load_task(name), lr=1e-3, seed=0, config=FAST)
+    assert result.status == "ok" and result.steps == 4
+    assert 0.0 <= result.test <= 100.0 and 0.0 <= result.validation <= 100.0
+    assert result.test_items and all(0.0 <= x <= 1.0 for x in result.test_items)
+
+
+def test_same_seed_same_result_and_divergence_is_recorded(tiny_checkpoint):
+    task = load_task("toy-sentiment")
+    a = finetune(str(tiny_checkpoint), task, lr=1e-3, seed=3, config=FAST)
+    b = finetune(str(tiny_checkpoint), task, lr=1e-3, seed=3, config=FAST)
+    assert a.test == b.test and a.test_items == b.test_items
+    exploded = finetune(str(tiny_checkpoint), task, lr=1e30, seed=0, config=FAST)
+    assert exploded.status == "diverged" and math.isnan(exploded.test)
+
+
+def test_transformers_encoders_use_the_same_heads(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.train_from_iterator(iter_documents(parse_source("toyworld", toyworld_documents=500)),
+                                trainers.WordPieceTrainer(vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                        sep_token="[SEP]", mask_token="[MASK]")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(tmp_path / "bert")
+    result = finetune(str(tmp_path / "bert"), load_task("toy-nli"), lr=1e-3, seed=0, config=FAST)
+    assert result.status == "ok" and 0 <= result.test <= 100
+
+
+def test_sweep_table_and_resume_without_duplicates(tiny_checkpoint, tmp_path):
+    db = tmp_path / "results.sqlite"
+    rows = run_sweep(str(tiny_checkpoint), ["toy-sentiment", "toy-ner"], [1e-3, 3e-4], [0, 1], db, FAST, progress=False)
+    tasks = {r["task"]: r for r in rows}
+    assert set(tasks) == {"toy-sentiment", "toy-ner", "SC mean", "TC mean"}
+    assert tasks["toy-sentiment"]["n"] == 2 and tasks["toy-sentiment"]["lr"] in (1e-3, 3e-4)
+    assert tasks["toy-sentiment"]["ci_low"] <= tasks["toy-sentiment"]["mean"] <= tasks["toy-sentiment"]["ci_high"]
+    again = run_sweep(str(tiny_checkpoint), ["toy-sentiment", "toy-ner"], [1e-3, 3e-4], [0, 1], db, FAST, progress=False)
+    assert again == rows  # nothing re-run, same table
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 8
+
+
+@pytest.mark.slow
+def test_killed_sweep_completes_on_rerun_with_no_duplicate_rows(tiny_checkpoint, tmp_path):
+    db = tmp_path / "results.sqlite"
+    command = [sys.executable, "-m", "encoderlab.cli", "evaluate", str(tiny_checkpoint), "--lrs", "1e-3,3e-4",
+               "--seeds", "0,1", "--max-steps", "4", "--batch-size", "8", "--max-length", "128",
+               "--max-eval-examples", "24", "--results", str(db), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    done = 0
+    while time.time() < deadline and done < 3:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                done = sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 3 <= done < 20
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "| IR mean |" in finished.stdout and "| toy-qa | squad_v2 |" in finished.stdout
+    connection = sqlite3.connect(db)
+    assert connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 5 * 2 * 2
+    assert connection.execute("SELECT COUNT(DISTINCT dataset || lr || seed) FROM runs").fetchone()[0] == 20
