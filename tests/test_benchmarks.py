@@ -45,3 +45,16 @@ def test_data_throughput_runs_and_reports_the_loader_share(tmp_path):
     for key in ("prepare_tokens_per_s", "loader_seq2048_tokens_per_s", "mini_train_s_per_step"):
         assert result[key] > 0
     assert 0 < result["loader_share_of_step"] < 1
+
+
+def test_finetune_throughput_projects_the_protocol_cost(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "finetune_throughput.py"), "--preset", "tiny", "--steps", "2",
+         "--repeats", "1", "--max-length", "128", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "finetune_throughput.json").read_text())
+    assert {t["type"] for t in result["tasks"].values()} == {"SC", "SC-pair", "TC", "QA", "IR"}
+    assert all(t["train_examples_per_s"] > 0 for t in result["tasks"].values())
+    assert result["projected_protocol_hours_per_checkpoint"] > 0
