@@ -125,3 +125,16 @@ def test_killed_sweep_completes_on_rerun_with_no_duplicate_rows(tiny_checkpoint,
     connection = sqlite3.connect(db)
     assert connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 5 * 2 * 2
     assert connection.execute("SELECT COUNT(DISTINCT dataset || lr || seed) FROM runs").fetchone()[0] == 20
+
+
+def test_zero_shot_tasks_are_trained_on_their_source_and_tested_on_their_own_data(tiny_checkpoint, tmp_path):
+    from encoderlab.data import World, export_tasks
+
+    export_tasks(World(seed=0), tmp_path / "ms")  # toy retrieval in the BEIR layout stands in for MS MARCO ...
+    export_tasks(World(seed=1), tmp_path / "nq")  # ... and another world's for NQ (test qrels only are read)
+    rows = run_sweep(str(tiny_checkpoint), ["nq"], [1e-3], [0], tmp_path / "r.sqlite", FAST, progress=False,
+                     local_dirs={"msmarco": str(tmp_path / "ms" / "toy-retrieval"),
+                                 "nq": str(tmp_path / "nq" / "toy-retrieval")})
+    assert rows[0]["task"] == "nq" and 0 <= rows[0]["mean"] <= 100
+    record = sqlite3.connect(tmp_path / "r.sqlite").execute("SELECT dataset, status FROM runs").fetchall()
+    assert record == [("nq", "ok")]

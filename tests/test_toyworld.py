@@ -69,4 +69,4 @@ def test_export_writes_every_task(tmp_path):
     rows = (out / "toy-qa" / "validation.jsonl").read_text().splitlines()
     assert len(rows) == SPLIT_SIZES["validation"] and "answers" in json.loads(rows[0])
     assert (out / "toy-retrieval" / "qrels" / "test.tsv").read_text().startswith("query-id\tcorpus-id\tscore\n")
-    assert (out / "toy-retrieval" / "corpus.jsonl").is_file()
+    assert (out / "toy-retrieval" / "corpus.jsonl").is_file() and (out / "toy-retrieval" / "queries.jsonl").is_file()

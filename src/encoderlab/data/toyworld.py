@@ -359,10 +359,10 @@ def export_tasks(world: World, output_dir: str | Path, overwrite: bool = False) 
             folder.mkdir()
             info = {k: v for k, v in task.items() if k not in ("splits", "corpus", "queries", "qrels")}
             (folder / "task.json").write_text(json.dumps({**info, "seed": world.seed}, indent=2) + "\n")
-            if task["type"] == "ir":
+            if task["type"] == "ir":  # the BEIR layout: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
                 _write_jsonl(folder / "corpus.jsonl", task["corpus"])
+                _write_jsonl(folder / "queries.jsonl", [q for split in task["queries"] for q in task["queries"][split]])
                 for split in task["queries"]:
-                    _write_jsonl(folder / f"queries-{split}.jsonl", task["queries"][split])
                     lines = ["query-id\tcorpus-id\tscore"] + [
                         f"{r['query-id']}\t{r['corpus-id']}\t{r['score']}" for r in task["qrels"][split]]
                     (folder / "qrels").mkdir(exist_ok=True)

@@ -204,7 +204,10 @@ def _batches(items: list, size: int, rng: random.Random | None):
 
 
 def finetune(backbone_path: str, task: TaskData, lr: float, seed: int, config: FinetuneConfig,
-             device: torch.device | None = None, trust_remote_code: bool = False) -> RunResult:
+             device: torch.device | None = None, trust_remote_code: bool = False,
+             test_task: TaskData | None = None) -> RunResult:
+    """Fine-tunes on ``task`` and scores its validation split and the test split of ``test_task``
+    (default ``task``; zero-shot tasks such as NQ pass the MS MARCO data as ``task``)."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -262,7 +265,7 @@ def finetune(backbone_path: str, task: TaskData, lr: float, seed: int, config: F
     backbone.eval()
     with torch.no_grad(), autocast:
         validation = _evaluate(spec.type, backbone, head, task, "validation", config, limit, counts, cap, device)
-        test = _evaluate(spec.type, backbone, head, task, "test", config, limit, counts, cap, device)
+        test = _evaluate(spec.type, backbone, head, test_task or task, "test", config, limit, counts, cap, device)
     metrics = {f"validation/{k}": v for k, v in validation[0].items()} | {f"test/{k}": v for k, v in test[0].items()}
     scale = 1.0 if spec.type == "qa" else 100.0  # every main score on the paper's 0-100 scale (SQuAD already is)
     return RunResult("ok", scale * validation[0][spec.metric], scale * test[0][spec.metric], metrics, test[1], steps,

@@ -48,9 +48,15 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
                 if bar is not None:
                     bar.update(1)
                 continue
-            if name not in loaded:
-                loaded[name] = load_task(name, local_dir=(local_dirs or {}).get(name))
-            result = finetune(model, loaded[name], lr, seed, config, trust_remote_code=trust_remote_code)
+            spec = get_task(name)
+            for needed in filter(None, (name, spec.zero_shot_from)):
+                if needed not in loaded:
+                    loaded[needed] = load_task(needed, local_dir=(local_dirs or {}).get(needed))
+            if spec.zero_shot_from:  # trained on the source task (MS MARCO), tested on this one
+                result = finetune(model, loaded[spec.zero_shot_from], lr, seed, config,
+                                  trust_remote_code=trust_remote_code, test_task=loaded[name])
+            else:
+                result = finetune(model, loaded[name], lr, seed, config, trust_remote_code=trust_remote_code)
             store.add(RunRecord(
                 model_fingerprint=fingerprint, model_name=str(model), dataset=name, lr=lr, seed=seed,
                 protocol_version=protocol, status=result.status, validation_score=result.validation,
