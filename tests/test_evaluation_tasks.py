@@ -141,3 +141,12 @@ def test_genuine_files_in_their_official_formats(tmp_path):
     for ours, theirs in (("train", "train"), ("validation", "valid"), ("test", "test")):
         shutil.copy(SHARED / "conll2003" / f"{theirs}.txt", conll / f"{ours}.txt")
     assert len(load_task("conll2003", local_dir=conll).splits["test"]) == 3_453
+
+
+def test_mldr_hub_schema_is_converted(tmp_path):
+    write_jsonl(tmp_path / "corpus.jsonl", [{"docid": "doc-0", "text": "long text"}, {"docid": "doc-1", "text": "x"}])
+    write_jsonl(tmp_path / "test.jsonl", [{"query_id": "q-0", "query": "what?", "negative_passages": [],
+                                           "positive_passages": [{"docid": "doc-1", "text": "x"}]}])
+    data = load_task("mldr-en", local_dir=tmp_path)
+    assert data.qrels["test"] == {"q-0": {"doc-1": 1}} and data.queries["test"] == [{"_id": "q-0", "text": "what?"}]
+    assert [d["_id"] for d in data.corpus] == ["doc-0", "doc-1"]

@@ -249,9 +249,11 @@ def load_task(name: str, local_dir: str | Path | None = None, toyworld_seed: int
         return data
     if spec.type == "ir":
         if local_dir is None:
-            raise ConfigError(f"task {name!r}: retrieval data is read from a local BEIR folder (corpus.jsonl, "
-                              "queries.jsonl, qrels/<split>.tsv); pass local_dir")
-        return _ir_from_beir(spec, Path(local_dir))
+            return _ir_from_hub(spec)
+        folder = Path(local_dir)
+        if spec.name == "mldr-en" and not (folder / "queries.jsonl").is_file():
+            return _ir_from_mldr_rows(spec, _local_split(folder, "corpus") or [], _local_split(folder, "test") or [])
+        return _ir_from_beir(spec, folder)
     raw: dict[str, list[dict]] = {}
     for ours, hub in spec.hub_splits.items():
         if local_dir is not None:
@@ -296,6 +298,42 @@ def _ir_from_tables(spec, corpus, queries, qrels_rows) -> TaskData:
             table.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
         qrels[split] = table
     return TaskData(spec, corpus=corpus, queries=queries, qrels=qrels)
+
+
+def _ir_from_mldr_rows(spec: TaskSpec, corpus_rows: list[dict], query_rows: list[dict]) -> TaskData:
+    """Shitao/MLDR's schema (query_id, query, positive_passages; corpus: docid, text) -> BEIR tables."""
+    if not corpus_rows or not query_rows:
+        raise ConfigError(f"task {spec.name!r}: MLDR needs corpus rows (docid, text) and test rows "
+                          "(query_id, query, positive_passages), or a BEIR folder")
+    corpus = [{"_id": str(r["docid"]), "title": "", "text": r["text"]} for r in corpus_rows]
+    queries = {"test": [{"_id": str(r["query_id"]), "text": r["query"]} for r in query_rows]}
+    qrels = {"test": [{"query-id": str(r["query_id"]), "corpus-id": str(p["docid"]), "score": 1}
+                      for r in query_rows for p in r["positive_passages"]]}
+    return _ir_from_tables(spec, corpus, queries, qrels)
+
+
+def _ir_from_hub(spec: TaskSpec) -> TaskData:
+    from datasets import load_dataset
+
+    try:
+        if spec.name == "mldr-en":
+            corpus = list(load_dataset(spec.hub_id, "corpus-en", split="corpus"))
+            return _ir_from_mldr_rows(spec, corpus, list(load_dataset(spec.hub_id, spec.hub_config, split="test")))
+        corpus = list(load_dataset(spec.hub_id, "corpus", split="corpus"))
+        all_queries = {str(q["_id"]): q for q in load_dataset(spec.hub_id, "queries", split="queries")}
+        queries, qrels = {}, {}
+        for ours, theirs in spec.hub_splits.items():
+            rows = list(load_dataset(f"{spec.hub_id}-qrels", split=theirs))
+            qrels[ours] = rows
+            queries[ours] = [all_queries[q] for q in sorted({str(r["query-id"]) for r in rows}) if q in all_queries]
+    except ConfigError:
+        raise
+    except Exception as err:
+        raise ConfigError(
+            f"task {spec.name!r}: could not load hf:{spec.hub_id} ({type(err).__name__}: {err}). Offline, pass a "
+            "local folder in the BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)"
+        ) from None
+    return _ir_from_tables(spec, corpus, queries, qrels)
 
 
 def _ir_from_beir(spec: TaskSpec, folder: Path) -> TaskData:
