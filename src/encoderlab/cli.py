@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -173,7 +174,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
         config = PretrainConfig.from_dict({**config.to_dict(), "output_dir": args.output})
     final = pretrain(config, resume=args.resume, progress=not args.no_progress)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only the first process reports
         print(f"final checkpoint: {final}")
     return 0
 
