@@ -211,7 +211,7 @@ def run_one(args, preset: str, kind: str, compiled: bool, device: torch.device) 
     finally:
         if use_cuda:
             record["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-        del model, optimizer, batches
+        model = optimizer = batches = None  # free GPU memory before the next row
         gc.collect()
         if use_cuda:
             torch.cuda.empty_cache()

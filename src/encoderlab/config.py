@@ -115,10 +115,6 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T
         raise ConfigError(f"{where}: {err}") from None
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
-
-
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

@@ -23,7 +23,6 @@ from encoderlab.model.checkpoint import (
     copy_tokenizer_files,
     load_checkpoint,
     load_state_into,
-    read_checkpoint_meta,
     save_checkpoint,
 )
 from encoderlab.model.config import ModelConfig
@@ -286,5 +285,4 @@ def import_hf(
     return model
 
 
-__all__ = ["export_hf", "import_hf", "to_hf_state_dict", "from_hf_state_dict", "model_config_from_hf",
-           "read_checkpoint_meta"]
+__all__ = ["export_hf", "import_hf", "to_hf_state_dict", "from_hf_state_dict", "model_config_from_hf"]
