@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 demo: setup
-	$(BIN)/encoderlab smoke
+	$(BIN)/encoderlab demo
 
 test: setup
 	$(BIN)/python -m pytest -q

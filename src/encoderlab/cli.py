@@ -202,6 +202,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_run(args: argparse.Namespace) -> int:
+    from encoderlab.study import load_study, run_study
+
+    spec = load_study(args.spec, args.output)
+    started = time.perf_counter()
+    report = run_study(spec, progress=not args.no_progress)
+    print(f"study {spec.name} finished in {time.perf_counter() - started:.0f}s; report: {report}")
+    return 0
+
+
+def cmd_study_status(args: argparse.Namespace) -> int:
+    from encoderlab.study import load_study, study_status
+
+    for row in study_status(load_study(args.spec, args.output)):
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from encoderlab.study import load_study
+    from encoderlab.study.report import write_report
+
+    spec = load_study(args.spec, args.output)
+    shards = spec.study_dir / "data" if spec.data is not None else None
+    print(f"report: {write_report(spec, shards)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.spec = "toyworld-demo"
+    return cmd_study_run(args)
+
+
 def _source(args: argparse.Namespace):
     from encoderlab.data import parse_source
 
@@ -378,6 +411,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the model dir")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
+
+    study = commands.add_parser("study", help="run a study (pretraining + evaluation + report) or show its status")
+    study_commands = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND")
+    for verb, func, text in (("run", cmd_study_run, "run (or resume) a study"),
+                             ("status", cmd_study_status, "what is done, running or missing")):
+        sub = study_commands.add_parser(verb, help=text)
+        sub.add_argument("spec", help="study YAML file or built-in study name (e.g. toyworld-demo)")
+        sub.add_argument("--output", help="study directory (default studies/<name>)")
+        sub.add_argument("--no-progress", action="store_true")
+        sub.set_defaults(func=func)
+    study.set_defaults(func=lambda args: (study.print_help(), 0)[1])
+    rep_parser = commands.add_parser("report", help="write a study's report (HTML + Markdown) from its results")
+    rep_parser.add_argument("spec")
+    rep_parser.add_argument("--output", help="study directory (default studies/<name>)")
+    rep_parser.set_defaults(func=cmd_report)
+    demo = commands.add_parser("demo", help="the toyworld study end to end, offline, on a CPU")
+    demo.add_argument("--output", help="study directory (default studies/toyworld-demo)")
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(func=cmd_demo)
 
     smoke = commands.add_parser("smoke", help="a short training run of a small model on random packed tokens")
     smoke.add_argument("--preset", default="mini")

@@ -137,6 +137,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         name="tiny", vocab_size=384, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
         intermediate_size=160, max_position_embeddings=512,
     ),
+    "demo": dict(
+        name="demo", vocab_size=2048, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2,
+        intermediate_size=384, max_position_embeddings=256,
+    ),
     "mini": dict(
         name="mini", vocab_size=4096, hidden_size=256, num_layers=4, num_heads=4, num_kv_heads=2,
         intermediate_size=768, max_position_embeddings=512,

@@ -55,17 +55,23 @@ def _paper(name: str, size: str, phases: list[dict], **extra: Any) -> dict[str, 
     }
 
 
+SMALL_SHAPES = {  # preset: (samples per step, micro-batch, seq_len, synthetic mean document length)
+    "tiny": (8, 4, 128, 48), "demo": (16, 16, 128, 48), "mini": (32, 16, 256, 96),
+}
+
+
 def _small(name: str, size: str, phases: list[dict], **extra: Any) -> dict[str, Any]:
-    tiny = size == "tiny"
+    samples, micro, seq_len, mean_doc = SMALL_SHAPES[size]
     total = sum(p["steps"] for p in phases)
     return {
         "name": name,
         "model": {"preset": size, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "mask_token_id": 3},
         "phases": phases,
-        "global_batch_tokens": (8 * 128) if tiny else (32 * 256),
-        "micro_batch_size": 4 if tiny else 16,
-        "data": {"source": "synthetic", "seq_len": 128 if tiny else 256, "mean_document_length": 48 if tiny else 96},
-        "schedule": {"lr": 3e-3 if tiny else 2e-3, "warmup_steps": max(1, total // 10), "decay_steps": max(1, total // 5)},
+        "global_batch_tokens": samples * seq_len,
+        "micro_batch_size": micro,
+        "data": {"source": "synthetic", "seq_len": seq_len, "mean_document_length": mean_doc},
+        "schedule": {"lr": 3e-3 if size == "tiny" else 2e-3, "warmup_steps": max(1, total // 10),
+                     "decay_steps": max(1, total // 5)},
         "checkpoint_every": max(1, total // 3), "log_every": max(1, total // 20), **extra,
     }
 
@@ -106,7 +112,7 @@ def _build_registry() -> dict[str, Callable[[], dict[str, Any]]]:
                 n, "610m", [_mlm(e, 40)], init_from=_ckpt(f"610m-{s}-42k", 42_000),
                 schedule={"lr": 5e-4, "warmup_steps": 200, "decay_steps": min(2000, e // 2)}))
     # small CPU runs: the same four setups in seconds (tiny) or minutes (mini)
-    for size, steps in (("tiny", 60), ("mini", 300)):
+    for size, steps in (("tiny", 60), ("demo", 400), ("mini", 300)):
         add(f"{size}-clm", lambda s=size, n=steps: _small(f"{s}-clm", s, [_clm(n)]))
         add(f"{size}-mlm40", lambda s=size, n=steps: _small(f"{s}-mlm40", s, [_mlm(n, 40)]))
         add(f"{size}-clm-mlm40", lambda s=size, n=steps: _small(f"{s}-clm-mlm40", s, [_clm(n // 2), _mlm(n - n // 2, 40)]))

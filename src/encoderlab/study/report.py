@@ -1,0 +1,240 @@
+"""The study report: Markdown and a self-contained HTML page (figures embedded as PNG).
+
+Tables in the paper's form (per task and per category: test mean with its 95% CI over seeds at
+the LR selected on validation; best in bold; significance marks from paired permutation tests
+with Holm's correction), figures (objective comparison bars with CIs, score vs fine-tuning LR per
+model), and provenance (spec, versions, hardware, wall time per stage).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import platform
+from pathlib import Path
+
+import numpy as np
+
+import encoderlab
+from encoderlab.evaluation.stats import RunScore, category_summary, holm, paired_permutation_test, summarize
+from encoderlab.evaluation.store import ResultsStore, model_fingerprint
+from encoderlab.evaluation.tasks import get_task
+from encoderlab.io import atomic_write_text
+from encoderlab.study.spec import StudySpec
+
+
+def _collect(spec: StudySpec, shards: Path | None) -> dict:
+    from encoderlab.study.runner import checkpoints_of
+
+    results = {}  # model label -> task -> {summary, runs}
+    with ResultsStore(spec.study_dir / "results.sqlite") as store:
+        for ref in checkpoints_of(spec, shards):
+            if not (ref.path / "model.safetensors").is_file():
+                continue
+            label = ref.run if ref.final else f"{ref.run}@{ref.step}"
+            fingerprint = model_fingerprint(ref.path)
+            for task in spec.evaluation.tasks:
+                records = [r for r in store.records(fingerprint, task)
+                           if r.lr in spec.evaluation.lrs and r.seed in spec.evaluation.seeds]
+                if not records:
+                    continue
+                scores = [RunScore(r.lr, r.seed, r.validation_score if r.status == "ok" else math.nan,
+                                   r.test_score if r.status == "ok" else math.nan, r.test_items) for r in records]
+                try:
+                    summary = summarize(scores)
+                except ValueError:
+                    continue
+                results.setdefault(label, {})[task] = {"summary": summary, "runs": scores}
+    return results
+
+
+def _item_means(entry: dict) -> np.ndarray | None:
+    chosen = [r for r in entry["runs"] if r.lr == entry["summary"].lr and r.test_items]
+    if not chosen:
+        return None
+    return np.mean([r.test_items for r in chosen], axis=0)
+
+
+def _significance(spec: StudySpec, results: dict) -> dict:
+    tests = []
+    for a, b in spec.comparisons:
+        for task in spec.evaluation.tasks:
+            if task in results.get(a, {}) and task in results.get(b, {}):
+                x, y = _item_means(results[a][task]), _item_means(results[b][task])
+                if x is not None and y is not None and x.shape == y.shape:
+                    tests.append((a, b, task, paired_permutation_test(x, y, n_resamples=2000)))
+    adjusted = holm([t[3]["p_value"] for t in tests]) if tests else []
+    return {(a, b, task): {**result, "p_holm": p} for (a, b, task, result), p in zip(tests, adjusted)}
+
+
+def _figure(draw) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = draw(plt)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _category_rows(spec: StudySpec, results: dict) -> dict:
+    out = {}
+    for model, tasks in results.items():
+        by_category = {}
+        for task, entry in tasks.items():
+            by_category.setdefault(get_task(task).category, {})[task] = entry["summary"].per_seed
+        out[model] = {c: category_summary(v) for c, v in by_category.items()}
+    return out
+
+
+def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = None) -> Path:
+    results = _collect(spec, shards)
+    models = list(results)
+    tasks = [t for t in spec.evaluation.tasks if any(t in results[m] for m in models)]
+    categories = sorted({get_task(t).category for t in tasks}, key=["SC", "TC", "QA", "IR"].index)
+    significance = _significance(spec, results)
+    category_rows = _category_rows(spec, results)
+
+    def cell(mean, low, high, best):
+        text = f"{mean:.2f}" if math.isnan(low) else f"{mean:.2f} ± {(high - low) / 2:.2f}"
+        return f"**{text}**" if best else text
+
+    header = "| " + " | ".join(["model", *tasks, *[f"{c} mean" for c in categories]]) + " |"
+    lines = [header, "|" + "---|" * (1 + len(tasks) + len(categories))]
+    best_task = {t: max((results[m][t]["summary"].mean for m in models if t in results[m]), default=None) for t in tasks}
+    best_cat = {c: max((category_rows[m][c][0] for m in models if c in category_rows[m]), default=None) for c in categories}
+    for model in models:
+        cells = [model]
+        for task in tasks:
+            entry = results[model].get(task)
+            if entry is None:
+                cells.append("")
+                continue
+            s = entry["summary"]
+            marks = "".join("†" for (a, b, t), r in significance.items()
+                            if t == task and model in (a, b) and r["p_holm"] < 0.05 and
+                            (r["difference"] > 0) == (model == a))
+            cells.append(cell(s.mean, s.ci_low, s.ci_high, s.mean == best_task[task]) + marks)
+        for category in categories:
+            mean, low, high = category_rows[model].get(category, (math.nan,) * 3)
+            cells.append("" if math.isnan(mean) else cell(mean, low, high, mean == best_cat[category]))
+        lines.append("| " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    lr_lines = ["| model | task | selected LR | " + " | ".join(f"LR {lr:g}" for lr in spec.evaluation.lrs) + " |",
+                "|---|---|---|" + "---|" * len(spec.evaluation.lrs)]
+    for model in models:
+        for task, entry in results[model].items():
+            means = entry["summary"].lr_means
+            row = [f"{means[lr]['test_mean']:.2f}" + (f" ({means[lr]['diverged']} div.)" if means[lr]["diverged"] else "")
+                   if lr in means else "" for lr in spec.evaluation.lrs]
+            lr_lines.append(f"| {model} | {task} | {entry['summary'].lr:g} | " + " | ".join(row) + " |")
+    sig_lines = ["| model A | model B | task | mean item difference | p (permutation) | p (Holm) |",
+                 "|---|---|---|---|---|---|"]
+    for (a, b, task), r in significance.items():
+        sig_lines.append(f"| {a} | {b} | {task} | {r['difference']:+.4f} | {r['p_value']:.4f} | {r['p_holm']:.4f} |")
+
+    figures = {}
+    if models and categories:
+        def bars(plt):
+            fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(categories), 3.2))
+            width = 0.8 / len(models)
+            for i, model in enumerate(models):
+                means = [category_rows[model].get(c, (math.nan,) * 3) for c in categories]
+                heights = [m[0] for m in means]
+                errors = [0 if math.isnan(m[1]) else (m[2] - m[1]) / 2 for m in means]
+                ax.bar(np.arange(len(categories)) + i * width, heights, width, yerr=errors, capsize=3, label=model)
+            ax.set_xticks(np.arange(len(categories)) + width * (len(models) - 1) / 2, categories)
+            ax.set_ylabel("test score (x100), 95% CI")
+            ax.set_title("Objectives compared (category means)")
+            ax.legend(fontsize=8)
+            return fig
+
+        def lr_curves(plt):
+            fig, axes = plt.subplots(1, len(tasks), figsize=(3 * len(tasks), 2.8), squeeze=False)
+            for ax, task in zip(axes[0], tasks):
+                for model in models:
+                    if task in results[model]:
+                        means = results[model][task]["summary"].lr_means
+                        lrs = sorted(means)
+                        ax.plot(lrs, [means[lr]["test_mean"] for lr in lrs], marker="o", label=model)
+                ax.set_xscale("log")
+                ax.set_title(task, fontsize=9)
+                ax.set_xlabel("fine-tuning LR")
+            axes[0][0].set_ylabel("test score")
+            axes[0][-1].legend(fontsize=7)
+            return fig
+
+        figures = {"Objective comparison (Fig. 2)": _figure(bars), "Score vs fine-tuning LR (Fig. 5)": _figure(lr_curves)}
+
+    provenance = {
+        "study": spec.name, "encoderlab": encoderlab.__version__, "python": platform.python_version(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "host": platform.node(),
+        "evaluation": {"tasks": spec.evaluation.tasks, "lrs": spec.evaluation.lrs, "seeds": spec.evaluation.seeds,
+                       "max_steps": spec.evaluation.max_steps, "batch_size": spec.evaluation.batch_size},
+        "runs": [{"name": r.name, "preset": r.preset, "overrides": r.overrides} for r in spec.runs],
+        "wall_seconds": timings or {},
+    }
+    try:
+        import torch
+
+        provenance["torch"] = torch.__version__
+        provenance["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except Exception:  # provenance must not fail the report
+        pass
+    intro = (f"Test scores (x100) at the fine-tuning LR selected on validation, mean over "
+             f"{len(spec.evaluation.seeds)} seeds ± half-width of the 95% Student-t interval. Best per column in "
+             "bold; † marks a model significantly better than the one it is compared with (paired permutation "
+             "test over test items, Holm-corrected p < 0.05).")
+    markdown = "\n\n".join([
+        f"# {spec.name}", spec.description, intro, table, "## Score per fine-tuning LR (test mean over seeds)",
+        "\n".join(lr_lines), "## Paired comparisons", "\n".join(sig_lines) if significance else "(none)",
+        *[f"## {title}\n\n![{title}](data:image/png;base64,{png})" for title, png in figures.items()],
+        "## Provenance", "```json\n" + json.dumps(provenance, indent=2) + "\n```",
+    ]) + "\n"
+    out_md = spec.study_dir / "report.md"
+    out_html = spec.study_dir / "report.html"
+    atomic_write_text(out_md, markdown)
+    atomic_write_text(out_html, _html(spec, intro, table, lr_lines, sig_lines if significance else [], figures, provenance))
+    return out_html
+
+
+def _md_table_to_html(lines: list[str]) -> str:
+    rows = [line.strip("|").split(" | ") for line in lines if not set(line) <= set("|-")]
+    out = ["<table>"]
+    for index, row in enumerate(rows):
+        tag = "th" if index == 0 else "td"
+        cells = []
+        for value in row:
+            value = value.strip()
+            bold = value.startswith("**")
+            text = html.escape(value.replace("**", ""))
+            cells.append(f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return "\n".join(out + ["</table>"])
+
+
+def _html(spec, intro, table, lr_lines, sig_lines, figures, provenance) -> str:
+    images = "\n".join(f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="data:image/png;base64,{png}">'
+                       for t, png in figures.items())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(spec.name)} - encoderlab report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;margin:1em 0}}th,td{{border:1px solid #bbb;padding:4px 8px;text-align:right}}
+th:first-child,td:first-child{{text-align:left}}img{{max-width:100%}}pre{{background:#f4f4f4;padding:1em;overflow:auto}}</style>
+</head><body>
+<h1 id="title">{html.escape(spec.name)}</h1>
+<p>{html.escape(spec.description)}</p>
+<p>{html.escape(intro)}</p>
+<div id="results">{_md_table_to_html(table.splitlines())}</div>
+<h2>Score per fine-tuning LR</h2>{_md_table_to_html(lr_lines)}
+<h2>Paired comparisons</h2>{_md_table_to_html(sig_lines) if sig_lines else "<p>(none)</p>"}
+{images}
+<h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2))}</pre>
+</body></html>
+"""

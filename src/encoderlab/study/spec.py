@@ -1,0 +1,79 @@
+"""Study specs: pretraining runs, the checkpoints to evaluate, the evaluation grid, comparisons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from encoderlab.config import ConfigError, from_dict, load_yaml
+
+SPEC_DIR = Path(__file__).parent / "specs"
+
+
+@dataclass(kw_only=True)
+class DataSpec:
+    """Token shards the study prepares (and reuses) for its pretraining runs."""
+
+    source: str = "toyworld"
+    toyworld_documents: int = 30_000
+    tokenizer: str | None = None  # a Hugging Face tokenizer; None trains a byte-level BPE
+    train_tokenizer_vocab: int = 2048
+
+
+@dataclass(kw_only=True)
+class RunSpec:
+    name: str  # the model's name in tables and figures
+    preset: str  # a run preset (`encoderlab pretrain --list`)
+    overrides: list[str] = field(default_factory=list)  # dotted KEY=VALUE, as on the command line
+    evaluate_steps: list[int] = field(default_factory=list)  # intermediate checkpoints to evaluate too
+
+
+@dataclass(kw_only=True)
+class EvaluationSpec:
+    tasks: list[str]
+    lrs: list[float]
+    seeds: list[int]
+    max_steps: int = 1000
+    batch_size: int = 32
+    max_length: int = 512
+    max_eval_examples: int | None = None
+    data: dict[str, str] = field(default_factory=dict)  # task -> local directory
+
+
+@dataclass(kw_only=True)
+class StudySpec:
+    name: str
+    description: str = ""
+    data: DataSpec | None = None
+    runs: list[RunSpec]
+    evaluation: EvaluationSpec
+    comparisons: list[list[str]] = field(default_factory=list)  # pairs of run names to test
+    output_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [r.name for r in self.runs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"study {self.name!r}: run names must be unique, got {names}")
+        for pair in self.comparisons:
+            if len(pair) != 2 or any(n not in names for n in pair):
+                raise ConfigError(f"study {self.name!r}: comparison {pair} must name two runs of {names}")
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path("studies") / self.name
+
+
+def load_study(spec: str, output_dir: str | None = None) -> StudySpec:
+    """A study from a YAML file or the name of a built-in spec (``toyworld-demo``, ...)."""
+    path = Path(spec)
+    if not path.is_file():
+        builtin = SPEC_DIR / f"{spec}.yaml"
+        if not builtin.is_file():
+            known = ", ".join(sorted(p.stem for p in SPEC_DIR.glob("*.yaml")))
+            raise ConfigError(f"{spec!r}: no such study file or built-in study (built-in: {known})")
+        path = builtin
+    raw: dict[str, Any] = load_yaml(path)
+    if output_dir:
+        raw["output_dir"] = output_dir
+    return from_dict(StudySpec, raw, where=str(path))

@@ -1,0 +1,108 @@
+"""Studies: spec validation, a small end-to-end study with its report, resume, status, browser rendering."""
+
+import shutil
+import sqlite3
+import subprocess
+
+import pytest
+
+from encoderlab.config import ConfigError
+from encoderlab.study import load_study, run_study, study_status
+
+SPEC = """
+name: tiny-study
+description: tiny models, two objectives, two tasks
+data: {source: toyworld, toyworld_documents: 1500, train_tokenizer_vocab: 400}
+runs:
+  - {name: CLM, preset: tiny-clm, overrides: [phases.0.steps=12, schedule.warmup_steps=2, schedule.decay_steps=4]}
+  - {name: MLM, preset: tiny-mlm40, overrides: [phases.0.steps=12, schedule.warmup_steps=2, schedule.decay_steps=4],
+     evaluate_steps: [8]}
+evaluation:
+  tasks: [toy-sentiment, toy-ner]
+  lrs: [1.0e-3, 3.0e-4]
+  seeds: [0, 1]
+  max_steps: 3
+  batch_size: 8
+  max_length: 96
+  max_eval_examples: 24
+comparisons: [[MLM, CLM]]
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    (root / "spec.yaml").write_text(SPEC)
+    spec = load_study(str(root / "spec.yaml"), output_dir=str(root / "out"))
+    report = run_study(spec, progress=False, log=lambda *_: None)
+    return spec, report
+
+
+def test_spec_validation(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SPEC.replace("comparisons: [[MLM, CLM]]", "comparisons: [[MLM, BERT]]"))
+    with pytest.raises(ConfigError, match=r"comparison \['MLM', 'BERT'\] must name two runs"):
+        load_study(str(bad))
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(SPEC.replace("max_steps: 3", "max_step: 3"))
+    with pytest.raises(ConfigError, match="max_step"):
+        load_study(str(typo))
+    with pytest.raises(ConfigError, match="no such study file or built-in study"):
+        load_study("no-such-study")
+    assert load_study("toyworld-demo").evaluation.seeds == [0, 1, 2]
+
+
+def test_study_runs_end_to_end_and_reports(finished_study):
+    spec, report = finished_study
+    out = spec.study_dir
+    markdown = (out / "report.md").read_text()
+    assert "| model | toy-sentiment | toy-ner | SC mean | TC mean |" in markdown
+    for label in ("| CLM |", "| MLM |", "| MLM@8 |"):  # the intermediate checkpoint is a row of its own
+        assert label in markdown
+    assert "**" in markdown and "± " in markdown  # best in bold, CI half-widths
+    assert "| MLM | CLM | toy-sentiment |" in markdown  # the paired comparison, with p-values
+    html = report.read_text()
+    assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") == 2
+    rows = sqlite3.connect(out / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    assert rows == 3 * 2 * 2 * 2  # 3 checkpoints x 2 tasks x 2 LRs x 2 seeds
+    assert all("evaluated 8/8" in row["status"] for row in study_status(spec))
+
+
+def test_rerunning_a_finished_study_repeats_nothing(finished_study):
+    spec, _ = finished_study
+    before = (spec.study_dir / "results.sqlite").stat().st_size
+    messages = []
+    run_study(spec, progress=False, log=messages.append)
+    assert any("pretrain CLM: done" in m for m in messages)
+    assert sqlite3.connect(spec.study_dir / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 24
+    assert (spec.study_dir / "results.sqlite").stat().st_size >= before
+
+
+def test_status_of_a_study_not_started(tmp_path):
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    spec = load_study(str(tmp_path / "spec.yaml"), output_dir=str(tmp_path / "nothing"))
+    assert study_status(spec) == [{"stage": "data", "status": "not prepared"}]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+def test_report_renders_in_a_real_browser(finished_study, tmp_path):
+    _, report = finished_study
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--dump-dom", report.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert '<h1 id="title">tiny-study</h1>' in dom.stdout and "<table>" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile2'}",
+         f"--screenshot={shot}", "--window-size=1200,1600", report.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert shot.is_file() and shot.stat().st_size > 10_000  # a page with tables and two figures, not blank
