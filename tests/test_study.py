@@ -17,6 +17,9 @@ runs:
   - {name: CLM, preset: tiny-clm, overrides: [phases.0.steps=12, schedule.warmup_steps=2, schedule.decay_steps=4]}
   - {name: MLM, preset: tiny-mlm40, overrides: [phases.0.steps=12, schedule.warmup_steps=2, schedule.decay_steps=4],
      evaluate_steps: [8]}
+  - {name: CPT, preset: tiny-clm-dec-mlm40,
+     overrides: ["init_from={study_dir}/runs/CLM/checkpoints/step-000012", phases.0.steps=6,
+                 schedule.warmup_steps=1, schedule.decay_steps=2]}
 evaluation:
   tasks: [toy-sentiment, toy-ner]
   lrs: [1.0e-3, 3.0e-4]
@@ -57,14 +60,14 @@ def test_study_runs_end_to_end_and_reports(finished_study):
     out = spec.study_dir
     markdown = (out / "report.md").read_text()
     assert "| model | toy-sentiment | toy-ner | SC mean | TC mean |" in markdown
-    for label in ("| CLM |", "| MLM |", "| MLM@8 |"):  # the intermediate checkpoint is a row of its own
+    for label in ("| CLM |", "| MLM |", "| MLM@8 |", "| CPT |"):  # an intermediate checkpoint is a row of its own
         assert label in markdown
     assert "**" in markdown and "± " in markdown  # best in bold, CI half-widths
     assert "| MLM | CLM | toy-sentiment |" in markdown  # the paired comparison, with p-values
     html = report.read_text()
     assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") == 2
     rows = sqlite3.connect(out / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-    assert rows == 3 * 2 * 2 * 2  # 3 checkpoints x 2 tasks x 2 LRs x 2 seeds
+    assert rows == 4 * 2 * 2 * 2  # 4 checkpoints x 2 tasks x 2 LRs x 2 seeds
     assert all("evaluated 8/8" in row["status"] for row in study_status(spec))
 
 
@@ -74,7 +77,7 @@ def test_rerunning_a_finished_study_repeats_nothing(finished_study):
     messages = []
     run_study(spec, progress=False, log=messages.append)
     assert any("pretrain CLM: done" in m for m in messages)
-    assert sqlite3.connect(spec.study_dir / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 24
+    assert sqlite3.connect(spec.study_dir / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 32
     assert (spec.study_dir / "results.sqlite").stat().st_size >= before
 
 
@@ -106,3 +109,22 @@ def test_report_renders_in_a_real_browser(finished_study, tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert shot.is_file() and shot.stat().st_size > 10_000  # a page with tables and two figures, not blank
+
+
+def test_every_built_in_study_resolves_to_valid_runs():
+    from encoderlab.study.runner import pretrain_config
+    from encoderlab.study.spec import SPEC_DIR
+
+    names = sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+    small = {"objectives": "toyworld-demo", "stability": "toyworld-demo"}  # the demo is both in miniature
+    for study in ("objectives", "masking-ratio", "data-efficiency", "stability", "two-stage", "cpt"):
+        assert f"paper-{study}" in names and small.get(study, f"toyworld-{study}") in names
+    for name in names:
+        spec = load_study(name)
+        for run in spec.runs:
+            config = pretrain_config(spec, run, shards=None)
+            assert config.name == run.name and str(spec.study_dir) in str(config.run_dir)
+            for source in (config.init_from, config.branch_from):
+                assert source is None or source.startswith(str(spec.study_dir))
+    two_stage = load_study("paper-two-stage")
+    assert len(two_stage.runs) == 2 + 4 + 9 + 4

@@ -47,7 +47,9 @@ def prepare_study_data(spec: StudySpec, progress: bool) -> Path | None:
 def pretrain_config(spec: StudySpec, run, shards: Path | None):
     from encoderlab.training import load_pretrain_config
 
-    overrides = [*run.overrides, f"name={run.name}", f"output_dir={spec.study_dir / 'runs' / run.name}"]
+    # "{study_dir}" in an override names this study's directory (e.g. a CPT run's init_from)
+    overrides = [o.replace("{study_dir}", str(spec.study_dir)) for o in run.overrides]
+    overrides += [f"name={run.name}", f"output_dir={spec.study_dir / 'runs' / run.name}"]
     if shards is not None:
         overrides.append(f"data.source={shards}")
         tokenizer = json.loads((shards / "manifest.json").read_text())["tokenizer"]
