@@ -128,3 +128,19 @@ def test_every_built_in_study_resolves_to_valid_runs():
                 assert source is None or source.startswith(str(spec.study_dir))
     two_stage = load_study("paper-two-stage")
     assert len(two_stage.runs) == 2 + 4 + 9 + 4
+
+
+@pytest.mark.slow
+def test_job_scheduler_path_with_submitit_local_workers(tmp_path):
+    """The SLURM code path, with submitit's local executor: one job per run and per checkpoint."""
+    (tmp_path / "spec.yaml").write_text(SPEC + "scheduler: {kind: local, workers: 2}\n")
+    spec = load_study(str(tmp_path / "spec.yaml"), output_dir=str(tmp_path / "out"))
+    messages = []
+    report = run_study(spec, progress=False, log=messages.append)
+    submitted = [m for m in messages if "job" in m and "submitted" in m]
+    assert sum("pretrain job" in m for m in submitted) == 3 and sum("evaluate job" in m for m in submitted) == 4
+    # CPT starts from CLM's final checkpoint, so it ran in a later wave than CLM
+    order = [m for m in submitted if "pretrain job" in m]
+    assert "(CPT)" in order[-1]
+    assert sqlite3.connect(tmp_path / "out" / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 32
+    assert "| CPT |" in (tmp_path / "out" / "report.md").read_text() and report.is_file()

@@ -83,6 +83,8 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
     log(f"[study {spec.name}] data")
     shards = prepare_study_data(spec, progress)
     timings["data_s"] = timings.get("data_s", 0.0) + time.perf_counter() - started
+    in_process = spec.scheduler.kind == "local" and spec.scheduler.workers <= 1
+    pending = []
     for run in spec.runs:
         config = pretrain_config(spec, run, shards)
         final = config.run_dir / "checkpoints" / f"step-{config.total_steps:06d}" / "model.safetensors"
@@ -92,23 +94,125 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
         resume = latest_checkpoint(config.run_dir / "checkpoints") is not None
         log(f"[study {spec.name}] pretrain {run.name} ({run.preset}, {config.total_steps} steps"
             f"{', resuming' if resume else ''})")
-        started = time.perf_counter()
-        pretrain(config, resume=resume, progress=progress)
-        timings.setdefault("pretrain_s", {})[run.name] = time.perf_counter() - started
+        if in_process:
+            started = time.perf_counter()
+            pretrain(config, resume=resume, progress=progress)
+            timings.setdefault("pretrain_s", {})[run.name] = time.perf_counter() - started
+            _write_timings(study_dir, timings)
+        else:
+            pending.append((run.name, _pretrain_command(spec, run, config, resume)))
+    # Runs that start from another run of the study (branch, CPT) must wait for it: submit in waves.
+    started = time.perf_counter()
+    _run_jobs(spec, "pretrain", pending, log)
+    if pending:
+        timings.setdefault("pretrain_s", {})["all_jobs"] = time.perf_counter() - started
         _write_timings(study_dir, timings)
     ev = spec.evaluation
     finetune_config = FinetuneConfig(max_steps=ev.max_steps, batch_size=ev.batch_size, max_length=ev.max_length,
                                      max_eval_examples=ev.max_eval_examples)
+    pending = []
     for ref in checkpoints_of(spec, shards):
         log(f"[study {spec.name}] evaluate {ref.run} step {ref.step}: {len(ev.tasks)} tasks x {len(ev.lrs)} LRs x "
             f"{len(ev.seeds)} seeds")
+        key = f"{ref.run}@{ref.step}"
+        if not in_process:
+            pending.append((key, _evaluate_command(spec, ref)))
+            continue
         started = time.perf_counter()
         run_sweep(str(ref.path), ev.tasks, ev.lrs, ev.seeds, study_dir / "results.sqlite", finetune_config,
                   local_dirs=ev.data, progress=progress)
-        key = f"{ref.run}@{ref.step}"
         timings.setdefault("evaluate_s", {})[key] = timings.get("evaluate_s", {}).get(key, 0.0) + time.perf_counter() - started
         _write_timings(study_dir, timings)
+    started = time.perf_counter()
+    _run_jobs(spec, "evaluate", pending, log)
+    if pending:
+        timings.setdefault("evaluate_s", {})["all_jobs"] = time.perf_counter() - started
+        _write_timings(study_dir, timings)
     return write_report(spec, shards, timings)
+
+
+def _pretrain_command(spec: StudySpec, run, config, resume: bool) -> list[str]:
+    import sys
+
+    from encoderlab.io import atomic_write_text
+
+    config_file = config.run_dir.parent / f"{run.name}.resolved.yaml"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_file, config.to_yaml())
+    gpus = spec.scheduler.gpus_per_node
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
+                if gpus > 1 else [sys.executable])
+    return [*launcher, "-m", "encoderlab.cli", "pretrain", str(config_file), "--no-progress",
+            *(["--resume"] if resume else [])]
+
+
+def _evaluate_command(spec: StudySpec, ref: CheckpointRef) -> list[str]:
+    import sys
+
+    ev = spec.evaluation
+    command = [sys.executable, "-m", "encoderlab.cli", "evaluate", str(ref.path), "--tasks", ",".join(ev.tasks),
+               "--lrs", ",".join(repr(lr) for lr in ev.lrs), "--seeds", ",".join(map(str, ev.seeds)),
+               "--results", str(spec.study_dir / "results.sqlite"), "--max-steps", str(ev.max_steps),
+               "--batch-size", str(ev.batch_size), "--max-length", str(ev.max_length), "--no-progress"]
+    if ev.max_eval_examples is not None:
+        command += ["--max-eval-examples", str(ev.max_eval_examples)]
+    for task, directory in ev.data.items():
+        command += ["--data", f"{task}={directory}"]
+    return command
+
+
+def _run_jobs(spec: StudySpec, stage: str, commands: list[tuple[str, list[str]]], log) -> None:
+    """Runs ``commands`` as submitit jobs (SLURM, or local subprocesses) and waits for them all.
+
+    A pretraining job whose run starts from another run of this study (``init_from`` or
+    ``branch_from`` under the study directory) waits for the wave that produces its parent."""
+    if not commands:
+        return
+    import submitit
+    from submitit.helpers import CommandFunction
+
+    scheduler = spec.scheduler
+    executor = submitit.AutoExecutor(folder=spec.study_dir / "jobs" / stage,
+                                     cluster="local" if scheduler.kind == "local" else "slurm")
+    gpus = scheduler.gpus_per_node if stage == "pretrain" else scheduler.evaluation_gpus
+    parameters = {"timeout_min": scheduler.time_minutes, "name": f"{spec.name}-{stage}"}
+    if scheduler.kind == "slurm":
+        parameters.update(slurm_partition=scheduler.partition, gpus_per_node=gpus, tasks_per_node=1,
+                          cpus_per_task=scheduler.cpus_per_task)
+        if scheduler.account:
+            parameters["slurm_account"] = scheduler.account
+    executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+    waves = _waves(spec, commands) if stage == "pretrain" else [commands]
+    limit = max(1, scheduler.workers) if scheduler.kind == "local" else len(commands)
+    for wave in waves:
+        for start in range(0, len(wave), limit):
+            batch = wave[start : start + limit]
+            jobs = [(name, executor.submit(CommandFunction(command, verbose=False))) for name, command in batch]
+            for name, job in jobs:
+                log(f"[study {spec.name}] {stage} job {job.job_id} ({name}) submitted")
+            for name, job in jobs:
+                try:
+                    job.result()
+                except Exception as err:  # the job's own error, with where its logs are
+                    raise RuntimeError(f"{stage} job {job.job_id} ({name}) failed: {err}; logs in "
+                                       f"{spec.study_dir / 'jobs' / stage}") from None
+
+
+def _waves(spec: StudySpec, commands: list[tuple[str, list[str]]]) -> list[list[tuple[str, list[str]]]]:
+    names = {run.name for run in spec.runs}
+    parents = {}
+    for run in spec.runs:
+        text = " ".join(run.overrides)
+        parents[run.name] = {other for other in names if f"/runs/{other}/" in text and other != run.name}
+    remaining, done, waves = list(commands), {n for n in names if n not in dict(commands)}, []
+    while remaining:
+        wave = [c for c in remaining if parents[c[0]] <= done]
+        if not wave:
+            raise ValueError(f"study {spec.name!r}: runs depend on each other in a cycle: {[c[0] for c in remaining]}")
+        waves.append(wave)
+        done |= {c[0] for c in wave}
+        remaining = [c for c in remaining if c not in wave]
+    return waves
 
 
 def study_status(spec: StudySpec) -> list[dict]:

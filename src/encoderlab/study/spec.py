@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from encoderlab.config import ConfigError, from_dict, load_yaml
 
@@ -42,6 +42,22 @@ class EvaluationSpec:
 
 
 @dataclass(kw_only=True)
+class SchedulerSpec:
+    """Where the stages run. ``local`` with ``workers: 1`` runs in this process; ``local`` with
+    more workers, or ``slurm``, submits one job per pretraining run and per evaluated checkpoint
+    through ``submitit`` (pretraining jobs launch ``torchrun`` over ``gpus_per_node`` GPUs)."""
+
+    kind: Literal["local", "slurm"] = "local"
+    workers: int = 1  # local: jobs at a time
+    partition: str | None = None
+    account: str | None = None
+    gpus_per_node: int = 0
+    cpus_per_task: int = 8
+    time_minutes: int = 24 * 60
+    evaluation_gpus: int = 1
+
+
+@dataclass(kw_only=True)
 class StudySpec:
     name: str
     description: str = ""
@@ -49,6 +65,7 @@ class StudySpec:
     runs: list[RunSpec]
     evaluation: EvaluationSpec
     comparisons: list[list[str]] = field(default_factory=list)  # pairs of run names to test
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     output_dir: str | None = None
 
     def __post_init__(self) -> None:
