@@ -65,7 +65,12 @@ def test_study_runs_end_to_end_and_reports(finished_study):
     assert "**" in markdown and "± " in markdown  # best in bold, CI half-widths
     assert "| MLM | CLM | toy-sentiment |" in markdown  # the paired comparison, with p-values
     html = report.read_text()
-    assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") == 2
+    assert html.startswith("<!DOCTYPE html>")
+    # Fig. 2 and Fig. 5 always; Fig. 4 (MLM has an intermediate checkpoint) and Figs. 8-9 (CPT) here
+    for title in ("Objective comparison (Fig. 2)", "Score vs fine-tuning LR (Fig. 5)",
+                  "Score vs pretraining steps (Fig. 4)", "Continued MLM pretraining (Figs. 8-9)"):
+        assert f'<img alt="{title}" src="data:image/png;base64,' in html
+    assert "Score vs masking ratio" not in html  # one masking ratio only: no Fig. 3
     rows = sqlite3.connect(out / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     assert rows == 4 * 2 * 2 * 2  # 4 checkpoints x 2 tasks x 2 LRs x 2 seeds
     assert all("evaluated 8/8" in row["status"] for row in study_status(spec))
@@ -144,3 +149,21 @@ def test_job_scheduler_path_with_submitit_local_workers(tmp_path):
     assert "(CPT)" in order[-1]
     assert sqlite3.connect(tmp_path / "out" / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 32
     assert "| CPT |" in (tmp_path / "out" / "report.md").read_text() and report.is_file()
+
+
+def test_masking_ratio_and_two_stage_figures_appear_when_the_study_has_those_runs():
+    from encoderlab.study.report import _study_figures
+
+    def fact(run, size, ratio, share, total, single):
+        return {"run": run, "step": total, "final": True, "size": size, "mask_ratio": ratio, "single_phase": single,
+                "clm_share": share, "total_steps": total, "cpt_parent": None, "parent_steps": 0}
+
+    facts = {
+        "mlm20": fact("mlm20", "610m", 0.2, 0.0, 42, True), "mlm40": fact("mlm40", "610m", 0.4, 0.0, 42, True),
+        "clm": fact("clm", "610m", None, 1.0, 42, True), "clm10-mlm40": fact("clm10-mlm40", "610m", 0.4, 0.25, 42, False),
+    }
+    results = {label: {} for label in facts}
+    rows = {label: {"SC": (50.0 + i, 49.0, 51.0 + i)} for i, label in enumerate(facts)}
+    figures = _study_figures(None, results, rows, facts)
+    assert set(figures) == {"Score vs masking ratio (Fig. 3)", "Two-stage splits per budget (Fig. 6)"}
+    assert all(len(png) > 1000 for png in figures.values())

@@ -93,6 +93,100 @@ def _category_rows(spec: StudySpec, results: dict) -> dict:
     return out
 
 
+def _run_facts(spec: StudySpec, shards: Path | None) -> dict:
+    """What each evaluated model is: size, objectives, masking ratio, CLM share, steps, CPT parent."""
+    from encoderlab.study.runner import checkpoints_of, pretrain_config
+
+    configs = {run.name: pretrain_config(spec, run, shards) for run in spec.runs}
+    facts = {}
+    for ref in checkpoints_of(spec, shards):
+        config = configs[ref.run]
+        label = ref.run if ref.final else f"{ref.run}@{ref.step}"
+        mlm = [p for p in config.phases if p.objective == "mlm"]
+        clm_steps = sum(p.steps for p in config.phases if p.objective == "clm")
+        parent = next((other for other in configs if config.init_from and f"/runs/{other}/" in config.init_from), None)
+        facts[label] = {
+            "run": ref.run, "step": ref.step, "final": ref.final, "size": config.model.name,
+            "mask_ratio": mlm[-1].mask_ratio if mlm else None, "single_phase": len(config.phases) == 1,
+            "clm_share": clm_steps / config.total_steps, "total_steps": config.total_steps, "cpt_parent": parent,
+            "parent_steps": configs[parent].total_steps if parent else 0,
+        }
+    return facts
+
+
+def _study_figures(spec: StudySpec, results: dict, category_rows: dict, facts: dict) -> dict:
+    """The paper's study-specific figures, each drawn when the study has the runs it needs."""
+
+    def overall(label):
+        values = [v[0] for v in category_rows.get(label, {}).values() if not math.isnan(v[0])]
+        return float(np.mean(values)) if values else math.nan
+
+    figures = {}
+    final = {label: f for label, f in facts.items() if f["final"] and label in results}
+    ratio_runs = {label: f for label, f in final.items() if f["single_phase"] and f["mask_ratio"] is not None}
+    if len({f["mask_ratio"] for f in ratio_runs.values()}) > 1:
+        def masking(plt):
+            fig, ax = plt.subplots(figsize=(4.5, 3))
+            for size in sorted({f["size"] for f in ratio_runs.values()}):
+                points = sorted((f["mask_ratio"], overall(label)) for label, f in ratio_runs.items() if f["size"] == size)
+                ax.plot([100 * p[0] for p in points], [p[1] for p in points], marker="o", label=size)
+            ax.set_xlabel("masking ratio (%)")
+            ax.set_ylabel("mean test score")
+            ax.legend(fontsize=8)
+            return fig
+
+        figures["Score vs masking ratio (Fig. 3)"] = _figure(masking)
+    by_run = {}
+    for label, f in facts.items():
+        if label in results:
+            by_run.setdefault(f["run"], []).append((f["step"], overall(label)))
+    if any(len(points) > 1 for points in by_run.values()):
+        def steps(plt):
+            fig, ax = plt.subplots(figsize=(4.5, 3))
+            for run, points in by_run.items():
+                if len(points) > 1:
+                    points.sort()
+                    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=run)
+            ax.set_xlabel("pretraining steps")
+            ax.set_ylabel("mean test score")
+            ax.legend(fontsize=8)
+            return fig
+
+        figures["Score vs pretraining steps (Fig. 4)"] = _figure(steps)
+    budgets = {}
+    for label, f in final.items():
+        if f["cpt_parent"] is None and (f["clm_share"] in (0.0, 1.0) or not f["single_phase"]):
+            budgets.setdefault(f["total_steps"], []).append((f["clm_share"], overall(label)))
+    if any(len({p[0] for p in points}) > 2 for points in budgets.values()):
+        def two_stage(plt):
+            fig, ax = plt.subplots(figsize=(4.5, 3))
+            for budget, points in sorted(budgets.items()):
+                points.sort()
+                ax.plot([100 * p[0] for p in points], [p[1] for p in points], marker="o", label=f"{budget} steps")
+            ax.set_xlabel("CLM share of the budget (%)")
+            ax.set_ylabel("mean test score")
+            ax.legend(fontsize=8)
+            return fig
+
+        figures["Two-stage splits per budget (Fig. 6)"] = _figure(two_stage)
+    cpt = {label: f for label, f in final.items() if f["cpt_parent"]}
+    if cpt:
+        def continued(plt):
+            fig, ax = plt.subplots(figsize=(4.5, 3))
+            for parent in sorted({f["cpt_parent"] for f in cpt.values()}):
+                points = [(facts[parent]["total_steps"], overall(parent))] if parent in final else []
+                points += sorted((f["parent_steps"] + f["total_steps"], overall(label))
+                                 for label, f in cpt.items() if f["cpt_parent"] == parent)
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"from {parent}")
+            ax.set_xlabel("total pretraining steps")
+            ax.set_ylabel("mean test score")
+            ax.legend(fontsize=8)
+            return fig
+
+        figures["Continued MLM pretraining (Figs. 8-9)"] = _figure(continued)
+    return figures
+
+
 def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = None) -> Path:
     results = _collect(spec, shards)
     models = list(results)
@@ -171,6 +265,7 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
             return fig
 
         figures = {"Objective comparison (Fig. 2)": _figure(bars), "Score vs fine-tuning LR (Fig. 5)": _figure(lr_curves)}
+        figures.update(_study_figures(spec, results, category_rows, _run_facts(spec, shards)))
 
     provenance = {
         "study": spec.name, "encoderlab": encoderlab.__version__, "python": platform.python_version(),
