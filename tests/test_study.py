@@ -167,3 +167,77 @@ def test_masking_ratio_and_two_stage_figures_appear_when_the_study_has_those_run
     figures = _study_figures(None, results, rows, facts)
     assert set(figures) == {"Score vs masking ratio (Fig. 3)", "Two-stage splits per budget (Fig. 6)"}
     assert all(len(png) > 1000 for png in figures.values())
+
+
+def test_dry_runs_count_the_paper_design():
+    from encoderlab.study.runner import plan_study
+
+    expected = {  # pretraining runs, evaluated checkpoints; every checkpoint: 12 tasks x 6 LRs x 5 seeds
+        "paper-objectives": (6, 6), "paper-masking-ratio": (12, 12), "paper-data-efficiency": (2, 14),
+        "paper-stability": (2, 2), "paper-two-stage": (19, 19), "paper-cpt": (8, 8),
+    }
+    for name, (runs, checkpoints) in expected.items():
+        plan = plan_study(load_study(name))
+        assert len(plan["pretraining_runs"]) == runs and plan["checkpoints"] == checkpoints, name
+        assert plan["finetuning_runs_per_checkpoint"] == 12 * 6 * 5
+    branches = {r["run"]: r["steps"] for r in plan_study(load_study("paper-two-stage"))["pretraining_runs"]}
+    assert branches["610m-mlm40-12k"] == 2000 and branches["610m-clm10k-mlm40-42k"] == 42000
+
+
+def test_bad_study_input(tmp_path):
+    from encoderlab.evaluation.store import ResultsStore
+    from encoderlab.study.runner import plan_study
+
+    (tmp_path / "a.yaml").write_text(SPEC.replace("preset: tiny-clm,", "preset: tiny-clmm,"))
+    with pytest.raises(ConfigError, match="tiny-clmm"):
+        plan_study(load_study(str(tmp_path / "a.yaml")))
+    (tmp_path / "b.yaml").write_text(SPEC.replace("evaluate_steps: [8]", "evaluate_steps: [50]"))
+    with pytest.raises(ConfigError, match=r"run .MLM.: checkpoint_steps \[50\] are outside 1..12"):
+        plan_study(load_study(str(tmp_path / "b.yaml")))
+    (tmp_path / "c.yaml").write_text(SPEC.replace("tasks: [toy-sentiment, toy-ner]", "tasks: [toy-sentiment, sst3]"))
+    with pytest.raises(ConfigError, match="unknown task 'sst3'"):
+        plan_study(load_study(str(tmp_path / "c.yaml")))
+    db = tmp_path / "old.sqlite"
+    ResultsStore(db).close()
+    sqlite3.connect(db).execute("UPDATE meta SET value = '0'").connection.commit()
+    with pytest.raises(ValueError, match="results schema version 0, this encoderlab reads version 1"):
+        ResultsStore(db)
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_and_its_report_matches_the_database(tmp_path):
+    import os
+    import signal
+    import sys
+    import time
+
+    from encoderlab.evaluation.stats import RunScore, summarize
+    from encoderlab.evaluation.store import ResultsStore, model_fingerprint
+
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    command = [sys.executable, "-m", "encoderlab.cli", "study", "run", str(tmp_path / "spec.yaml"), "--output",
+               str(tmp_path / "out"), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "out" / "results.sqlite"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            if db.exists() and sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0] >= 2:
+                break
+        except sqlite3.OperationalError:
+            pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "out" / "report.md").exists()  # killed before the end
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 32
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    with ResultsStore(db) as store:
+        fingerprint = model_fingerprint(tmp_path / "out" / "runs" / "CLM" / "checkpoints" / "step-000012")
+        records = store.records(fingerprint, "toy-sentiment")
+    summary = summarize([RunScore(r.lr, r.seed, r.validation_score, r.test_score) for r in records])
+    clm_row = next(line for line in markdown.splitlines() if line.startswith("| CLM |"))
+    assert clm_row.split(" | ")[1].strip("*").startswith(f"{summary.mean:.2f} ± {(summary.ci_high - summary.ci_low) / 2:.2f}")

@@ -206,6 +206,18 @@ def cmd_study_run(args: argparse.Namespace) -> int:
     from encoderlab.study import load_study, run_study
 
     spec = load_study(args.spec, args.output)
+    if getattr(args, "dry_run", False):
+        from encoderlab.study.runner import plan_study
+
+        plan = plan_study(spec)
+        for run in plan["pretraining_runs"]:
+            print(f"pretrain {run['run']:<34} {run['preset']:<28} {run['steps']:>6} steps  {run['phases']}  "
+                  f"({run['checkpoints']} checkpoint(s) evaluated)")
+        print(f"{len(plan['pretraining_runs'])} pretraining runs ({plan['pretraining_steps']:,} steps), "
+              f"{plan['checkpoints']} checkpoints x {plan['finetuning_runs_per_checkpoint']} fine-tuning runs "
+              f"({len(spec.evaluation.tasks)} tasks x {len(spec.evaluation.lrs)} LRs x {len(spec.evaluation.seeds)} "
+              f"seeds) = {plan['finetuning_runs']:,} fine-tuning runs")
+        return 0
     started = time.perf_counter()
     report = run_study(spec, progress=not args.no_progress)
     print(f"study {spec.name} finished in {time.perf_counter() - started:.0f}s; report: {report}")
@@ -420,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("spec", help="study YAML file or built-in study name (e.g. toyworld-demo)")
         sub.add_argument("--output", help="study directory (default studies/<name>)")
         sub.add_argument("--no-progress", action="store_true")
+        if verb == "run":
+            sub.add_argument("--dry-run", action="store_true", help="validate and list every run, run nothing")
         sub.set_defaults(func=func)
     study.set_defaults(func=lambda args: (study.print_help(), 0)[1])
     rep_parser = commands.add_parser("report", help="write a study's report (HTML + Markdown) from its results")

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+SCHEMA_VERSION = 1
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_key TEXT PRIMARY KEY,
     model_fingerprint TEXT NOT NULL,
@@ -82,8 +84,15 @@ class ResultsStore:
             self._connection = sqlite3.connect(self.path, timeout=60)
             self._connection.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
             self._connection.executescript(SCHEMA)
+            with self._connection:
+                self._connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            found = self._connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         except sqlite3.DatabaseError as err:
             raise ValueError(f"{self.path}: not a usable encoderlab results database ({err})") from None
+        if found != str(SCHEMA_VERSION):
+            self._connection.close()
+            raise ValueError(f"{self.path}: results schema version {found}, this encoderlab reads version "
+                             f"{SCHEMA_VERSION}; use a new results file or an encoderlab of that version")
 
     def close(self) -> None:
         self._connection.close()

@@ -45,13 +45,15 @@ def _collect(spec: StudySpec, shards: Path | None) -> dict:
                                    r.test_score if r.status == "ok" else math.nan, r.test_items) for r in records]
                 try:
                     summary = summarize(scores)
-                except ValueError:
-                    continue
+                except ValueError:  # every LR diverged: shown as such, never dropped
+                    summary = None
                 results.setdefault(label, {})[task] = {"summary": summary, "runs": scores}
     return results
 
 
 def _item_means(entry: dict) -> np.ndarray | None:
+    if entry["summary"] is None:
+        return None
     chosen = [r for r in entry["runs"] if r.lr == entry["summary"].lr and r.test_items]
     if not chosen:
         return None
@@ -88,6 +90,8 @@ def _category_rows(spec: StudySpec, results: dict) -> dict:
     for model, tasks in results.items():
         by_category = {}
         for task, entry in tasks.items():
+            if entry["summary"] is None:
+                continue
             by_category.setdefault(get_task(task).category, {})[task] = entry["summary"].per_seed
         out[model] = {c: category_summary(v) for c, v in by_category.items()}
     return out
@@ -201,7 +205,8 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
 
     header = "| " + " | ".join(["model", *tasks, *[f"{c} mean" for c in categories]]) + " |"
     lines = [header, "|" + "---|" * (1 + len(tasks) + len(categories))]
-    best_task = {t: max((results[m][t]["summary"].mean for m in models if t in results[m]), default=None) for t in tasks}
+    best_task = {t: max((results[m][t]["summary"].mean for m in models
+                         if t in results[m] and results[m][t]["summary"] is not None), default=None) for t in tasks}
     best_cat = {c: max((category_rows[m][c][0] for m in models if c in category_rows[m]), default=None) for c in categories}
     for model in models:
         cells = [model]
@@ -209,6 +214,9 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
             entry = results[model].get(task)
             if entry is None:
                 cells.append("")
+                continue
+            if entry["summary"] is None:
+                cells.append(f"diverged ({len(entry['runs'])} runs)")
                 continue
             s = entry["summary"]
             marks = "".join("†" for (a, b, t), r in significance.items()
@@ -224,6 +232,9 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
                 "|---|---|---|" + "---|" * len(spec.evaluation.lrs)]
     for model in models:
         for task, entry in results[model].items():
+            if entry["summary"] is None:
+                lr_lines.append(f"| {model} | {task} | none: all diverged | " + " | ".join("" for _ in spec.evaluation.lrs) + " |")
+                continue
             means = entry["summary"].lr_means
             row = [f"{means[lr]['test_mean']:.2f}" + (f" ({means[lr]['diverged']} div.)" if means[lr]["diverged"] else "")
                    if lr in means else "" for lr in spec.evaluation.lrs]
@@ -253,7 +264,7 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
             fig, axes = plt.subplots(1, len(tasks), figsize=(3 * len(tasks), 2.8), squeeze=False)
             for ax, task in zip(axes[0], tasks):
                 for model in models:
-                    if task in results[model]:
+                    if task in results[model] and results[model][task]["summary"] is not None:
                         means = results[model][task]["summary"].lr_means
                         lrs = sorted(means)
                         ax.plot(lrs, [means[lr]["test_mean"] for lr in lrs], marker="o", label=model)

@@ -69,6 +69,37 @@ def checkpoints_of(spec: StudySpec, shards: Path | None) -> list[CheckpointRef]:
     return refs
 
 
+def plan_study(spec: StudySpec) -> dict:
+    """Validates ``spec`` without running anything and counts its pretraining and fine-tuning runs."""
+    from encoderlab.config import ConfigError
+    from encoderlab.evaluation.tasks import get_task
+
+    for task in spec.evaluation.tasks:
+        get_task(task)
+    shards = spec.study_dir / "data" if spec.data is not None else None
+    if shards is not None and not (shards / "manifest.json").is_file():
+        shards = None  # before data preparation: vocabulary comes from the presets
+    pretraining = []
+    for run in spec.runs:
+        config = pretrain_config(spec, run, shards)  # unknown presets and keys fail here
+        bad = [s for s in run.evaluate_steps if not 0 < s < config.total_steps]
+        if bad:
+            raise ConfigError(f"study {spec.name!r}, run {run.name!r}: evaluate_steps {bad} are not intermediate steps "
+                              f"of its {config.total_steps} steps")
+        import re
+
+        branch = re.search(r"step-(\d+)", config.branch_from or "")
+        steps = config.total_steps - (int(branch.group(1)) if branch else 0)  # a decay branch runs its tail only
+        pretraining.append({"run": run.name, "preset": run.preset, "steps": steps,
+                            "phases": " -> ".join(f"{p.label} {p.steps}" for p in config.phases),
+                            "checkpoints": len(run.evaluate_steps) + 1})
+    checkpoints = sum(p["checkpoints"] for p in pretraining)
+    grid = len(spec.evaluation.tasks) * len(spec.evaluation.lrs) * len(spec.evaluation.seeds)
+    return {"pretraining_runs": pretraining, "checkpoints": checkpoints, "finetuning_runs_per_checkpoint": grid,
+            "finetuning_runs": checkpoints * grid,
+            "pretraining_steps": sum(p["steps"] for p in pretraining)}
+
+
 def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
     from encoderlab.evaluation.finetune import FinetuneConfig
     from encoderlab.evaluation.sweep import run_sweep
@@ -76,6 +107,7 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
     from encoderlab.training import pretrain
     from encoderlab.training.checkpoint import latest_checkpoint
 
+    plan_study(spec)  # a bad preset, task or checkpoint step fails before any work
     study_dir = spec.study_dir
     study_dir.mkdir(parents=True, exist_ok=True)
     timings = _read_timings(study_dir)
@@ -194,8 +226,8 @@ def _run_jobs(spec: StudySpec, stage: str, commands: list[tuple[str, list[str]]]
                 try:
                     job.result()
                 except Exception as err:  # the job's own error, with where its logs are
-                    raise RuntimeError(f"{stage} job {job.job_id} ({name}) failed: {err}; logs in "
-                                       f"{spec.study_dir / 'jobs' / stage}") from None
+                    raise RuntimeError(f"{stage} job {job.job_id} ({name}) failed ({type(err).__name__}); "
+                                       f"stderr: {job.paths.stderr}") from None
 
 
 def _waves(spec: StudySpec, commands: list[tuple[str, list[str]]]) -> list[list[tuple[str, list[str]]]]:
