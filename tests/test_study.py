@@ -71,6 +71,7 @@ def test_study_runs_end_to_end_and_reports(finished_study):
                   "Score vs pretraining steps (Fig. 4)", "Continued MLM pretraining (Figs. 8-9)"):
         assert f'<img alt="{title}" src="data:image/png;base64,' in html
     assert "Score vs masking ratio" not in html  # one masking ratio only: no Fig. 3
+    assert '"device_hours"' in markdown and '"pretrain":' in markdown  # provenance: time per stage
     rows = sqlite3.connect(out / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     assert rows == 4 * 2 * 2 * 2  # 4 checkpoints x 2 tasks x 2 LRs x 2 seeds
     assert all("evaluated 8/8" in row["status"] for row in study_status(spec))
@@ -132,7 +133,7 @@ def test_every_built_in_study_resolves_to_valid_runs():
             for source in (config.init_from, config.branch_from):
                 assert source is None or source.startswith(str(spec.study_dir))
     two_stage = load_study("paper-two-stage")
-    assert len(two_stage.runs) == 2 + 4 + 9 + 4
+    assert len(two_stage.runs) == 2 + 4 + 9 + 4 + 1  # bases, branches, splits, CLM-40k ratios, 1B 25/75
 
 
 @pytest.mark.slow
@@ -161,11 +162,13 @@ def test_masking_ratio_and_two_stage_figures_appear_when_the_study_has_those_run
     facts = {
         "mlm20": fact("mlm20", "610m", 0.2, 0.0, 42, True), "mlm40": fact("mlm40", "610m", 0.4, 0.0, 42, True),
         "clm": fact("clm", "610m", None, 1.0, 42, True), "clm10-mlm40": fact("clm10-mlm40", "610m", 0.4, 0.25, 42, False),
+        "clm10-mlm20": fact("clm10-mlm20", "610m", 0.2, 0.25, 42, False),
     }
     results = {label: {} for label in facts}
     rows = {label: {"SC": (50.0 + i, 49.0, 51.0 + i)} for i, label in enumerate(facts)}
     figures = _study_figures(None, results, rows, facts)
-    assert set(figures) == {"Score vs masking ratio (Fig. 3)", "Two-stage splits per budget (Fig. 6)"}
+    assert set(figures) == {"Score vs masking ratio (Fig. 3)", "Two-stage splits per budget (Fig. 6)",
+                            "Masking ratio after CLM (Fig. 7)"}
     assert all(len(png) > 1000 for png in figures.values())
 
 
@@ -174,7 +177,7 @@ def test_dry_runs_count_the_paper_design():
 
     expected = {  # pretraining runs, evaluated checkpoints; every checkpoint: 12 tasks x 6 LRs x 5 seeds
         "paper-objectives": (6, 6), "paper-masking-ratio": (12, 12), "paper-data-efficiency": (2, 14),
-        "paper-stability": (2, 2), "paper-two-stage": (19, 19), "paper-cpt": (8, 8),
+        "paper-stability": (2, 2), "paper-two-stage": (20, 20), "paper-cpt": (8, 8),
     }
     for name, (runs, checkpoints) in expected.items():
         plan = plan_study(load_study(name))

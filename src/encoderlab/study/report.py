@@ -140,6 +140,24 @@ def _study_figures(spec: StudySpec, results: dict, category_rows: dict, facts: d
             return fig
 
         figures["Score vs masking ratio (Fig. 3)"] = _figure(masking)
+    after_clm = {}
+    for label, f in final.items():
+        if not f["single_phase"] and f["mask_ratio"] is not None and f["cpt_parent"] is None:
+            after_clm.setdefault((f["size"], f["clm_share"]), []).append((f["mask_ratio"], overall(label)))
+    if any(len({p[0] for p in points}) > 1 for points in after_clm.values()):
+        def ratio_after_clm(plt):
+            fig, ax = plt.subplots(figsize=(4.5, 3))
+            for (size, share), points in sorted(after_clm.items()):
+                if len({p[0] for p in points}) > 1:
+                    points.sort()
+                    ax.plot([100 * p[0] for p in points], [p[1] for p in points], marker="o",
+                            label=f"{size}, {100 * share:.0f}% CLM first")
+            ax.set_xlabel("masking ratio of the MLM phase (%)")
+            ax.set_ylabel("mean test score")
+            ax.legend(fontsize=8)
+            return fig
+
+        figures["Masking ratio after CLM (Fig. 7)"] = _figure(ratio_after_clm)
     by_run = {}
     for label, f in facts.items():
         if label in results:
@@ -285,6 +303,7 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
                        "max_steps": spec.evaluation.max_steps, "batch_size": spec.evaluation.batch_size},
         "runs": [{"name": r.name, "preset": r.preset, "overrides": r.overrides} for r in spec.runs],
         "wall_seconds": timings or {},
+        "device_hours": _device_hours(spec, timings or {}),
     }
     try:
         import torch
@@ -308,6 +327,20 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
     atomic_write_text(out_md, markdown)
     atomic_write_text(out_html, _html(spec, intro, table, lr_lines, sig_lines if significance else [], figures, provenance))
     return out_html
+
+
+def _device_hours(spec: StudySpec, timings: dict) -> dict:
+    """Wall time x devices per stage: GPUs of each job on a cluster, one process (CPU or GPU) locally."""
+    scheduler = spec.scheduler
+    local = scheduler.kind == "local"
+    devices = {"pretrain_s": 1 if local else max(1, scheduler.gpus_per_node),
+               "evaluate_s": 1 if local else max(1, scheduler.evaluation_gpus)}
+    out = {"data": round(timings.get("data_s", 0.0) / 3600, 4)}
+    for stage, per_device in devices.items():
+        seconds = sum(timings.get(stage, {}).values())
+        out[stage[:-2]] = round(seconds * per_device / 3600, 4)
+    out["unit"] = "GPU-hours" if not local and scheduler.gpus_per_node else "process-hours (CPU or one GPU)"
+    return out
 
 
 def _md_table_to_html(lines: list[str]) -> str:
