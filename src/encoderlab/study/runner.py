@@ -263,7 +263,14 @@ def study_status(spec: StudySpec) -> list[dict]:
     for ref in checkpoints_of(spec, shards):
         if not (ref.path / "model.safetensors").is_file():
             latest = latest_checkpoint(ref.path.parent)
-            state = f"pretraining: at {latest.name}" if latest else "pretraining: not started"
+            metrics = ref.path.parent.parent / "metrics.jsonl"
+            # a run that logged within the last two minutes is taken as running, else as stopped
+            active = metrics.is_file() and time.time() - metrics.stat().st_mtime < 120
+            if latest is None and not active:
+                state = "pretraining: not started"
+            else:
+                where = f"last checkpoint {latest.name}" if latest else "no checkpoint yet"
+                state = f"pretraining: {'running' if active else 'stopped'}, {where}"
             rows.append({"run": ref.run, "step": ref.step, "status": state})
             continue
         done = diverged = 0
