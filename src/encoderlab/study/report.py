@@ -118,6 +118,22 @@ def _run_facts(spec: StudySpec, shards: Path | None) -> dict:
     return facts
 
 
+def _line_figure(series: dict[str, list[tuple[float, float]]], xlabel: str) -> str:
+    """One line per label through its (x, mean test score) points, sorted by x."""
+
+    def draw(plt):
+        fig, ax = plt.subplots(figsize=(4.5, 3))
+        for label, points in series.items():
+            points = sorted(points)
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("mean test score")
+        ax.legend(fontsize=8)
+        return fig
+
+    return _figure(draw)
+
+
 def _study_figures(spec: StudySpec, results: dict, category_rows: dict, facts: dict) -> dict:
     """The paper's study-specific figures, each drawn when the study has the runs it needs."""
 
@@ -127,85 +143,42 @@ def _study_figures(spec: StudySpec, results: dict, category_rows: dict, facts: d
 
     figures = {}
     final = {label: f for label, f in facts.items() if f["final"] and label in results}
-    ratio_runs = {label: f for label, f in final.items() if f["single_phase"] and f["mask_ratio"] is not None}
-    if len({f["mask_ratio"] for f in ratio_runs.values()}) > 1:
-        def masking(plt):
-            fig, ax = plt.subplots(figsize=(4.5, 3))
-            for size in sorted({f["size"] for f in ratio_runs.values()}):
-                points = sorted((f["mask_ratio"], overall(label)) for label, f in ratio_runs.items() if f["size"] == size)
-                ax.plot([100 * p[0] for p in points], [p[1] for p in points], marker="o", label=size)
-            ax.set_xlabel("masking ratio (%)")
-            ax.set_ylabel("mean test score")
-            ax.legend(fontsize=8)
-            return fig
-
-        figures["Score vs masking ratio (Fig. 3)"] = _figure(masking)
-    after_clm = {}
+    by_size = {}
     for label, f in final.items():
-        if not f["single_phase"] and f["mask_ratio"] is not None and f["cpt_parent"] is None:
-            after_clm.setdefault((f["size"], f["clm_share"]), []).append((f["mask_ratio"], overall(label)))
-    if any(len({p[0] for p in points}) > 1 for points in after_clm.values()):
-        def ratio_after_clm(plt):
-            fig, ax = plt.subplots(figsize=(4.5, 3))
-            for (size, share), points in sorted(after_clm.items()):
-                if len({p[0] for p in points}) > 1:
-                    points.sort()
-                    ax.plot([100 * p[0] for p in points], [p[1] for p in points], marker="o",
-                            label=f"{size}, {100 * share:.0f}% CLM first")
-            ax.set_xlabel("masking ratio of the MLM phase (%)")
-            ax.set_ylabel("mean test score")
-            ax.legend(fontsize=8)
-            return fig
-
-        figures["Masking ratio after CLM (Fig. 7)"] = _figure(ratio_after_clm)
+        if f["single_phase"] and f["mask_ratio"] is not None:
+            by_size.setdefault(f["size"], []).append((100 * f["mask_ratio"], overall(label)))
+    if len({x for points in by_size.values() for x, _ in points}) > 1:
+        figures["Score vs masking ratio (Fig. 3)"] = _line_figure(by_size, "masking ratio (%)")
     by_run = {}
     for label, f in facts.items():
         if label in results:
             by_run.setdefault(f["run"], []).append((f["step"], overall(label)))
-    if any(len(points) > 1 for points in by_run.values()):
-        def steps(plt):
-            fig, ax = plt.subplots(figsize=(4.5, 3))
-            for run, points in by_run.items():
-                if len(points) > 1:
-                    points.sort()
-                    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=run)
-            ax.set_xlabel("pretraining steps")
-            ax.set_ylabel("mean test score")
-            ax.legend(fontsize=8)
-            return fig
-
-        figures["Score vs pretraining steps (Fig. 4)"] = _figure(steps)
+    by_run = {run: points for run, points in by_run.items() if len(points) > 1}
+    if by_run:
+        figures["Score vs pretraining steps (Fig. 4)"] = _line_figure(by_run, "pretraining steps")
     budgets = {}
     for label, f in final.items():
         if f["cpt_parent"] is None and (f["clm_share"] in (0.0, 1.0) or not f["single_phase"]):
-            budgets.setdefault(f["total_steps"], []).append((f["clm_share"], overall(label)))
-    if any(len({p[0] for p in points}) > 2 for points in budgets.values()):
-        def two_stage(plt):
-            fig, ax = plt.subplots(figsize=(4.5, 3))
-            for budget, points in sorted(budgets.items()):
-                points.sort()
-                ax.plot([100 * p[0] for p in points], [p[1] for p in points], marker="o", label=f"{budget} steps")
-            ax.set_xlabel("CLM share of the budget (%)")
-            ax.set_ylabel("mean test score")
-            ax.legend(fontsize=8)
-            return fig
-
-        figures["Two-stage splits per budget (Fig. 6)"] = _figure(two_stage)
-    cpt = {label: f for label, f in final.items() if f["cpt_parent"]}
-    if cpt:
-        def continued(plt):
-            fig, ax = plt.subplots(figsize=(4.5, 3))
-            for parent in sorted({f["cpt_parent"] for f in cpt.values()}):
-                points = [(facts[parent]["total_steps"], overall(parent))] if parent in final else []
-                points += sorted((f["parent_steps"] + f["total_steps"], overall(label))
-                                 for label, f in cpt.items() if f["cpt_parent"] == parent)
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"from {parent}")
-            ax.set_xlabel("total pretraining steps")
-            ax.set_ylabel("mean test score")
-            ax.legend(fontsize=8)
-            return fig
-
-        figures["Continued MLM pretraining (Figs. 8-9)"] = _figure(continued)
+            budgets.setdefault(f"{f['total_steps']} steps", []).append((100 * f["clm_share"], overall(label)))
+    if any(len({x for x, _ in points}) > 2 for points in budgets.values()):
+        figures["Two-stage splits per budget (Fig. 6)"] = _line_figure(budgets, "CLM share of the budget (%)")
+    after_clm = {}
+    for label, f in final.items():
+        if not f["single_phase"] and f["mask_ratio"] is not None and f["cpt_parent"] is None:
+            key = f"{f['size']}, {100 * f['clm_share']:.0f}% CLM first"
+            after_clm.setdefault(key, []).append((100 * f["mask_ratio"], overall(label)))
+    after_clm = {k: v for k, v in after_clm.items() if len({x for x, _ in v}) > 1}
+    if after_clm:
+        figures["Masking ratio after CLM (Fig. 7)"] = _line_figure(after_clm, "masking ratio of the MLM phase (%)")
+    continued = {}
+    for label, f in final.items():
+        if f["cpt_parent"]:
+            series = continued.setdefault(f"from {f['cpt_parent']}", [])
+            if not series and f["cpt_parent"] in final:  # the starting point itself
+                series.append((facts[f["cpt_parent"]]["total_steps"], overall(f["cpt_parent"])))
+            series.append((f["parent_steps"] + f["total_steps"], overall(label)))
+    if continued:
+        figures["Continued MLM pretraining (Figs. 8-9)"] = _line_figure(continued, "total pretraining steps")
     return figures
 
 
