@@ -201,3 +201,24 @@ def test_hf_source_streams_through_datasets_from_a_local_folder(tmp_path):
     assert list(iter_documents(source)) == ["streamed one", "streamed two", "streamed three"]
     with pytest.raises(ConfigError, match="no text column 'text'; columns are content"):
         list(iter_documents(parse_source(f"hf:{tmp_path / 'local-dataset'}")))
+
+
+def test_a_named_tokenizer_is_kept_beside_the_shards_with_its_mask_origin(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from encoderlab.data.tokenizer import tokenizer_for_shards
+
+    backend = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1, "b": 2}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]").save_pretrained(tmp_path / "no-mask")
+    shards = tmp_path / "shards"
+    tokenizer, name, origin = tokenizer_for_shards(shards, name=str(tmp_path / "no-mask"))
+    assert origin == "added" and tokenizer.mask_token_id == 3 and name == str(tmp_path / "no-mask")
+    assert (shards / "tokenizer" / "tokenizer_config.json").is_file()  # checkpoints copy it from here
+    (tmp_path / "c.txt").write_text("a b a\n")
+    manifest = prepare(parse_source(str(tmp_path / "c.txt")), tokenizer, name, shards, mask_origin=origin,
+                       progress=False)
+    assert manifest["tokenizer"]["mask_origin"] == "added" and manifest["tokenizer"]["mask_token_id"] == 3
+    with pytest.raises(ConfigError, match="give a tokenizer name or a vocabulary size"):
+        tokenizer_for_shards(tmp_path / "other")

@@ -264,32 +264,14 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from encoderlab.data import ensure_mask_token, iter_documents, load_tokenizer, prepare, train_tokenizer
+    from encoderlab.data import iter_documents, prepare
+    from encoderlab.data.tokenizer import tokenizer_for_shards
 
     source = _source(args)
-    if args.train_tokenizer:
-        tokenizer_dir = Path(args.output) / "tokenizer"
-        if (tokenizer_dir / "tokenizer.json").is_file():
-            tokenizer, name, origin = load_tokenizer(str(tokenizer_dir)), str(tokenizer_dir), "existing"
-        else:
-            tokenizer = train_tokenizer(iter_documents(source), args.train_tokenizer, tokenizer_dir)
-            name, origin = str(tokenizer_dir), "existing"
-    elif args.tokenizer:
-        from transformers import AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-        except Exception as err:
-            raise ConfigError(f"tokenizer {args.tokenizer!r}: could not be loaded ({type(err).__name__}: {err})") from None
-        origin, name = ensure_mask_token(tokenizer), args.tokenizer
-        tokenizer_dir = Path(args.output) / "tokenizer"
-        if not (tokenizer_dir / "tokenizer_config.json").is_file():  # kept beside the shards, mask token included
-            from encoderlab.io import atomic_directory
-
-            with atomic_directory(tokenizer_dir, overwrite=True) as tmp:
-                tokenizer.save_pretrained(tmp)
-    else:
+    if not (args.tokenizer or args.train_tokenizer):
         raise ConfigError("data prepare: give --tokenizer NAME_OR_PATH or --train-tokenizer VOCAB_SIZE")
+    tokenizer, name, origin = tokenizer_for_shards(args.output, name=args.tokenizer, train_vocab=args.train_tokenizer,
+                                                   documents=iter_documents(source))
     manifest = prepare(source, tokenizer, name, args.output, shard_tokens=args.shard_tokens, dtype=args.dtype,
                        mask_origin=origin, progress=not args.no_progress)
     t = manifest["tokenizer"]

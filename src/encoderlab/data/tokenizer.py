@@ -20,6 +20,12 @@ TRAINED_SPECIALS = ["<pad>", "<s>", "</s>", "<mask>"]  # ids 0, 1, 2, 3
 
 def load_tokenizer(name_or_path: str):
     """A fast tokenizer from a local directory or a hub id, with a mask token ensured."""
+    tokenizer = _load_fast(name_or_path)
+    ensure_mask_token(tokenizer)
+    return tokenizer
+
+
+def _load_fast(name_or_path: str):
     from transformers import AutoTokenizer
 
     try:
@@ -31,8 +37,27 @@ def load_tokenizer(name_or_path: str):
         ) from None
     if not tokenizer.is_fast:
         raise ConfigError(f"tokenizer {name_or_path!r}: a fast (Rust) tokenizer is needed for batched encoding")
-    ensure_mask_token(tokenizer)
     return tokenizer
+
+
+def tokenizer_for_shards(shard_dir: str | Path, *, name: str | None = None, train_vocab: int | None = None,
+                         documents: Iterable[str] | None = None) -> tuple:
+    """The tokenizer of a shard directory, kept in ``<shard_dir>/tokenizer``: a Hugging Face tokenizer
+    (mask token ensured, saved there once), or a byte-level BPE trained on ``documents`` (reused when
+    already there). Returns (tokenizer, name recorded in the manifest, how the mask token was set)."""
+    tokenizer_dir = Path(shard_dir) / "tokenizer"
+    if name:
+        tokenizer = _load_fast(name)
+        origin = ensure_mask_token(tokenizer)
+        if not (tokenizer_dir / "tokenizer_config.json").is_file():
+            with atomic_directory(tokenizer_dir, overwrite=True) as tmp:
+                tokenizer.save_pretrained(tmp)
+        return tokenizer, name, origin
+    if train_vocab is None:
+        raise ConfigError(f"{shard_dir}: give a tokenizer name or a vocabulary size to train one")
+    if (tokenizer_dir / "tokenizer.json").is_file():
+        return load_tokenizer(str(tokenizer_dir)), str(tokenizer_dir), "existing"
+    return train_tokenizer(documents or [], train_vocab, tokenizer_dir), str(tokenizer_dir), "existing"
 
 
 def ensure_mask_token(tokenizer) -> str:

@@ -26,21 +26,15 @@ class CheckpointRef:
 def prepare_study_data(spec: StudySpec, progress: bool) -> Path | None:
     if spec.data is None:
         return None
-    from encoderlab.data import iter_documents, load_tokenizer, parse_source, prepare, train_tokenizer
+    from encoderlab.data import iter_documents, parse_source, prepare
+    from encoderlab.data.tokenizer import tokenizer_for_shards
 
     shards = spec.study_dir / "data"
     source = parse_source(spec.data.source, toyworld_documents=spec.data.toyworld_documents)
-    tokenizer_dir = shards / "tokenizer"
-    if spec.data.tokenizer:
-        tokenizer, name = load_tokenizer(spec.data.tokenizer), spec.data.tokenizer
-    elif (tokenizer_dir / "tokenizer.json").is_file():
-        tokenizer, name = load_tokenizer(str(tokenizer_dir)), str(tokenizer_dir)
-    else:
-        tokenizer = train_tokenizer(iter_documents(source), spec.data.train_tokenizer_vocab, tokenizer_dir)
-        name = str(tokenizer_dir)
-    if spec.data.tokenizer and not (tokenizer_dir / "tokenizer_config.json").is_file():
-        tokenizer.save_pretrained(tokenizer_dir)
-    prepare(source, tokenizer, name, shards, progress=progress)
+    tokenizer, name, origin = tokenizer_for_shards(shards, name=spec.data.tokenizer,
+                                                   train_vocab=spec.data.train_tokenizer_vocab,
+                                                   documents=iter_documents(source))
+    prepare(source, tokenizer, name, shards, mask_origin=origin, progress=progress)
     return shards
 
 
