@@ -28,6 +28,8 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 # Fewer out-of-memory failures from fragmentation when runs of different sizes share a process.
@@ -88,15 +90,40 @@ def make_batches(config: ModelConfig, rows: int, seq_len: int, count: int, devic
     return batches
 
 
-def build_encoderlab(config: ModelConfig, device: torch.device, compiled: bool) -> Encoder:
+# Options a row may vary (``--extra PRESET:RUN:key=value``), to A/B a change in one process.
+VARIANT_DEFAULTS = {"ce_chunk": 4096, "scope": "blocks", "mode": "default"}
+COMPILE_SCOPES = ("blocks", "model")
+
+
+def parse_variant(parts: list[str]) -> dict:
+    variant = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or key not in VARIANT_DEFAULTS:
+            raise SystemExit(f"--extra: expected key=value with key in {sorted(VARIANT_DEFAULTS)}, got {part!r}")
+        if key == "ce_chunk":
+            if not value.isdigit() or int(value) <= 0:
+                raise SystemExit(f"--extra: ce_chunk must be a positive integer, got {value!r}")
+            variant[key] = int(value)
+        elif key == "scope" and value not in COMPILE_SCOPES:
+            raise SystemExit(f"--extra: scope must be one of {COMPILE_SCOPES}, got {value!r}")
+        else:
+            variant[key] = value
+    return variant
+
+
+def build_encoderlab(config: ModelConfig, device: torch.device, compiled: bool, scope: str = "blocks",
+                     mode: str = "default"):
     with torch.device("meta"):
         model = Encoder(config)
     model = model.to_empty(device=device)
     model.reset_parameters()
     model.reset_rope()
-    if compiled:
+    if compiled and scope == "blocks":
         for layer in model.layers:  # regional compilation: one graph, reused by every block
-            layer.compile()
+            layer.compile(mode=mode)
+    elif compiled:  # the whole forward, LM head and loss included (graph breaks where it must)
+        return torch.compile(model, mode=mode)
     return model
 
 
@@ -117,7 +144,22 @@ def build_hf_llama(config: ModelConfig, device: torch.device, compiled: bool):
     return torch.compile(model) if compiled else model
 
 
-def run_one(args, preset: str, kind: str, compiled: bool, device: torch.device) -> dict:
+@dataclass
+class RunSetup:
+    """A built row: ``train_step(step)`` runs one optimizer step and returns the loss tensor."""
+
+    record: dict
+    config: ModelConfig
+    model: torch.nn.Module
+    objective: object  # CLMObjective / MLMObjective, None for the HF baseline
+    optimizer: torch.optim.Optimizer
+    batches: list
+    autocast: object
+    train_step: Callable[[int], torch.Tensor]
+
+
+def describe_run(args, preset: str, kind: str, compiled: bool, device: torch.device, variant: dict | None = None):
+    """The record (what is measured) and model config of one row; allocates nothing."""
     code, objective_name, layout, backend = RUN_KINDS[kind]
     config = ModelConfig.from_name(preset)
     if args.vocab_size:
@@ -130,6 +172,7 @@ def run_one(args, preset: str, kind: str, compiled: bool, device: torch.device) 
         "compiled": compiled, "micro_batch": rows, "seq_len": seq_len,
         "mask_ratio": args.mask_ratio if objective_name.startswith("mlm") else None,
         "head_fraction": args.mask_ratio if objective_name == "mlm" else 1.0,
+        "variant": {k: v for k, v in (variant or {}).items() if v != VARIANT_DEFAULTS[k]},
     }
     if code == "encoderlab":
         from encoderlab.model.attention import resolve_backend
@@ -137,46 +180,72 @@ def run_one(args, preset: str, kind: str, compiled: bool, device: torch.device) 
         record["attn_backend"] = "sdpa" if layout == "plain" else resolve_backend(config.attn_backend, device)
     else:
         record["attn_backend"] = "sdpa"
+    return record, config
+
+
+def setup_run(args, preset: str, kind: str, compiled: bool, device: torch.device, variant: dict | None = None):
+    """Builds model, optimizer, batches and the step function of one benchmark row."""
+    record, config = describe_run(args, preset, kind, compiled, device, variant)
+    code, objective_name, layout, _ = RUN_KINDS[kind]
+    options = {**VARIANT_DEFAULTS, **(variant or {})}
+    rows, seq_len = record["micro_batch"], record["seq_len"]
     use_cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False)
-    model = optimizer = batches = None
+    torch.manual_seed(0)
+    if code == "encoderlab":
+        model = build_encoderlab(config, device, compiled, options["scope"], options["mode"])
+        if objective_name.startswith("mlm"):
+            objective = MLMObjective(
+                args.mask_ratio, mask_token_id=config.mask_token_id if config.mask_token_id is not None else 3,
+                vocab_size=config.vocab_size, special_token_ids=tuple(range(16)),
+                sparse_head=objective_name == "mlm", chunk_size=options["ce_chunk"],
+            )
+        else:
+            objective = CLMObjective(chunk_size=options["ce_chunk"])
+    else:
+        model, objective = build_hf_llama(config, device, compiled), None
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=5e-4, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1, fused=use_cuda,
+    )
+    batches = make_batches(config, rows, seq_len, args.distinct_batches, device, args.mean_doc_length, layout)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+
+    def train_step(step: int) -> torch.Tensor:
+        batch = batches[step % len(batches)]
+        with autocast:
+            if code == "encoderlab":
+                out = objective(model, batch, step)
+                loss = out.loss_sum / out.num_targets
+            else:
+                loss = model(input_ids=batch.input_ids, labels=batch.input_ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0, foreach=use_cuda)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    return RunSetup(record, config, model, objective, optimizer, batches, autocast, train_step)
+
+
+def release(device: torch.device) -> None:
+    """Frees what the previous row left on the device and resets compiled graphs."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    torch._dynamo.reset()
+
+
+def run_one(args, preset: str, kind: str, compiled: bool, device: torch.device, variant: dict | None = None) -> dict:
+    use_cuda = device.type == "cuda"
+    record, config = describe_run(args, preset, kind, compiled, device, variant)
+    rows, seq_len = record["micro_batch"], record["seq_len"]
+    setup = train_step = None
     try:
         if use_cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        torch.manual_seed(0)
-        if code == "encoderlab":
-            model = build_encoderlab(config, device, compiled)
-            if objective_name.startswith("mlm"):
-                objective = MLMObjective(
-                    args.mask_ratio, mask_token_id=config.mask_token_id if config.mask_token_id is not None else 3,
-                    vocab_size=config.vocab_size, special_token_ids=tuple(range(16)),
-                    sparse_head=objective_name == "mlm",
-                )
-            else:
-                objective = CLMObjective()
-        else:
-            model = build_hf_llama(config, device, compiled)
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=5e-4, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1, fused=use_cuda,
-        )
-        batches = make_batches(config, rows, seq_len, args.distinct_batches, device, args.mean_doc_length, layout)
-        parameters = [p for p in model.parameters() if p.requires_grad]
-
-        def train_step(step: int) -> torch.Tensor:
-            batch = batches[step % len(batches)]
-            with autocast:
-                if code == "encoderlab":
-                    out = objective(model, batch, step)
-                    loss = out.loss_sum / out.num_targets
-                else:
-                    loss = model(input_ids=batch.input_ids, labels=batch.input_ids).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0, foreach=use_cuda)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            return loss
-
+        setup = setup_run(args, preset, kind, compiled, device, variant)
+        record, train_step = setup.record, setup.train_step
         times, losses = [], []
         start_all = time.perf_counter()
         for step in range(args.warmup + args.steps):
@@ -211,11 +280,8 @@ def run_one(args, preset: str, kind: str, compiled: bool, device: torch.device) 
     finally:
         if use_cuda:
             record["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-        model = optimizer = batches = None  # free GPU memory before the next row
-        gc.collect()
-        if use_cuda:
-            torch.cuda.empty_cache()
-        torch._dynamo.reset()
+        setup = train_step = None  # free GPU memory before the next row
+        release(device)
     return record
 
 
@@ -235,7 +301,7 @@ def environment(device: torch.device) -> dict:
 
 def summarise(records: list[dict]) -> list[dict]:
     """Adds ratios: vs the same-run HF baseline, the documented baselines, and plain attention."""
-    by_key = {(r["preset"], r["run"], r["compiled"]): r for r in records if r.get("status") == "ok"}
+    by_key = {(r["preset"], r["run"], r["compiled"]): r for r in records if r.get("status") == "ok" and not r["variant"]}
     for r in records:
         if r.get("status") != "ok" or r["code"] != "encoderlab":
             continue
@@ -248,19 +314,26 @@ def summarise(records: list[dict]) -> list[dict]:
             if documented:
                 r["ratio_vs_documented"] = r["tokens_per_s"] / documented
                 r["documented_baseline"] = table
+        base = by_key.get((r["preset"], r["run"], r["compiled"]))
+        if r["variant"] and base:
+            r["ratio_vs_base_variant"] = r["tokens_per_s"] / base["tokens_per_s"]
         plain = by_key.get((r["preset"], f"{r['objective']}-plain", r["compiled"]))
         if plain and r["layout"] == "documents":
             r["document_isolation_cost"] = 1 - r["tokens_per_s"] / plain["tokens_per_s"]
     return records
 
 
+def variant_label(variant: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(variant.items())) or "base"
+
+
 def markdown(records: list[dict], env: dict) -> str:
     lines = [
         f"Device: {env.get('gpu', env['device'])}; torch {env['torch']}, transformers {env['transformers']}.",
         "",
-        "| preset | run | code | objective | layout | attention | compiled | tokens/s | MFU | f | peak GiB "
-        "| vs HF same run | vs documented | isolation cost | status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| preset | run | variant | code | objective | layout | attention | compiled | tokens/s | MFU | f | peak GiB "
+        "| vs HF same run | vs documented | vs base | isolation cost | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(value, spec):
@@ -268,10 +341,11 @@ def markdown(records: list[dict], env: dict) -> str:
 
     for r in records:
         lines.append(
-            f"| {r['preset']} | {r['run']} | {r['code']} | {r['objective']} | {r['layout']} | {r['attn_backend']} | "
+            f"| {r['preset']} | {r['run']} | {variant_label(r['variant'])} | {r['code']} | {r['objective']} | {r['layout']} | {r['attn_backend']} | "
             f"{'yes' if r['compiled'] else 'no'} | {fmt(r.get('tokens_per_s'), ',.0f')} | "
             f"{fmt(r.get('mfu'), '.1%')} | {r['head_fraction']} | {fmt(r.get('peak_memory_gib'), '.1f')} | "
             f"{fmt(r.get('ratio_vs_hf_same_run'), '.2f')} | {fmt(r.get('ratio_vs_documented'), '.2f')} | "
+            f"{fmt(r.get('ratio_vs_base_variant'), '.3f')} | "
             f"{fmt(r.get('document_isolation_cost'), '+.1%')} | {r['status'][:60]} |"
         )
     return "\n".join(lines) + "\n"
@@ -283,7 +357,8 @@ def parse_args(argv=None):
     parser.add_argument("--presets", default="610m,1b,210m" if on_gpu else "tiny,mini")
     parser.add_argument("--runs", default="hf,mlm,clm", help=f"comma list of {', '.join(RUN_KINDS)}")
     parser.add_argument("--extra", default="610m:mlm-plain,610m:clm-plain" if on_gpu else "",
-                        help="extra PRESET:RUN[:eager] rows measured after the main ones")
+                        help="extra PRESET:RUN[:eager][:key=value...] rows measured after the main ones; keys: "
+                             f"{', '.join(f'{k} (default {v})' for k, v in VARIANT_DEFAULTS.items())}")
     parser.add_argument("--modes", default="compiled" if on_gpu else "eager", help="compiled, eager or both")
     parser.add_argument("--micro-batch", type=int, default=12 if on_gpu else 4)
     parser.add_argument("--seq-len", type=int, default=2048 if on_gpu else 256)
@@ -299,17 +374,26 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def parse_extra(item: str) -> tuple[str, str, bool, dict]:
+    """``PRESET:RUN[:eager|:compiled][:key=value...]`` -> (preset, run, compiled, variant)."""
+    parts = item.split(":")
+    if len(parts) < 2:
+        raise SystemExit(f"--extra: expected PRESET:RUN[:eager][:key=value...], got {item!r}")
+    flags = [p for p in parts[2:] if p in ("eager", "compiled")]
+    variant = parse_variant([p for p in parts[2:] if p not in ("eager", "compiled")])
+    return parts[0], parts[1], "eager" not in flags, variant
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     modes = {"compiled": [True], "eager": [False], "both": [True, False]}[args.modes]
-    plan = [(p, run, c) for p in args.presets.split(",") for c in modes for run in args.runs.split(",")]
+    plan = [(p, run, c, {}) for p in args.presets.split(",") for c in modes for run in args.runs.split(",")]
     for item in filter(None, args.extra.split(",")):
-        parts = item.split(":")
-        plan.append((parts[0], parts[1], not (len(parts) > 2 and parts[2] == "eager")))
-    for _, run, _ in plan:
+        plan.append(parse_extra(item))
+    for _, run, _, _ in plan:
         if run not in RUN_KINDS:
             raise SystemExit(f"--runs/--extra: unknown run {run!r}; expected one of {', '.join(RUN_KINDS)}")
     env = environment(device)
@@ -317,17 +401,17 @@ def main(argv=None) -> int:
     records = []
     started = time.perf_counter()
     with open(out / "throughput.jsonl", "a") as log:
-        for preset, run, compiled in plan:
+        for preset, run, compiled, variant in plan:
             if args.budget_s and time.perf_counter() - started > args.budget_s:
-                print(f"budget of {args.budget_s}s spent: skipping {preset} {run}", flush=True)
+                print(f"budget of {args.budget_s}s spent: skipping {preset} {run} {variant_label(variant)}", flush=True)
                 continue
-            record = run_one(args, preset, run, compiled, device)
+            record = run_one(args, preset, run, compiled, device, variant)
             record["env"] = env
             records.append(record)
             log.write(json.dumps(record) + "\n")
             log.flush()
             print(
-                f"{preset:>5} {run:<10} {'compiled' if compiled else 'eager':<8} {record['status'][:80]:<12} "
+                f"{preset:>5} {run:<10} {variant_label(variant):<12} {'compiled' if compiled else 'eager':<8} {record['status'][:80]:<12} "
                 f"tok/s={record.get('tokens_per_s', 0):,.0f} mfu={record.get('mfu') or 0:.1%} "
                 f"peak={record.get('peak_memory_gib', 0):.1f}GiB wall={record.get('wall_s', 0)}s "
                 f"t={time.perf_counter() - started:.0f}s",

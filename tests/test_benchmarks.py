@@ -24,7 +24,7 @@ def test_pretrain_throughput_runs_on_cpu_and_writes_tables(tmp_path):
     assert runs["mlm-dense"]["head_fraction"] == 1.0 and runs["mlm-dense"]["objective"] == "mlm-dense"
     assert runs["mlm"]["ratio_vs_hf_same_run"] > 0 and "document_isolation_cost" in runs["clm"]
     table = (tmp_path / "throughput.md").read_text()
-    assert "| tiny | mlm | encoderlab | mlm | documents | sdpa | no |" in table
+    assert "| tiny | mlm | base | encoderlab | mlm | documents | sdpa | no |" in table
     assert len((tmp_path / "throughput.jsonl").read_text().splitlines()) == 5
 
 
@@ -58,3 +58,47 @@ def test_finetune_throughput_projects_the_protocol_cost(tmp_path):
     assert {t["type"] for t in result["tasks"].values()} == {"SC", "SC-pair", "TC", "QA", "IR"}
     assert all(t["train_examples_per_s"] > 0 for t in result["tasks"].values())
     assert result["projected_protocol_hours_per_checkpoint"] > 0
+
+
+def test_pretrain_throughput_variants_are_recorded_and_compared_with_their_base(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "pretrain_throughput.py"), "--presets", "tiny", "--runs", "mlm",
+         "--modes", "eager", "--extra", "tiny:mlm:eager:ce_chunk=64", "--steps", "2", "--warmup", "1",
+         "--seq-len", "128", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    base, variant = json.loads((tmp_path / "throughput.json").read_text())["records"]
+    assert base["variant"] == {} and variant["variant"] == {"ce_chunk": 64}
+    assert variant["ratio_vs_base_variant"] == variant["tokens_per_s"] / base["tokens_per_s"]
+    # Same batches, same seed, same masks: a different chunking of the loss gives the same losses.
+    assert abs(variant["first_loss"] - base["first_loss"]) < 1e-5
+    assert "| tiny | mlm | ce_chunk=64 |" in (tmp_path / "throughput.md").read_text()
+
+
+def test_pretrain_throughput_rejects_an_unknown_variant_key(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "pretrain_throughput.py"), "--presets", "tiny", "--runs", "mlm",
+         "--extra", "tiny:mlm:chunk=64", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0 and "chunk=64" in proc.stderr and "ce_chunk" in proc.stderr
+
+
+def test_profile_step_splits_a_step_into_phases_and_operator_categories(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile_step.py"), "--run", "clm", "--eager", "--steps", "2",
+         "--trace", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "profile.json").read_text())
+    phases = result["phases_ms"]
+    assert set(phases) == {"encoder forward", "lm head + loss", "backward", "clip", "optimizer"}
+    assert all(ms > 0 for ms in phases.values())
+    # The phases tile the step: their sum cannot exceed the measured wall time of a step.
+    assert sum(phases.values()) <= result["step_ms"] * 1.05
+    kernels = result["kernels"]
+    assert kernels["categories_ms"]["gemm"] > 0 and kernels["categories_ms"]["attention"] > 0
+    assert any(entry["name"] == "aten::mm" for entry in kernels["top"])
+    assert (tmp_path / "trace.json.gz").stat().st_size > 0 and "| backward |" in (tmp_path / "profile.md").read_text()

@@ -43,6 +43,16 @@ class LossOutput:
     num_targets: Tensor  # scalar int64, tokens predicted (stays on device: no host sync)
 
 
+def flat_positions(mask: Tensor) -> Tensor:
+    """Flat indices of the True entries of a (B, T) mask.
+
+    The count is data-dependent, so this waits for the device once; doing it before the forward
+    pass, and gathering with the indices afterwards, keeps the GPU queue full between the
+    encoder and the LM head (boolean indexing there would stall it a second time).
+    """
+    return mask.flatten().nonzero().squeeze(1)
+
+
 class CLMObjective:
     """Next-token prediction under a causal mask, within each document."""
 
@@ -70,10 +80,11 @@ class CLMObjective:
 
     def __call__(self, model: nn.Module, batch: TokenBatch, step: int) -> LossOutput:
         predict = self.prediction_mask(batch)
-        targets = torch.roll(batch.input_ids, shifts=-1, dims=1)[predict]
+        index = flat_positions(predict)
+        targets = torch.roll(batch.input_ids, shifts=-1, dims=1).flatten().index_select(0, index)
 
         def head(hidden: Tensor, weight: Tensor) -> Tensor:
-            return linear_cross_entropy(hidden[predict], weight, targets, self.chunk_size)
+            return linear_cross_entropy(hidden.flatten(0, 1).index_select(0, index), weight, targets, self.chunk_size)
 
         out = model(
             batch.input_ids, attention=self.attention, document_ids=batch.document_ids,
@@ -162,10 +173,12 @@ class MLMObjective:
     def __call__(self, model: nn.Module, batch: TokenBatch, step: int) -> LossOutput:
         corrupted, selected = self.corrupt(batch, step)
         if self.sparse_head:
-            targets = batch.input_ids[selected]
+            index = flat_positions(selected)
+            targets = batch.input_ids.flatten().index_select(0, index)
 
             def head(hidden: Tensor, weight: Tensor) -> Tensor:  # the LM head only at selected positions
-                return linear_cross_entropy(hidden[selected], weight, targets, self.chunk_size)
+                return linear_cross_entropy(hidden.flatten(0, 1).index_select(0, index), weight, targets,
+                                            self.chunk_size)
         else:
             targets = torch.where(selected, batch.input_ids, IGNORE_INDEX).flatten()
 
