@@ -3,6 +3,8 @@
 For one backbone (a preset, randomly initialised, with a tokenizer trained on toyworld), each
 toyworld task type (SC, SC-pair, TC, QA, IR) is fine-tuned for ``--steps`` steps at batch 32
 and then evaluated; examples/s and tokens/s of training are the median over ``--repeats`` runs.
+The wall time of a whole run (backbone load, features, training, evaluation) is measured with
+and without the feature cache a sweep shares across its runs, alternating in the same process.
 The projection multiplies the measured time per step by the protocol's size: 12 datasets x
 6 LRs x 5 seeds, each up to 1,000 steps (NQ and MLDR are evaluated, not trained: 10 trained
 datasets), plus the measured evaluation time scaled by each dataset's test-set size.
@@ -26,7 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from encoderlab.data import iter_documents, parse_source, train_tokenizer  # noqa: E402
-from encoderlab.evaluation.finetune import FinetuneConfig, finetune  # noqa: E402
+import time  # noqa: E402
+
+from encoderlab.evaluation.finetune import FeatureCache, FinetuneConfig, finetune  # noqa: E402
 from encoderlab.evaluation.tasks import load_task  # noqa: E402
 from encoderlab.model import ModelConfig, build_encoder, save_checkpoint  # noqa: E402
 
@@ -56,16 +60,27 @@ def main(argv=None) -> int:
         for name, kind in TASKS.items():
             task = load_task(name)
             ft = FinetuneConfig(max_steps=args.steps, batch_size=32, max_length=args.max_length, max_eval_examples=256)
-            train_times, eval_times = [], []
+            train_times, eval_times, run_alone, run_shared = [], [], [], []
+            cache = FeatureCache()
+            finetune(str(checkpoint), task, lr=1e-4, seed=0, config=ft, features=cache)  # fills the cache
             for repeat in range(args.repeats):
+                started = time.perf_counter()
                 result = finetune(str(checkpoint), task, lr=1e-4, seed=repeat, config=ft)
+                run_alone.append(time.perf_counter() - started)
                 train_times.append(result.train_seconds / result.steps)
                 eval_times.append(result.eval_seconds)
+                started = time.perf_counter()
+                finetune(str(checkpoint), task, lr=1e-4, seed=repeat, config=ft, features=cache)
+                run_shared.append(time.perf_counter() - started)
             step_s = statistics.median(train_times)
             eval_examples = 2 * 256 if kind != "IR" else len(task.corpus) + 2 * min(256, len(task.queries["test"]))
             results["tasks"][name] = {"type": kind, "train_s_per_step": step_s, "train_examples_per_s": 32 / step_s,
                                       "eval_s": statistics.median(eval_times),
-                                      "eval_examples_per_s": eval_examples / statistics.median(eval_times)}
+                                      "eval_examples_per_s": eval_examples / statistics.median(eval_times),
+                                      "run_s": statistics.median(run_alone),
+                                      "run_s_shared_features": statistics.median(run_shared),
+                                      "shared_features_speedup": statistics.median(run_alone)
+                                      / statistics.median(run_shared)}
         per_step = {k: [v["train_s_per_step"] for v in results["tasks"].values() if v["type"].startswith(k)]
                     for k in PAPER_TRAINED}
         eval_rate = {k: [v["eval_examples_per_s"] for v in results["tasks"].values() if v["type"].startswith(k)]

@@ -58,6 +58,7 @@ def test_finetune_throughput_projects_the_protocol_cost(tmp_path):
     assert {t["type"] for t in result["tasks"].values()} == {"SC", "SC-pair", "TC", "QA", "IR"}
     assert all(t["train_examples_per_s"] > 0 for t in result["tasks"].values())
     assert result["projected_protocol_hours_per_checkpoint"] > 0
+    assert all(t["run_s"] > 0 and t["shared_features_speedup"] > 0 for t in result["tasks"].values())
 
 
 def test_pretrain_throughput_variants_are_recorded_and_compared_with_their_base(tmp_path):

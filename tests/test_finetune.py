@@ -11,7 +11,8 @@ import time
 import pytest
 
 from encoderlab.data import iter_documents, parse_source, train_tokenizer
-from encoderlab.evaluation.finetune import Backbone, FinetuneConfig, finetune, qa_features, tc_features
+from encoderlab.evaluation.finetune import (Backbone, FeatureCache, FinetuneConfig, finetune, qa_features,
+                                           tc_features)
 from encoderlab.evaluation.metrics import normalize_answer
 from encoderlab.evaluation.sweep import run_sweep
 from encoderlab.evaluation.tasks import TOYWORLD_TASKS, load_task
@@ -59,6 +60,22 @@ def test_every_task_type_trains_and_scores(tiny_checkpoint, name):
     assert result.status == "ok" and result.steps == 4
     assert 0.0 <= result.test <= 100.0 and 0.0 <= result.validation <= 100.0
     assert result.test_items and all(0.0 <= x <= 1.0 for x in result.test_items)
+
+
+@pytest.mark.parametrize("name,max_length", [("toy-qa", 48), ("toy-retrieval", 48), ("toy-ner", 12)])
+def test_a_shared_feature_cache_changes_nothing_but_the_work(tiny_checkpoint, name, max_length):
+    # Short windows and inputs, so truncation and windowing counters are exercised too.
+    config = FinetuneConfig(max_steps=3, batch_size=8, max_length=max_length, doc_stride=8, max_eval_examples=16)
+    task = load_task(name)
+    alone = [finetune(str(tiny_checkpoint), task, lr=1e-3, seed=seed, config=config) for seed in (0, 1)]
+    cache = FeatureCache()
+    shared = [finetune(str(tiny_checkpoint), task, lr=1e-3, seed=seed, config=config, features=cache)
+              for seed in (0, 1)]
+    for a, b in zip(alone, shared):
+        assert (a.test, a.validation, a.test_items, a.counts, a.metrics) == (b.test, b.validation, b.test_items,
+                                                                              b.counts, b.metrics)
+    assert sum(alone[0].counts.values()) > 0  # truncated inputs or windowed contexts were counted
+    assert len(cache._entries) == (4 if name == "toy-retrieval" else 3)  # train, validation, test (+ corpus)
 
 
 def test_same_seed_same_result_and_divergence_is_recorded(tiny_checkpoint):

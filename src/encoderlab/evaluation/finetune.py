@@ -175,6 +175,48 @@ def qa_features(backbone: Backbone, rows: list[dict], config: FinetuneConfig, li
     return out
 
 
+class FeatureCache:
+    """Tokenized task features shared by the runs of one sweep.
+
+    Features depend on the tokenizer, the rows and the length settings, never on the run's LR or
+    seed, so the runs of a sweep (one model: tasks x LRs x seeds) build each (task, split) once.
+    What was counted while building (truncated inputs, windowed contexts) is replayed on every
+    use, so each run reports the same counts as if it had built the features itself. Callers
+    must not modify the returned features.
+    """
+
+    def __init__(self):
+        self._entries: dict[tuple, tuple[object, dict]] = {}
+        self._tasks: dict[int, TaskData] = {}  # keeps keyed tasks alive, so their ids are never reused
+
+    def get(self, task: TaskData, key: tuple, counts: dict, build):
+        """The features of ``task`` under ``key`` (split and settings); ``build(counts)`` makes them."""
+        self._tasks.setdefault(id(task), task)
+        key = (id(task), *key)
+        if key not in self._entries:
+            recorded: dict = {}
+            self._entries[key] = (build(recorded), recorded)
+        features, recorded = self._entries[key]
+        for name, value in recorded.items():
+            counts[name] = counts.get(name, 0) + value
+        return features
+
+
+def _train_features(backbone: Backbone, task: TaskData, config: FinetuneConfig, limit: int, counts: dict) -> list:
+    spec = task.spec
+    if spec.type == "sc":
+        return sc_features(backbone, task, task.splits["train"], limit, counts)
+    if spec.type == "tc":
+        return tc_features(backbone, task.splits["train"], limit, counts)
+    if spec.type == "qa":
+        return qa_features(backbone, task.splits["train"], config, limit, counts)
+    docs = {d["_id"]: (d.get("title", "") + " " + d["text"]).strip() for d in task.corpus}
+    queries = {q["_id"]: q["text"] for q in task.queries["train"]}
+    return [{"q": backbone.frame(_truncate(backbone.encode(queries[q]), limit - 2, counts)),
+             "d": backbone.frame(_truncate(backbone.encode(docs[d]), limit - 2, counts))}
+            for q, rel in task.qrels["train"].items() for d, score in rel.items() if score > 0 and q in queries]
+
+
 # -- the run -------------------------------------------------------------------------------------
 @dataclass
 class RunResult:
@@ -205,9 +247,14 @@ def _batches(items: list, size: int, rng: random.Random | None):
 
 def finetune(backbone_path: str, task: TaskData, lr: float, seed: int, config: FinetuneConfig,
              device: torch.device | None = None, trust_remote_code: bool = False,
-             test_task: TaskData | None = None) -> RunResult:
+             test_task: TaskData | None = None, features: FeatureCache | None = None) -> RunResult:
     """Fine-tunes on ``task`` and scores its validation split and the test split of ``test_task``
-    (default ``task``; zero-shot tasks such as NQ pass the MS MARCO data as ``task``)."""
+    (default ``task``; zero-shot tasks such as NQ pass the MS MARCO data as ``task``).
+
+    ``features``: a cache shared by the runs of one sweep of this backbone on these task objects
+    (see :class:`FeatureCache`); None builds the features for this run only.
+    """
+    features = features if features is not None else FeatureCache()
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -225,18 +272,9 @@ def finetune(backbone_path: str, task: TaskData, lr: float, seed: int, config: F
     def cap(rows):
         return rows[: config.max_eval_examples] if config.max_eval_examples else rows
 
-    if spec.type == "sc":
-        train = sc_features(backbone, task, task.splits["train"], limit, counts)
-    elif spec.type == "tc":
-        train = tc_features(backbone, task.splits["train"], limit, counts)
-    elif spec.type == "qa":
-        train = qa_features(backbone, task.splits["train"], config, limit, counts)
-    else:
-        docs = {d["_id"]: (d.get("title", "") + " " + d["text"]).strip() for d in task.corpus}
-        queries = {q["_id"]: q["text"] for q in task.queries["train"]}
-        train = [{"q": backbone.frame(_truncate(backbone.encode(queries[q]), limit - 2, counts)),
-                  "d": backbone.frame(_truncate(backbone.encode(docs[d]), limit - 2, counts))}
-                 for q, rel in task.qrels["train"].items() for d, score in rel.items() if score > 0 and q in queries]
+    cache_key = (str(backbone_path), limit, config.doc_stride, config.max_eval_examples)
+    train = features.get(task, (*cache_key, "train"), counts,
+                         lambda recorded: _train_features(backbone, task, config, limit, recorded))
     if not train:
         raise ConfigError(f"task {spec.name!r}: the train split is empty")
     steps = min(config.max_steps, math.ceil(len(train) / config.batch_size))
@@ -264,8 +302,10 @@ def finetune(backbone_path: str, task: TaskData, lr: float, seed: int, config: F
     started = time.perf_counter()
     backbone.eval()
     with torch.no_grad(), autocast:
-        validation = _evaluate(spec.type, backbone, head, task, "validation", config, limit, counts, cap, device)
-        test = _evaluate(spec.type, backbone, head, test_task or task, "test", config, limit, counts, cap, device)
+        validation = _evaluate(spec.type, backbone, head, task, "validation", config, limit, counts, cap, device,
+                               features, cache_key)
+        test = _evaluate(spec.type, backbone, head, test_task or task, "test", config, limit, counts, cap, device,
+                         features, cache_key)
     metrics = {f"validation/{k}": v for k, v in validation[0].items()} | {f"test/{k}": v for k, v in test[0].items()}
     scale = 1.0 if spec.type == "qa" else 100.0  # every main score on the paper's 0-100 scale (SQuAD already is)
     return RunResult("ok", scale * validation[0][spec.metric], scale * test[0][spec.metric], metrics, test[1], steps,
@@ -295,11 +335,14 @@ def _loss(kind, backbone, head, batch, device, config) -> torch.Tensor:
     return (F.cross_entropy(logits[..., 0], start) + F.cross_entropy(logits[..., 1], end)) / 2
 
 
-def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, device) -> tuple[dict, list[float]]:
+def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, device, cache: FeatureCache,
+              cache_key: tuple) -> tuple[dict, list[float]]:
     spec = task.spec
     size = config.eval_batch_size
+    key = (*cache_key, split)
     if kind == "sc":
-        features = sc_features(backbone, task, cap(task.splits[split]), limit, counts)
+        features = cache.get(task, key, counts, lambda recorded: sc_features(backbone, task, cap(task.splits[split]), limit,
+                                                                       recorded))
         predictions = []
         for batch in _batches(features, size, None):
             ids, mask = pad_batch([b["ids"] for b in batch], backbone.pad_id, device)
@@ -308,7 +351,8 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
         items = [float(p == y) for p, y in zip(predictions, labels)]
         return {"accuracy": M.accuracy(predictions, labels)}, items
     if kind == "tc":
-        features = tc_features(backbone, cap(task.splits[split]), limit, counts)
+        features = cache.get(task, key, counts, lambda recorded: tc_features(backbone, cap(task.splits[split]), limit,
+                                                                       recorded))
         names = spec.label_names
         gold_tags, pred_tags, items = [], [], []
         for batch in _batches(features, size, None):
@@ -323,7 +367,7 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
         return M.entity_scores(gold_tags, pred_tags), items
     if kind == "qa":
         rows = cap(task.splits[split])
-        features = qa_features(backbone, rows, config, limit, counts)
+        features = cache.get(task, key, counts, lambda recorded: qa_features(backbone, rows, config, limit, recorded))
         best: dict[int, tuple[float, str]] = {}
         null: dict[int, float] = {}
         for batch in _batches(features, size, None):
@@ -363,14 +407,19 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
     queries = [(q["_id"], q["text"]) for q in task.queries[split] if q["_id"] in task.qrels[split]]
     queries = cap(queries)
 
-    def embed(texts):
+    def framed(texts, recorded):
+        return [backbone.frame(_truncate(backbone.encode(t), limit - 2, recorded)) for t in texts]
+
+    def embed(sequences):
         out = []
-        for batch in _batches([backbone.frame(_truncate(backbone.encode(t), limit - 2, counts)) for t in texts], size, None):
+        for batch in _batches(sequences, size, None):
             ids, mask = pad_batch(batch, backbone.pad_id, device)
             out.append(F.normalize(mean_pool(backbone(ids, mask), mask).float(), dim=-1))
         return torch.cat(out)
 
-    doc_emb, query_emb = embed([t for _, t in docs]), embed([t for _, t in queries])
+    doc_ids = cache.get(task, (*cache_key, "corpus"), counts, lambda recorded: framed([t for _, t in docs], recorded))
+    query_ids = cache.get(task, key, counts, lambda recorded: framed([t for _, t in queries], recorded))
+    doc_emb, query_emb = embed(doc_ids), embed(query_ids)
     scores = (query_emb @ doc_emb.T).cpu().numpy()
     top = min(100, len(docs))
     run = {}

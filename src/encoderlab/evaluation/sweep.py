@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 import encoderlab
-from encoderlab.evaluation.finetune import PROTOCOL_VERSION, FinetuneConfig, finetune
+from encoderlab.evaluation.finetune import PROTOCOL_VERSION, FeatureCache, FinetuneConfig, finetune
 from encoderlab.evaluation.stats import RunScore, category_summary, summarize
 from encoderlab.evaluation.store import ResultsStore, RunRecord, model_fingerprint, run_key
 from encoderlab.evaluation.tasks import get_task, load_task
@@ -41,6 +41,7 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
 
         bar = tqdm(total=len(plan), desc=f"evaluate {Path(model).name}", unit="run", dynamic_ncols=True)
     loaded = {}
+    features = FeatureCache()  # one model, so one tokenizer: each task is tokenized once per sweep
     with ResultsStore(results) as store:
         for name, lr, seed in plan:
             key = run_key(fingerprint, name, lr, seed, protocol)
@@ -54,9 +55,10 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
                     loaded[needed] = load_task(needed, local_dir=(local_dirs or {}).get(needed))
             if spec.zero_shot_from:  # trained on the source task (MS MARCO), tested on this one
                 result = finetune(model, loaded[spec.zero_shot_from], lr, seed, config,
-                                  trust_remote_code=trust_remote_code, test_task=loaded[name])
+                                  trust_remote_code=trust_remote_code, test_task=loaded[name], features=features)
             else:
-                result = finetune(model, loaded[name], lr, seed, config, trust_remote_code=trust_remote_code)
+                result = finetune(model, loaded[name], lr, seed, config, trust_remote_code=trust_remote_code,
+                                  features=features)
             store.add(RunRecord(
                 model_fingerprint=fingerprint, model_name=str(model), dataset=name, lr=lr, seed=seed,
                 protocol_version=protocol, status=result.status, validation_score=result.validation,
