@@ -129,7 +129,8 @@ def kernel_summary(prof, device: torch.device) -> dict:
     intervals = []
     for event in prof.events():
         if cuda:
-            if event.device_type != torch.autograd.DeviceType.CUDA:
+            # Kernels, copies and fills on the device; its user annotations span kernels already counted.
+            if event.device_type != torch.autograd.DeviceType.CUDA or event.is_user_annotation:
                 continue
             us = event.time_range.elapsed_us()
             intervals.append((event.time_range.start, event.time_range.end))
