@@ -53,6 +53,14 @@ def test_tasks_follow_the_hub_schemas():
     for split in ("train", "validation", "test"):
         assert retrieval["queries"][split] and all(set(q) == {"_id", "text"} for q in retrieval["queries"][split])
         assert all(r["corpus-id"] in corpus_ids and r["score"] == 1 for r in retrieval["qrels"][split])
+    # Held-out queries have one relevant biography, never relevant to (or paired like) a training query.
+    relevant = {split: [r["corpus-id"] for r in retrieval["qrels"][split]] for split in ("train", "validation", "test")}
+    for split in ("validation", "test"):
+        assert len(relevant[split]) == len(set(relevant[split])) == len(retrieval["queries"][split])
+        assert not set(relevant[split]) & set(relevant["train"])
+    train_texts = {q["text"] for q in retrieval["queries"]["train"]}
+    assert not train_texts & {q["text"] for q in retrieval["queries"]["test"]}
+    assert len(retrieval["queries"]["train"]) >= 32 * 20  # enough for the one-epoch protocol to take 20+ steps
 
 
 def test_baselines_show_the_tasks_are_not_trivial():
@@ -61,6 +69,8 @@ def test_baselines_show_the_tasks_are_not_trivial():
     assert baselines["toy-nli"]["majority_accuracy"] < 0.4
     assert baselines["toy-ner"]["word_lookup_entity_token_accuracy"] < 0.95
     assert baselines["toy-retrieval"]["random_ndcg@10"] < 0.05
+    # ...but the query's words find the biography: what a learned ranker can reach.
+    assert baselines["toy-retrieval"]["term_overlap_ndcg@10"] > 0.9
 
 
 def test_export_writes_every_task(tmp_path):

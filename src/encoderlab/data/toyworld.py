@@ -19,7 +19,8 @@ where and when). From the world it writes
     paragraphs about several people, answerable and unanswerable questions; the answer mostly
     follows the question's cue (the person's name) in the passage;
   - ``toy-retrieval`` (BEIR layout: corpus {_id, title, text}, queries {_id, text}, qrels
-    {query-id, corpus-id, score}): find the biography that matches two facts.
+    {query-id, corpus-id, score}): find the biography that matches two facts; test people have
+    an (employer, city) pair that no training query asks for.
 
 Measured difficulty on the test splits (seed 0, default sizes; ``python -m
 encoderlab.data.toyworld`` prints them, :func:`measure_baselines` computes them):
@@ -29,7 +30,8 @@ encoderlab.data.toyworld`` prints them, :func:`measure_baselines` computes them)
   neutral hypotheses; entailment vs contradiction needs the premise);
 - toy-ner: all-O entity F1 0; a word-to-tag lookup gets 87.2% of entity tokens right;
 - toy-qa: 32.2% unanswerable, so always answering "no answer" scores F1 32.2%;
-- toy-retrieval: 400 documents, 110 test queries; random ranking NDCG@10 1.1%.
+- toy-retrieval: 400 documents, 1,016 training queries (four templates), 110 test queries; random
+  ranking NDCG@10 1.1%; ranking by the number of query words a biography contains 98.0%.
 
 No download is needed, ever.
 """
@@ -117,6 +119,15 @@ class Event:
     @property
     def name(self) -> str:
         return f"{self.place or self.field.capitalize()} {self.kind}"
+
+
+# Retrieval queries; validation and test use the first only.
+RETRIEVAL_TRAIN_TEMPLATES = (
+    "who works for {org} and lives in {city} ?",
+    "who lives in {city} and works for {org} ?",
+    "a person at {org} based in {city}",
+    "{org} employee living in {city}",
+)
 
 
 def _a(word: str) -> str:
@@ -321,23 +332,40 @@ class World:
             rng = np.random.default_rng([self.seed, 5, index])
             sentences = [s for s, _ in self._fact_sentences(person, rng)]
             corpus.append({"_id": f"p{index}", "title": person.name, "text": " ".join(sentences)})
-        pairs = Counter((p.employer, p.city) for p in self.people)
-        unique = [i for i, p in enumerate(self.people) if pairs[(p.employer, p.city)] == 1]
+        same_pair: dict[tuple[int, int], list[int]] = {}
+        for index, person in enumerate(self.people):
+            same_pair.setdefault((person.employer, person.city), []).append(index)
+        unique = [i for i, p in enumerate(self.people) if len(same_pair[(p.employer, p.city)]) == 1]
         rng = np.random.default_rng([self.seed, 6])
         unique = [unique[int(i)] for i in rng.permutation(len(unique))]
-        queries, qrels = {}, {}
         sizes = {"train": max(1, len(unique) // 2), "validation": max(1, len(unique) // 8)}
         sizes["test"] = len(unique) - sizes["train"] - sizes["validation"]
-        start = 0
-        for split, size in sizes.items():
+        held_out = {"validation": unique[sizes["train"] : sizes["train"] + sizes["validation"]],
+                    "test": unique[sizes["train"] + sizes["validation"] :]}
+        # Validation and test: one query per person whose (employer, city) pair is theirs alone, so
+        # exactly one biography is relevant and the pair never occurs in training. Training: every
+        # other person, in each query template, with every biography that matches as relevant.
+        # (One template per training person left ~145 queries, i.e. 5 steps of the one-epoch
+        # protocol at batch 32: too few for anything to be learned.)
+        not_train = {i for people in held_out.values() for i in people}
+        queries, qrels = {"train": []}, {"train": []}
+        for person_index, person in enumerate(self.people):
+            if person_index in not_train:
+                continue
+            org, city = self.orgs[person.employer].name, CITIES[person.city]
+            for template_index, template in enumerate(RETRIEVAL_TRAIN_TEMPLATES):
+                qid = f"q{person_index}-{template_index}"
+                queries["train"].append({"_id": qid, "text": template.format(org=org, city=city)})
+                qrels["train"] += [{"query-id": qid, "corpus-id": f"p{match}", "score": 1}
+                                   for match in same_pair[(person.employer, person.city)]]
+        for split, people in held_out.items():
             queries[split], qrels[split] = [], []
-            for person_index in unique[start : start + size]:
+            for person_index in people:
                 person = self.people[person_index]
                 qid = f"q{person_index}"
-                queries[split].append({"_id": qid, "text": f"who works for {self.orgs[person.employer].name} "
-                                                            f"and lives in {CITIES[person.city]} ?"})
+                text = RETRIEVAL_TRAIN_TEMPLATES[0].format(org=self.orgs[person.employer].name, city=CITIES[person.city])
+                queries[split].append({"_id": qid, "text": text})
                 qrels[split].append({"query-id": qid, "corpus-id": f"p{person_index}", "score": 1})
-            start += size
         return {"corpus": corpus, "queries": queries, "qrels": qrels}
 
     def tasks(self) -> dict[str, dict]:
@@ -430,9 +458,31 @@ def measure_baselines(world: World) -> dict:
     n = len(retrieval["corpus"])
     # one relevant document among n: a random ranking finds it in the top 10 with probability 10/n
     expected_ndcg = sum(1 / math.log2(rank + 2) for rank in range(10)) / n
-    out["toy-retrieval"] = {"corpus_size": n, "test_queries": len(retrieval["queries"]["test"]),
-                            "random_ndcg@10": expected_ndcg}
+    out["toy-retrieval"] = {"corpus_size": n, "train_queries": len(retrieval["queries"]["train"]),
+                            "test_queries": len(retrieval["queries"]["test"]), "random_ndcg@10": expected_ndcg,
+                            "term_overlap_ndcg@10": _term_overlap_ndcg(retrieval, "test")}
     return out
+
+
+def _term_overlap_ndcg(retrieval: dict, split: str) -> float:
+    """NDCG@10 of ranking each document by how many distinct query words it contains (a lexical
+    reference point: the relevant biography is the one that names both the employer and the city)."""
+    import ir_measures
+    from ir_measures import nDCG
+
+    template_words = set(_tokens(RETRIEVAL_TRAIN_TEMPLATES[0].format(org="", city="")))
+    documents = [(doc["_id"], set(_tokens(doc["text"]))) for doc in retrieval["corpus"]]
+    run = {}
+    for query in retrieval["queries"][split]:
+        words = set(_tokens(query["text"])) - template_words
+        scored = sorted(((len(words & doc_words), -index, doc_id) for index, (doc_id, doc_words) in enumerate(documents)),
+                        reverse=True)[:100]
+        # ties keep corpus order; the score is a rank-derived float so ir_measures sees a strict order
+        run[query["_id"]] = {doc_id: float(100 - rank) for rank, (_, _, doc_id) in enumerate(scored)}
+    qrels = {}
+    for row in retrieval["qrels"][split]:
+        qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = row["score"]
+    return ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10]
 
 
 if __name__ == "__main__":
