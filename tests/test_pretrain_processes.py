@@ -80,3 +80,47 @@ def test_two_processes_follow_the_single_process_loss_curve(tmp_path, strategy):
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
     assert json.loads((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()[0])["world_size"] == 2
+
+
+def test_launch_command_for_every_node_of_a_slurm_job(monkeypatch):
+    import submitit
+
+    from encoderlab.training.launch import command_for_job
+
+    # What SLURM (and submitit's sbatch script) put in each task's environment; submitit parses it.
+    for name, value in {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_JOB_NUM_NODES": "4",
+                        "SLURM_JOB_NODELIST": "gpu[03-05,09]", "SLURM_NODEID": "2", "SLURM_NTASKS": "4",
+                        "SLURM_PROCID": "2", "SLURM_LOCALID": "0"}.items():
+        monkeypatch.setenv(name, value)
+    command = command_for_job(submitit.JobEnvironment(), 8, 29500, ["-m", "encoderlab.cli", "pretrain", "run.yaml"])
+    assert command[1:3] == ["-m", "torch.distributed.run"]
+    assert command[3:8] == ["--nnodes=4", "--nproc-per-node=8", "--rdzv-backend=c10d", "--rdzv-endpoint=gpu03:29500",
+                            "--rdzv-id=4242"]
+    assert command[8:] == ["-m", "encoderlab.cli", "pretrain", "run.yaml"]
+
+
+@pytest.mark.slow
+def test_launcher_trains_across_its_torchrun_processes_inside_a_scheduler_job(tmp_path, monkeypatch):
+    """The multi-node path on one node: a submitit job runs the launcher, which runs torchrun with a
+    c10d rendezvous at the job's first host; two gloo processes train the run together."""
+    import socket
+
+    import submitit
+    from submitit.helpers import CommandFunction
+
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    overrides = ["phases.0.steps=4", "log_every=1", "schedule.warmup_steps=1", "schedule.decay_steps=2"]
+    command = [sys.executable, "-m", "encoderlab.training.launch", "--nproc-per-node=2", f"--port={port}", "--",
+               "-m", "encoderlab.cli", "pretrain", "tiny-clm", *overrides, "--output", str(tmp_path / "run"),
+               "--no-progress"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the job's processes inherit this environment
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
+    executor.update_parameters(timeout_min=10)
+    job = executor.submit(CommandFunction(command, verbose=False))  # inherits the job environment
+    output = job.result()
+    assert "--rdzv-backend=c10d" in output and f":{port}" in output
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3, 4] and {row["world_size"] for row in rows} == {2}
+    assert (tmp_path / "run" / "checkpoints" / "step-000004" / "model.safetensors").is_file()

@@ -152,6 +152,23 @@ def test_job_scheduler_path_with_submitit_local_workers(tmp_path):
     assert "| CPT |" in (tmp_path / "out" / "report.md").read_text() and report.is_file()
 
 
+def test_multi_node_pretraining_goes_through_the_launcher_and_needs_slurm(tmp_path):
+    from encoderlab.study.runner import _pretrain_command, pretrain_config
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(SPEC + "scheduler: {kind: slurm, partition: gpu, nodes: 4, gpus_per_node: 8}\n")
+    spec = load_study(str(spec_file), output_dir=str(tmp_path / "out"))
+    run = spec.runs[0]
+    command = _pretrain_command(spec, run, pretrain_config(spec, run, None), resume=False)
+    assert command[1:5] == ["-m", "encoderlab.training.launch", "--nproc-per-node=8", "--"]
+    assert command[5:8] == ["-m", "encoderlab.cli", "pretrain"]
+    for bad, message in (("{kind: local, workers: 2, nodes: 2, gpus_per_node: 8}", "need kind: slurm"),
+                         ("{kind: slurm, nodes: 2}", "gpus_per_node >= 1"), ("{kind: slurm, nodes: 0}", "positive")):
+        spec_file.write_text(SPEC + f"scheduler: {bad}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_study(str(spec_file))
+
+
 def test_masking_ratio_and_two_stage_figures_appear_when_the_study_has_those_runs():
     from encoderlab.study.report import _study_figures
 

@@ -165,9 +165,13 @@ def _pretrain_command(spec: StudySpec, run, config, resume: bool) -> list[str]:
     config_file = config.run_dir.parent / f"{run.name}.resolved.yaml"
     config_file.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_file, config.to_yaml())
-    gpus = spec.scheduler.gpus_per_node
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
-                if gpus > 1 else [sys.executable])
+    gpus, nodes = spec.scheduler.gpus_per_node, spec.scheduler.nodes
+    if nodes > 1:  # started once per node by the scheduler; torchrun ranks span the nodes
+        launcher = [sys.executable, "-m", "encoderlab.training.launch", f"--nproc-per-node={gpus}", "--"]
+    elif gpus > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
+    else:
+        launcher = [sys.executable]
     return [*launcher, "-m", "encoderlab.cli", "pretrain", str(config_file), "--no-progress",
             *(["--resume"] if resume else [])]
 
@@ -203,8 +207,9 @@ def _run_jobs(spec: StudySpec, stage: str, commands: list[tuple[str, list[str]]]
     gpus = scheduler.gpus_per_node if stage == "pretrain" else scheduler.evaluation_gpus
     parameters = {"timeout_min": scheduler.time_minutes, "name": f"{spec.name}-{stage}"}
     if scheduler.kind == "slurm":
+        # One task per node: each runs torchrun (or the multi-node launcher) for that node's GPUs.
         parameters.update(slurm_partition=scheduler.partition, gpus_per_node=gpus, tasks_per_node=1,
-                          cpus_per_task=scheduler.cpus_per_task)
+                          nodes=scheduler.nodes if stage == "pretrain" else 1, cpus_per_task=scheduler.cpus_per_task)
         if scheduler.account:
             parameters["slurm_account"] = scheduler.account
     executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})

@@ -45,16 +45,25 @@ class EvaluationSpec:
 class SchedulerSpec:
     """Where the stages run. ``local`` with ``workers: 1`` runs in this process; ``local`` with
     more workers, or ``slurm``, submits one job per pretraining run and per evaluated checkpoint
-    through ``submitit`` (pretraining jobs launch ``torchrun`` over ``gpus_per_node`` GPUs)."""
+    through ``submitit`` (pretraining jobs launch ``torchrun`` over ``gpus_per_node`` GPUs, on
+    ``nodes`` nodes with SLURM: one torchrun per node, joined by a c10d rendezvous)."""
 
     kind: Literal["local", "slurm"] = "local"
     workers: int = 1  # local: jobs at a time
     partition: str | None = None
     account: str | None = None
+    nodes: int = 1  # slurm: nodes per pretraining job
     gpus_per_node: int = 0
     cpus_per_task: int = 8
     time_minutes: int = 24 * 60
     evaluation_gpus: int = 1
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1:
+            raise ConfigError(f"scheduler.nodes: expected a positive number of nodes, got {self.nodes}")
+        if self.nodes > 1 and (self.kind != "slurm" or self.gpus_per_node < 1):
+            raise ConfigError(f"scheduler.nodes: {self.nodes} nodes need kind: slurm and gpus_per_node >= 1 "
+                              f"(got kind: {self.kind}, gpus_per_node: {self.gpus_per_node})")
 
 
 @dataclass(kw_only=True)
