@@ -1,8 +1,12 @@
 """Studies: spec validation, a small end-to-end study with its report, resume, status, browser rendering."""
 
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -150,6 +154,35 @@ def test_job_scheduler_path_with_submitit_local_workers(tmp_path):
     assert "(CPT)" in order[-1]
     assert sqlite3.connect(tmp_path / "out" / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 32
     assert "| CPT |" in (tmp_path / "out" / "report.md").read_text() and report.is_file()
+
+
+@pytest.mark.slow
+def test_status_reads_job_states_after_the_study_process_and_its_jobs_are_killed(tmp_path):
+    """Jobs keep their ids in the study directory: status reports them running, then stopped once
+    the whole process group (driver and local jobs) is SIGKILLed, with the last checkpoint."""
+    long_spec = SPEC.replace("phases.0.steps=12, schedule.warmup_steps=2", "phases.0.steps=3000, checkpoint_every=5,"
+                             " schedule.warmup_steps=2")
+    (tmp_path / "spec.yaml").write_text(long_spec + "scheduler: {kind: local, workers: 2}\n")
+    out = tmp_path / "out"
+    driver = subprocess.Popen([sys.executable, "-m", "encoderlab.cli", "study", "run", str(tmp_path / "spec.yaml"),
+                               "--output", str(out), "--no-progress"], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spec = load_study(str(tmp_path / "spec.yaml"), output_dir=str(out))
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not (out / "runs" / "CLM" / "checkpoints" / "latest").is_file():
+            time.sleep(0.2)
+        running = {row["run"]: row["status"] for row in study_status(spec) if "step" in row}
+        assert "job" in running["CLM"] and "running" in running["CLM"], running
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and "running" in study_status(spec)[0]["status"]:
+        time.sleep(0.2)
+    stopped = {row["run"]: row["status"] for row in study_status(spec) if "step" in row}
+    assert stopped["CLM"].startswith("pretraining: job ") and "stopped, last checkpoint step-" in stopped["CLM"]
+    assert "not started" in stopped["CPT"]  # waits for CLM: never submitted
 
 
 def test_multi_node_pretraining_goes_through_the_launcher_and_needs_slurm(tmp_path):

@@ -8,6 +8,7 @@ so an interrupted study continues with nothing lost or repeated.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +220,7 @@ def _run_jobs(spec: StudySpec, stage: str, commands: list[tuple[str, list[str]]]
         for start in range(0, len(wave), limit):
             batch = wave[start : start + limit]
             jobs = [(name, executor.submit(CommandFunction(command, verbose=False))) for name, command in batch]
+            _record_jobs(spec.study_dir / "jobs" / stage, scheduler.kind, jobs)
             for name, job in jobs:
                 log(f"[study {spec.name}] {stage} job {job.job_id} ({name}) submitted")
             for name, job in jobs:
@@ -227,6 +229,66 @@ def _run_jobs(spec: StudySpec, stage: str, commands: list[tuple[str, list[str]]]
                 except Exception as err:  # the job's own error, with where its logs are
                     raise RuntimeError(f"{stage} job {job.job_id} ({name}) failed ({type(err).__name__}); "
                                        f"stderr: {job.paths.stderr}") from None
+
+
+JOBS_FILE = "submitted.jsonl"
+
+
+def _record_jobs(folder: Path, cluster: str, jobs: list) -> None:
+    """Appends the submitted jobs to the stage's job log, so ``study status`` can find them later
+    (also after the process that submitted them is gone)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / JOBS_FILE, "a") as out:
+        for name, job in jobs:
+            out.write(json.dumps({"name": name, "job_id": str(job.job_id), "cluster": cluster,
+                                  "submitted": time.time()}) + "\n")
+        out.flush()
+
+
+def latest_jobs(study_dir: Path, stage: str) -> dict[str, dict]:
+    """The last job submitted for each run (pretrain) or checkpoint (evaluate) of a stage."""
+    path = study_dir / "jobs" / stage / JOBS_FILE
+    latest: dict[str, dict] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line torn by a crash while it was written
+                continue
+            latest[record["name"]] = record
+    return latest
+
+
+def job_state(study_dir: Path, stage: str, record: dict) -> str:
+    """``finished``, ``running`` or ``stopped`` for a local job; SLURM's own state (``PENDING``,
+    ``RUNNING``, ``FAILED``, ...) for a SLURM job, queried through submitit (``sacct``)."""
+    import submitit
+
+    folder = study_dir / "jobs" / stage
+    if record["cluster"] == "slurm":
+        try:
+            return submitit.SlurmJob(folder, record["job_id"]).state
+        except Exception as err:  # no sacct here, or SLURM unreachable: say so rather than guess
+            return f"unknown ({type(err).__name__}: {err})"[:120]
+    job = submitit.LocalJob(folder, record["job_id"])
+    if job.paths.result_pickle.exists():
+        return "finished"
+    # A local job's id is the PID of its process (a PID reused since then would read as running).
+    return "running" if _process_alive(int(record["job_id"])) else "stopped"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    stat = Path(f"/proc/{pid}/stat")  # Linux: a zombie (exited, not yet reaped) is not alive
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _waves(spec: StudySpec, commands: list[tuple[str, list[str]]]) -> list[list[tuple[str, list[str]]]]:
@@ -259,17 +321,22 @@ def study_status(spec: StudySpec) -> list[dict]:
     rows = []
     db = spec.study_dir / "results.sqlite"
     expected = len(spec.evaluation.tasks) * len(spec.evaluation.lrs) * len(spec.evaluation.seeds)
+    jobs = {stage: latest_jobs(spec.study_dir, stage) for stage in ("pretrain", "evaluate")}
     for ref in checkpoints_of(spec, shards):
         if not (ref.path / "model.safetensors").is_file():
             latest = latest_checkpoint(ref.path.parent)
-            metrics = ref.path.parent.parent / "metrics.jsonl"
-            # a run that logged within the last two minutes is taken as running, else as stopped
-            active = metrics.is_file() and time.time() - metrics.stat().st_mtime < 120
-            if latest is None and not active:
-                state = "pretraining: not started"
+            where = f"last checkpoint {latest.name}" if latest else "no checkpoint yet"
+            job = jobs["pretrain"].get(ref.run)
+            if job is not None:  # submitted as a job: the scheduler knows best
+                state = f"pretraining: job {job['job_id']} {job_state(spec.study_dir, 'pretrain', job)}, {where}"
             else:
-                where = f"last checkpoint {latest.name}" if latest else "no checkpoint yet"
-                state = f"pretraining: {'running' if active else 'stopped'}, {where}"
+                metrics = ref.path.parent.parent / "metrics.jsonl"
+                # in-process runs: one that logged within the last two minutes is taken as running
+                active = metrics.is_file() and time.time() - metrics.stat().st_mtime < 120
+                if latest is None and not active:
+                    state = "pretraining: not started"
+                else:
+                    state = f"pretraining: {'running' if active else 'stopped'}, {where}"
             rows.append({"run": ref.run, "step": ref.step, "status": state})
             continue
         done = diverged = 0
@@ -279,8 +346,11 @@ def study_status(spec: StudySpec) -> list[dict]:
                 done, diverged = connection.execute(
                     "SELECT COUNT(*), SUM(status = 'diverged') FROM runs WHERE model_fingerprint = ?", (fingerprint,)
                 ).fetchone()
-        rows.append({"run": ref.run, "step": ref.step,
-                     "status": f"evaluated {done}/{expected} runs" + (f" ({diverged} diverged)" if diverged else "")})
+        status = f"evaluated {done}/{expected} runs" + (f" ({diverged} diverged)" if diverged else "")
+        job = jobs["evaluate"].get(f"{ref.run}@{ref.step}")
+        if job is not None and done < expected:
+            status += f"; job {job['job_id']} {job_state(spec.study_dir, 'evaluate', job)}"
+        rows.append({"run": ref.run, "step": ref.step, "status": status})
     return rows
 
 
