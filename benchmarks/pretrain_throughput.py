@@ -341,7 +341,8 @@ def markdown(records: list[dict], env: dict) -> str:
 
     for r in records:
         lines.append(
-            f"| {r['preset']} | {r['run']} | {variant_label(r['variant'])} | {r['code']} | {r['objective']} | {r['layout']} | {r['attn_backend']} | "
+            f"| {r['preset']} | {r['run']} | {variant_label(r['variant'])} | {r['code']} | {r['objective']} | "
+            f"{r['layout']} | {r['attn_backend']} | "
             f"{'yes' if r['compiled'] else 'no'} | {fmt(r.get('tokens_per_s'), ',.0f')} | "
             f"{fmt(r.get('mfu'), '.1%')} | {r['head_fraction']} | {fmt(r.get('peak_memory_gib'), '.1f')} | "
             f"{fmt(r.get('ratio_vs_hf_same_run'), '.2f')} | {fmt(r.get('ratio_vs_documented'), '.2f')} | "
@@ -411,7 +412,8 @@ def main(argv=None) -> int:
             log.write(json.dumps(record) + "\n")
             log.flush()
             print(
-                f"{preset:>5} {run:<10} {variant_label(variant):<12} {'compiled' if compiled else 'eager':<8} {record['status'][:80]:<12} "
+                f"{preset:>5} {run:<10} {variant_label(variant):<12} {'compiled' if compiled else 'eager':<8} "
+                f"{record['status'][:80]:<12} "
                 f"tok/s={record.get('tokens_per_s', 0):,.0f} mfu={record.get('mfu') or 0:.1%} "
                 f"peak={record.get('peak_memory_gib', 0):.1f}GiB wall={record.get('wall_s', 0)}s "
                 f"t={time.perf_counter() - started:.0f}s",

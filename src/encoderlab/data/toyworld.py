@@ -475,8 +475,8 @@ def _term_overlap_ndcg(retrieval: dict, split: str) -> float:
     run = {}
     for query in retrieval["queries"][split]:
         words = set(_tokens(query["text"])) - template_words
-        scored = sorted(((len(words & doc_words), -index, doc_id) for index, (doc_id, doc_words) in enumerate(documents)),
-                        reverse=True)[:100]
+        scored = sorted(((len(words & doc_words), -index, doc_id)
+                         for index, (doc_id, doc_words) in enumerate(documents)), reverse=True)[:100]
         # ties keep corpus order; the score is a rank-derived float so ir_measures sees a strict order
         run[query["_id"]] = {doc_id: float(100 - rank) for rank, (_, _, doc_id) in enumerate(scored)}
     qrels = {}

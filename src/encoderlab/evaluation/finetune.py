@@ -341,8 +341,8 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
     size = config.eval_batch_size
     key = (*cache_key, split)
     if kind == "sc":
-        features = cache.get(task, key, counts, lambda recorded: sc_features(backbone, task, cap(task.splits[split]), limit,
-                                                                       recorded))
+        features = cache.get(task, key, counts,
+                             lambda recorded: sc_features(backbone, task, cap(task.splits[split]), limit, recorded))
         predictions = []
         for batch in _batches(features, size, None):
             ids, mask = pad_batch([b["ids"] for b in batch], backbone.pad_id, device)
@@ -351,8 +351,8 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
         items = [float(p == y) for p, y in zip(predictions, labels)]
         return {"accuracy": M.accuracy(predictions, labels)}, items
     if kind == "tc":
-        features = cache.get(task, key, counts, lambda recorded: tc_features(backbone, cap(task.splits[split]), limit,
-                                                                       recorded))
+        features = cache.get(task, key, counts,
+                             lambda recorded: tc_features(backbone, cap(task.splits[split]), limit, recorded))
         names = spec.label_names
         gold_tags, pred_tags, items = [], [], []
         for batch in _batches(features, size, None):
