@@ -252,14 +252,21 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
             return fig
 
         def lr_curves(plt):
+            from matplotlib.ticker import NullLocator
+
             fig, axes = plt.subplots(1, len(tasks), figsize=(3 * len(tasks), 2.8), squeeze=False)
             for ax, task in zip(axes[0], tasks):
+                grid = set()
                 for model in models:
                     if task in results[model] and results[model][task]["summary"] is not None:
                         means = results[model][task]["summary"].lr_means
                         lrs = sorted(means)
+                        grid.update(lrs)
                         ax.plot(lrs, [means[lr]["test_mean"] for lr in lrs], marker="o", label=model)
                 ax.set_xscale("log")
+                if grid:  # ticks at the grid's LRs only: log-axis minor labels crowd a narrow grid
+                    ax.xaxis.set_minor_locator(NullLocator())
+                    ax.set_xticks(sorted(grid), [f"{lr:g}" for lr in sorted(grid)], fontsize=7, rotation=30)
                 ax.set_title(task, fontsize=9)
                 ax.set_xlabel("fine-tuning LR")
             axes[0][0].set_ylabel("test score")
