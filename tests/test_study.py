@@ -185,6 +185,23 @@ def test_status_reads_job_states_after_the_study_process_and_its_jobs_are_killed
     assert "not started" in stopped["CPT"]  # waits for CLM: never submitted
 
 
+def test_waiting_for_a_job_of_several_tasks(tmp_path):
+    """A multi-node job has one task per node; the runner waits for all of them (real local jobs)."""
+    import submitit
+    from submitit.helpers import CommandFunction
+
+    from encoderlab.study.runner import wait_for_job
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
+    executor.update_parameters(timeout_min=2, tasks_per_node=2)
+    ok = executor.submit(CommandFunction(["bash", "-c", "echo task $SUBMITIT_LOCAL_GLOBALID"], verbose=False))
+    wait_for_job("pretrain", "two-tasks", ok)
+    assert ok.results() == ["task 0", "task 1"]
+    failing = executor.submit(CommandFunction(["bash", "-c", "exit $SUBMITIT_LOCAL_GLOBALID"], verbose=False))
+    with pytest.raises(RuntimeError, match=r"pretrain job .* \(one-task-fails\) failed .*stderr: "):
+        wait_for_job("pretrain", "one-task-fails", failing)
+
+
 def test_multi_node_pretraining_goes_through_the_launcher_and_needs_slurm(tmp_path):
     from encoderlab.study.runner import _pretrain_command, pretrain_config
 

@@ -224,11 +224,17 @@ def _run_jobs(spec: StudySpec, stage: str, commands: list[tuple[str, list[str]]]
             for name, job in jobs:
                 log(f"[study {spec.name}] {stage} job {job.job_id} ({name}) submitted")
             for name, job in jobs:
-                try:
-                    job.result()
-                except Exception as err:  # the job's own error, with where its logs are
-                    raise RuntimeError(f"{stage} job {job.job_id} ({name}) failed ({type(err).__name__}); "
-                                       f"stderr: {job.paths.stderr}") from None
+                wait_for_job(stage, name, job)
+
+
+def wait_for_job(stage: str, name: str, job) -> None:
+    """Waits for every task of ``job`` (a multi-node job has one task per node); a failed task
+    raises with where its logs are."""
+    try:
+        job.results()  # not job.result(): submitit refuses that for jobs of several tasks
+    except Exception as err:  # the job's own error
+        raise RuntimeError(f"{stage} job {job.job_id} ({name}) failed ({type(err).__name__}); "
+                           f"stderr: {job.paths.stderr}") from None
 
 
 JOBS_FILE = "submitted.jsonl"
