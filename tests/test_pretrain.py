@@ -128,3 +128,13 @@ def test_compiled_blocks_train_like_eager_ones(tmp_path):
     pretrain(tiny("tiny-mlm40", tmp_path / "compiled", *common, "compile=true"), progress=False)
     eager, compiled = records(tmp_path / "eager"), records(tmp_path / "compiled")
     assert [r["loss"] for r in compiled] == pytest.approx([r["loss"] for r in eager], rel=1e-4)
+
+
+def test_loss_chunk_size_changes_memory_not_the_training(tmp_path):
+    common = ["phases.0.steps=4", "phases.1.steps=4", "schedule.warmup_steps=1", "schedule.decay_steps=1", "log_every=1"]
+    pretrain(tiny("tiny-clm-mlm40", tmp_path / "default", *common), progress=False)
+    pretrain(tiny("tiny-clm-mlm40", tmp_path / "small", *common, "loss_chunk_size=16"), progress=False)
+    default, small = records(tmp_path / "default"), records(tmp_path / "small")
+    assert len(default) == 8 and [r["loss"] for r in small] == pytest.approx([r["loss"] for r in default], rel=1e-5)
+    with pytest.raises(ConfigError, match="loss_chunk_size must be a positive"):
+        tiny("tiny-clm", tmp_path / "bad", "loss_chunk_size=0")

@@ -93,6 +93,9 @@ class PretrainConfig:
     compile: bool = False
     parallelism: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: DDP when several processes
     isolate_documents: bool = True
+    # Rows of LM-head logits computed at a time by the fused linear + cross-entropy: memory vs
+    # fewer, larger matmuls (benchmarks/pretrain_throughput.py --extra PRESET:RUN:ce_chunk=N).
+    loss_chunk_size: int = 4096
     log_every: int = 10
     tensorboard: bool = False
     wandb: bool = False
@@ -131,6 +134,9 @@ class PretrainConfig:
                 f"run {self.name!r}: MLM phases need a mask token, but the model/tokenizer has none "
                 "(set model.mask_token_id)"
             )
+        if self.loss_chunk_size <= 0:
+            raise ConfigError(f"run {self.name!r}: loss_chunk_size must be a positive number of rows, "
+                              f"got {self.loss_chunk_size}")
         if self.init_from and self.branch_from:
             raise ConfigError(f"run {self.name!r}: init_from and branch_from are exclusive")
         bad = [k for k in self.checkpoint_steps if not 0 < k <= total]

@@ -68,12 +68,14 @@ def build_objectives(config: PretrainConfig) -> list:
     objectives = []
     for phase in config.phases:
         if phase.objective == "clm":
-            objectives.append(CLMObjective(isolate_documents=config.isolate_documents))
+            objectives.append(CLMObjective(chunk_size=config.loss_chunk_size,
+                                           isolate_documents=config.isolate_documents))
         else:
             objectives.append(MLMObjective(
                 phase.mask_ratio, mask_token_id=model.mask_token_id, vocab_size=model.vocab_size,
                 special_token_ids=special, mask_fraction=phase.mask_fraction, random_fraction=phase.random_fraction,
                 keep_fraction=phase.keep_fraction, seed=config.seed, isolate_documents=config.isolate_documents,
+                chunk_size=config.loss_chunk_size,
             ))
     return objectives
 
