@@ -375,6 +375,29 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def measure_plan(args, plan, device, env, records: list, log, started: float) -> None:
+    """Measures the rows of ``plan`` in order, appending each to ``records`` and the JSONL log."""
+    for preset, run, compiled, variant in plan:
+        if args.budget_s and time.perf_counter() - started > args.budget_s:
+            print(f"budget of {args.budget_s}s spent: skipping {preset} {run} {variant_label(variant)}", flush=True)
+            continue
+        record = run_one(args, preset, run, compiled, device, variant)
+        record["env"] = env
+        records.append(record)
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        print(
+            f"{preset:>5} {run:<10} {variant_label(variant):<12} {'compiled' if compiled else 'eager':<8} "
+            f"{record['status'][:80]:<12} "
+            f"tok/s={record.get('tokens_per_s', 0):,.0f} mfu={record.get('mfu') or 0:.1%} "
+            f"peak={record.get('peak_memory_gib', 0):.1f}GiB wall={record.get('wall_s', 0)}s "
+            f"t={time.perf_counter() - started:.0f}s",
+            flush=True,
+        )
+        if record.get("traceback"):
+            print(record["traceback"], flush=True)
+
+
 def parse_extra(item: str) -> tuple[str, str, bool, dict]:
     """``PRESET:RUN[:eager|:compiled][:key=value...]`` -> (preset, run, compiled, variant)."""
     parts = item.split(":")
@@ -402,25 +425,10 @@ def main(argv=None) -> int:
     records = []
     started = time.perf_counter()
     with open(out / "throughput.jsonl", "a") as log:
-        for preset, run, compiled, variant in plan:
-            if args.budget_s and time.perf_counter() - started > args.budget_s:
-                print(f"budget of {args.budget_s}s spent: skipping {preset} {run} {variant_label(variant)}", flush=True)
-                continue
-            record = run_one(args, preset, run, compiled, device, variant)
-            record["env"] = env
-            records.append(record)
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            print(
-                f"{preset:>5} {run:<10} {variant_label(variant):<12} {'compiled' if compiled else 'eager':<8} "
-                f"{record['status'][:80]:<12} "
-                f"tok/s={record.get('tokens_per_s', 0):,.0f} mfu={record.get('mfu') or 0:.1%} "
-                f"peak={record.get('peak_memory_gib', 0):.1f}GiB wall={record.get('wall_s', 0)}s "
-                f"t={time.perf_counter() - started:.0f}s",
-                flush=True,
-            )
-            if record.get("traceback"):
-                print(record["traceback"], flush=True)
+        try:
+            measure_plan(args, plan, device, env, records, log, started)
+        except KeyboardInterrupt:  # e.g. a time limit's SIGINT: keep and summarise what was measured
+            print(f"interrupted after {len(records)} rows; writing what was measured", flush=True)
     records = summarise(records)
     (out / "throughput.json").write_text(json.dumps({"env": env, "records": records}, indent=2) + "\n")
     table = markdown(records, env)

@@ -103,3 +103,24 @@ def test_profile_step_splits_a_step_into_phases_and_operator_categories(tmp_path
     assert kernels["categories_ms"]["gemm"] > 0 and kernels["categories_ms"]["attention"] > 0
     assert any(entry["name"] == "aten::mm" for entry in kernels["top"])
     assert (tmp_path / "trace.json.gz").stat().st_size > 0 and "| backward |" in (tmp_path / "profile.md").read_text()
+
+
+def test_pretrain_throughput_interrupted_keeps_and_summarises_its_rows(tmp_path):
+    """A time limit's SIGINT (benchmarks/gpu_session.sh) still leaves throughput.json/.md."""
+    import signal
+    import time
+
+    command = [sys.executable, str(ROOT / "benchmarks" / "pretrain_throughput.py"), "--presets", "tiny",
+               "--runs", ",".join(["mlm"] * 40), "--modes", "eager", "--steps", "2", "--warmup", "1",
+               "--seq-len", "64", "--out", str(tmp_path)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rows = tmp_path / "throughput.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (rows.is_file() and rows.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert "interrupted after" in output, output[-2000:]
+    records = json.loads((tmp_path / "throughput.json").read_text())["records"]
+    assert 1 <= len(records) < 40 and all(r["status"] == "ok" for r in records)
+    assert (tmp_path / "throughput.md").read_text().count("| tiny | mlm |") == len(records)
