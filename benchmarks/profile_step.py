@@ -226,6 +226,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     variant = bench.parse_variant([p for p in args.variant.split(":") if p])
+    if variant.get("scope") == "model":  # the phase marks sit between the encoder and the loss
+        raise SystemExit("profile_step: --variant scope=model compiles the loss into the model; phases cannot be "
+                         "split there (profile it with pretrain_throughput.py instead)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     setup = bench.setup_run(args, args.preset, args.run, not args.eager, device, variant)
