@@ -154,6 +154,13 @@ def test_job_scheduler_path_with_submitit_local_workers(tmp_path):
     assert "(CPT)" in order[-1]
     assert sqlite3.connect(tmp_path / "out" / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 32
     assert "| CPT |" in (tmp_path / "out" / "report.md").read_text() and report.is_file()
+    # every job is in the study's job log; a job that wrote its outcome reads as ended, with its log
+    from encoderlab.study.runner import job_state, latest_jobs
+
+    pretrain_jobs, evaluate_jobs = latest_jobs(spec.study_dir, "pretrain"), latest_jobs(spec.study_dir, "evaluate")
+    assert set(pretrain_jobs) == {"CLM", "MLM", "CPT"} and len(evaluate_jobs) == 4
+    state = job_state(spec.study_dir, "pretrain", pretrain_jobs["CLM"])
+    assert state.startswith("ended (log: ") and state.endswith("_log.err)")
 
 
 @pytest.mark.slow

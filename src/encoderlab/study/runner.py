@@ -266,19 +266,22 @@ def latest_jobs(study_dir: Path, stage: str) -> dict[str, dict]:
 
 
 def job_state(study_dir: Path, stage: str, record: dict) -> str:
-    """``finished``, ``running`` or ``stopped`` for a local job; SLURM's own state (``PENDING``,
-    ``RUNNING``, ``FAILED``, ...) for a SLURM job, queried through submitit (``sacct``)."""
+    """For a local job: ``running``, ``stopped`` (killed: no outcome written) or ``ended (log: ...)``
+    (it wrote an outcome, success or error; status asks only about unfinished work, so the log is
+    where to look). For a SLURM job: SLURM's own state (``PENDING``, ``RUNNING``, ``FAILED``, ...),
+    queried through submitit (``sacct``)."""
     import submitit
 
     folder = study_dir / "jobs" / stage
     if record["cluster"] == "slurm":
         try:
-            return submitit.SlurmJob(folder, record["job_id"]).state
+            job = submitit.SlurmJob(folder, record["job_id"])
+            return f"{job.state} (log: {job.paths.stderr})"
         except Exception as err:  # no sacct here, or SLURM unreachable: say so rather than guess
             return f"unknown ({type(err).__name__}: {err})"[:120]
     job = submitit.LocalJob(folder, record["job_id"])
     if job.paths.result_pickle.exists():
-        return "finished"
+        return f"ended (log: {job.paths.stderr})"
     # A local job's id is the PID of its process (a PID reused since then would read as running).
     return "running" if _process_alive(int(record["job_id"])) else "stopped"
 
