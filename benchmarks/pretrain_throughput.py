@@ -352,6 +352,17 @@ def markdown(records: list[dict], env: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_row_arguments(parser: argparse.ArgumentParser, on_gpu: bool, cpu_seq_len: int, cpu_mean_doc_length: int):
+    """What ``describe_run``/``setup_run`` read: the batch, its documents, the model's overrides."""
+    parser.add_argument("--micro-batch", type=int, default=12 if on_gpu else 4)
+    parser.add_argument("--seq-len", type=int, default=2048 if on_gpu else cpu_seq_len)
+    parser.add_argument("--mask-ratio", type=float, default=0.4)
+    parser.add_argument("--mean-doc-length", type=int, default=1030 if on_gpu else cpu_mean_doc_length)
+    parser.add_argument("--distinct-batches", type=int, default=4)
+    parser.add_argument("--vocab-size", type=int, default=None, help="override the presets' vocabulary")
+    parser.add_argument("--attn-backend", default=None, choices=["auto", "sdpa", "flex", "varlen"])
+
+
 def parse_args(argv=None):
     on_gpu = torch.cuda.is_available()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -361,15 +372,9 @@ def parse_args(argv=None):
                         help="extra PRESET:RUN[:eager][:key=value...] rows measured after the main ones; keys: "
                              f"{', '.join(f'{k} (default {v})' for k, v in VARIANT_DEFAULTS.items())}")
     parser.add_argument("--modes", default="compiled" if on_gpu else "eager", help="compiled, eager or both")
-    parser.add_argument("--micro-batch", type=int, default=12 if on_gpu else 4)
-    parser.add_argument("--seq-len", type=int, default=2048 if on_gpu else 256)
     parser.add_argument("--steps", type=int, default=10 if on_gpu else 3)
     parser.add_argument("--warmup", type=int, default=3 if on_gpu else 1)
-    parser.add_argument("--mask-ratio", type=float, default=0.4)
-    parser.add_argument("--mean-doc-length", type=int, default=1030 if on_gpu else 100)
-    parser.add_argument("--distinct-batches", type=int, default=4)
-    parser.add_argument("--vocab-size", type=int, default=None, help="override the presets' vocabulary")
-    parser.add_argument("--attn-backend", default=None, choices=["auto", "sdpa", "flex", "varlen"])
+    add_row_arguments(parser, on_gpu, cpu_seq_len=256, cpu_mean_doc_length=100)
     parser.add_argument("--budget-s", type=float, default=None, help="start no new run after this many seconds")
     parser.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results/latest"))
     return parser.parse_args(argv)

@@ -205,17 +205,12 @@ def parse_args(argv=None):
     parser.add_argument("--run", default="mlm", help="an encoderlab run of pretrain_throughput.py (not hf)")
     parser.add_argument("--variant", default="", help="key=value[:key=value...], as in pretrain_throughput --extra")
     parser.add_argument("--eager", action="store_true", help="do not compile the blocks")
-    parser.add_argument("--micro-batch", type=int, default=12 if on_gpu else 4)
-    parser.add_argument("--seq-len", type=int, default=2048 if on_gpu else 128)
     parser.add_argument("--warmup", type=int, default=3 if on_gpu else 1)
     parser.add_argument("--steps", type=int, default=5 if on_gpu else 2)
-    parser.add_argument("--mask-ratio", type=float, default=0.4)
-    parser.add_argument("--mean-doc-length", type=int, default=1030 if on_gpu else 50)
-    parser.add_argument("--distinct-batches", type=int, default=4)
+    bench.add_row_arguments(parser, on_gpu, cpu_seq_len=128, cpu_mean_doc_length=50)
     parser.add_argument("--trace", action="store_true", help="also write the Chrome trace (gzip)")
     parser.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results/latest"))
     args = parser.parse_args(argv)
-    args.vocab_size, args.attn_backend = None, None  # what pretrain_throughput's setup reads
     if args.run not in bench.RUN_KINDS or bench.RUN_KINDS[args.run][0] != "encoderlab":
         parser.error(f"--run: expected an encoderlab run, one of "
                      f"{', '.join(k for k, v in bench.RUN_KINDS.items() if v[0] == 'encoderlab')}; got {args.run!r}")
