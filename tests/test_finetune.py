@@ -75,7 +75,8 @@ def test_a_shared_feature_cache_changes_nothing_but_the_work(tiny_checkpoint, na
         assert (a.test, a.validation, a.test_items, a.counts, a.metrics) == (b.test, b.validation, b.test_items,
                                                                               b.counts, b.metrics)
     assert sum(alone[0].counts.values()) > 0  # truncated inputs or windowed contexts were counted
-    assert len(cache._entries) == (4 if name == "toy-retrieval" else 3)  # train, validation, test (+ corpus)
+    # train, validation, test; a retrieval corpus is streamed, never held (MS MARCO has 8.8M passages)
+    assert len(cache._entries) == 3
 
 
 def test_same_seed_same_result_and_divergence_is_recorded(tiny_checkpoint):
@@ -155,3 +156,47 @@ def test_zero_shot_tasks_are_trained_on_their_source_and_tested_on_their_own_dat
     assert rows[0]["task"] == "nq" and 0 <= rows[0]["mean"] <= 100
     record = sqlite3.connect(tmp_path / "r.sqlite").execute("SELECT dataset, status FROM runs").fetchall()
     assert record == [("nq", "ok")]
+
+
+@pytest.mark.parametrize("chunk_docs", [7, 64, 1000])
+def test_corpus_ranking_in_chunks_matches_the_full_score_matrix(chunk_docs):
+    import torch
+
+    from encoderlab.evaluation.finetune import RETRIEVAL_DEPTH, _rank_corpus
+
+    generator = torch.Generator().manual_seed(0)
+    corpus = [{"_id": f"d{i}", "title": "", "text": f"doc {i}"} for i in range(250)]
+    vectors = torch.nn.functional.normalize(torch.randn(250, 16, generator=generator), dim=-1)
+    queries = torch.nn.functional.normalize(torch.randn(5, 16, generator=generator), dim=-1)
+    pool = {f"d{i}" for i in range(0, 250, 3)}  # judged documents: a third of the corpus
+
+    def embed(texts):  # the embedding of "doc i" is row i
+        return vectors[[int(t.split()[1]) for t in texts]]
+
+    run, pool_run = _rank_corpus(corpus, queries, [f"q{j}" for j in range(5)], pool, embed, chunk_docs)
+    scores = queries @ vectors.T
+    for j in range(5):
+        full = [f"d{i}" for i in scores[j].argsort(descending=True)[:RETRIEVAL_DEPTH].tolist()]
+        assert list(run[f"q{j}"]) == full
+        assert run[f"q{j}"][full[0]] == pytest.approx(scores[j].max().item())
+        in_pool = [f"d{i}" for i in scores[j].argsort(descending=True).tolist() if f"d{i}" in pool]
+        assert list(pool_run[f"q{j}"]) == in_pool[:RETRIEVAL_DEPTH]  # exact within the pool, all 84 of it
+
+
+def test_one_training_run_serves_a_task_and_its_zero_shot_test_sets(tiny_checkpoint, tmp_path):
+    from encoderlab.data import World, export_tasks
+
+    export_tasks(World(seed=0), tmp_path / "ms")
+    export_tasks(World(seed=1), tmp_path / "nq")
+    dirs = {"msmarco": str(tmp_path / "ms" / "toy-retrieval"), "nq": str(tmp_path / "nq" / "toy-retrieval")}
+    run_sweep(str(tiny_checkpoint), ["msmarco", "nq"], [1e-3], [0], tmp_path / "r.sqlite", FAST, progress=False,
+              local_dirs=dirs)
+    rows = sqlite3.connect(tmp_path / "r.sqlite").execute(
+        "SELECT dataset, validation_score, test_score, train_seconds FROM runs ORDER BY dataset").fetchall()
+    assert [r[0] for r in rows] == ["msmarco", "nq"]
+    # one training run: the same MS MARCO validation score and the same recorded training time
+    assert rows[0][1] == rows[1][1] and rows[0][3] == rows[1][3]
+    # and the scores of two separate runs with that seed (deterministic on CPU)
+    ms, nq = load_task("msmarco", local_dir=dirs["msmarco"]), load_task("nq", local_dir=dirs["nq"])
+    assert rows[0][2] == finetune(str(tiny_checkpoint), ms, 1e-3, 0, FAST).test
+    assert rows[1][2] == finetune(str(tiny_checkpoint), ms, 1e-3, 0, FAST, test_task=nq).test

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +41,7 @@ class FinetuneConfig:
     max_answer_tokens: int = 30
     temperature: float = 0.05
     max_eval_examples: int | None = None  # cap validation/test sizes (smoke runs); None = all
+    retrieval_chunk_docs: int = 65536  # corpus documents embedded and scored at a time (memory, not results)
 
 
 # -- backbones ---------------------------------------------------------------------------------
@@ -254,6 +254,18 @@ def finetune(backbone_path: str, task: TaskData, lr: float, seed: int, config: F
     ``features``: a cache shared by the runs of one sweep of this backbone on these task objects
     (see :class:`FeatureCache`); None builds the features for this run only.
     """
+    return finetune_many(backbone_path, task, lr, seed, config, [test_task or task], device=device,
+                         trust_remote_code=trust_remote_code, features=features)[0]
+
+
+def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, config: FinetuneConfig,
+                  test_tasks: list[TaskData], device: torch.device | None = None, trust_remote_code: bool = False,
+                  features: FeatureCache | None = None) -> list[RunResult]:
+    """One fine-tuning run on ``task`` scored on its validation split once and on the test split of
+    each of ``test_tasks``: MS MARCO, NQ and MLDR share one training run per (LR, seed) instead of
+    repeating it for each zero-shot test set. One result per test task, in order."""
+    if not test_tasks:
+        raise ValueError("finetune_many: expected at least one test task")
     features = features if features is not None else FeatureCache()
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
@@ -298,18 +310,26 @@ def finetune(backbone_path: str, task: TaskData, lr: float, seed: int, config: F
         optimizer.zero_grad(set_to_none=True)
     train_seconds = time.perf_counter() - started
     if status == "diverged":
-        return RunResult("diverged", math.nan, math.nan, {}, None, step, train_seconds, 0.0, counts)
+        return [RunResult("diverged", math.nan, math.nan, {}, None, step, train_seconds, 0.0, dict(counts))
+                for _ in test_tasks]
     started = time.perf_counter()
     backbone.eval()
+    scale = 1.0 if spec.type == "qa" else 100.0  # every main score on the paper's 0-100 scale (SQuAD already is)
     with torch.no_grad(), autocast:
         validation = _evaluate(spec.type, backbone, head, task, "validation", config, limit, counts, cap, device,
                                features, cache_key)
-        test = _evaluate(spec.type, backbone, head, test_task or task, "test", config, limit, counts, cap, device,
-                         features, cache_key)
-    metrics = {f"validation/{k}": v for k, v in validation[0].items()} | {f"test/{k}": v for k, v in test[0].items()}
-    scale = 1.0 if spec.type == "qa" else 100.0  # every main score on the paper's 0-100 scale (SQuAD already is)
-    return RunResult("ok", scale * validation[0][spec.metric], scale * test[0][spec.metric], metrics, test[1], steps,
-                     train_seconds, time.perf_counter() - started, counts)
+        validation_seconds = time.perf_counter() - started
+        results = []
+        for test_task in test_tasks:
+            started, run_counts = time.perf_counter(), dict(counts)
+            test = _evaluate(spec.type, backbone, head, test_task, "test", config, limit, run_counts, cap, device,
+                             features, cache_key)
+            metrics = ({f"validation/{k}": v for k, v in validation[0].items()}
+                       | {f"test/{k}": v for k, v in test[0].items()})
+            results.append(RunResult("ok", scale * validation[0][spec.metric], scale * test[0][test_task.spec.metric],
+                                     metrics, test[1], steps, train_seconds,
+                                     validation_seconds + time.perf_counter() - started, run_counts))
+    return results
 
 
 def _loss(kind, backbone, head, batch, device, config) -> torch.Tensor:
@@ -402,8 +422,7 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
         scores = {k: v for k, v in scores.items() if k != "per_question_f1"}
         scores["squad_v2" if version == 2 else ("record" if spec.metric == "record" else "squad_v1")] = scores["f1"]
         return scores, items
-    # retrieval: embed the corpus and the split's queries, rank by cosine over the whole corpus
-    docs = [(d["_id"], (d.get("title", "") + " " + d["text"]).strip()) for d in task.corpus]
+    # retrieval: rank the whole corpus for the split's queries by cosine similarity
     queries = [(q["_id"], q["text"]) for q in task.queries[split] if q["_id"] in task.qrels[split]]
     queries = cap(queries)
 
@@ -417,20 +436,56 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
             out.append(F.normalize(mean_pool(backbone(ids, mask), mask).float(), dim=-1))
         return torch.cat(out)
 
-    doc_ids = cache.get(task, (*cache_key, "corpus"), counts, lambda recorded: framed([t for _, t in docs], recorded))
     query_ids = cache.get(task, key, counts, lambda recorded: framed([t for _, t in queries], recorded))
-    doc_emb, query_emb = embed(doc_ids), embed(query_ids)
-    scores = (query_emb @ doc_emb.T).cpu().numpy()
-    top = min(100, len(docs))
-    run = {}
-    for (qid, _), row in zip(queries, scores):
-        best_docs = np.argsort(-row)[:top]
-        run[qid] = {docs[i][0]: float(row[i]) for i in best_docs}
-    qrels = {qid: task.qrels[split][qid] for qid, _ in queries}
+    query_emb = embed(query_ids)
     pool = {d for rel in (r for s in task.qrels.values() for r in s.values()) for d in rel}
-    result = M.retrieval_scores(run, qrels) | M.retrieval_scores(run, qrels, judged_pool=pool)
+    run, pool_run = _rank_corpus(task.corpus, query_emb, [q for q, _ in queries], pool,
+                                 lambda texts: embed(framed(texts, counts)), config.retrieval_chunk_docs)
+    qrels = {qid: task.qrels[split][qid] for qid, _ in queries}
+    result = M.retrieval_scores(run, qrels) | M.retrieval_scores(pool_run, qrels, judged_pool=pool)
     import ir_measures
     from ir_measures import nDCG
 
     per_query = {m.query_id: m.value for m in ir_measures.iter_calc([nDCG @ 10], qrels, run)}
     return result, [float(per_query.get(qid, 0.0)) for qid, _ in queries]
+
+
+RETRIEVAL_DEPTH = 100  # documents kept per query: enough for NDCG@10, MRR@10 and Recall@100
+
+
+def _rank_corpus(corpus: list[dict], query_emb: torch.Tensor, query_ids: list[str], pool: set[str], embed,
+                 chunk_docs: int) -> tuple[dict, dict]:
+    """Top documents per query over the whole corpus, and over its judged pool only.
+
+    The corpus is tokenized, embedded and scored ``chunk_docs`` documents at a time, keeping a
+    running top-``RETRIEVAL_DEPTH`` per query, so memory does not grow with the corpus (MS MARCO:
+    8.8M passages, whose full query x document score matrix would not fit anywhere). The pool
+    ranking is exact too: pool documents compete only with each other, not cut by the full top-100.
+    """
+    depth = min(RETRIEVAL_DEPTH, len(corpus))
+    device = query_emb.device
+    empty = (torch.empty(len(query_ids), 0, device=device), torch.empty(len(query_ids), 0, dtype=torch.long,
+                                                                          device=device))
+    best, best_pool = empty, empty
+    for start in range(0, len(corpus), chunk_docs):
+        rows = corpus[start : start + chunk_docs]
+        doc_emb = embed([(d.get("title", "") + " " + d["text"]).strip() for d in rows])
+        scores = query_emb @ doc_emb.T
+        index = torch.arange(start, start + len(rows), device=device).expand_as(scores)
+        in_pool = torch.tensor([d["_id"] in pool for d in rows], device=device)
+        best = _merge_top(best, scores, index, depth)
+        best_pool = _merge_top(best_pool, scores.masked_fill(~in_pool, -math.inf), index, depth)
+
+    def as_run(top):
+        values, positions = (t.cpu().tolist() for t in top)
+        return {qid: {corpus[i]["_id"]: v for v, i in zip(vs, ps) if v != -math.inf}
+                for qid, vs, ps in zip(query_ids, values, positions)}
+
+    return as_run(best), as_run(best_pool)
+
+
+def _merge_top(top: tuple[torch.Tensor, torch.Tensor], scores: torch.Tensor, index: torch.Tensor, k: int):
+    values = torch.cat([top[0], scores], dim=1)
+    positions = torch.cat([top[1], index], dim=1)
+    kept = values.topk(min(k, values.shape[1]), dim=1)
+    return kept.values, positions.gather(1, kept.indices)

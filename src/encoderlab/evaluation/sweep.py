@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 import encoderlab
-from encoderlab.evaluation.finetune import PROTOCOL_VERSION, FeatureCache, FinetuneConfig, finetune
+from encoderlab.evaluation.finetune import PROTOCOL_VERSION, FeatureCache, FinetuneConfig, finetune_many
 from encoderlab.evaluation.stats import RunScore, category_summary, summarize
 from encoderlab.evaluation.store import ResultsStore, RunRecord, model_fingerprint, run_key
 from encoderlab.evaluation.tasks import get_task, load_task
@@ -33,44 +33,49 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
     fingerprint = model_fingerprint(_weights_dir(model))
     for name in tasks:
         get_task(name)  # unknown names fail before any work
-    plan = [(name, lr, seed) for name in tasks for lr in lrs for seed in seeds]
+    # Zero-shot tasks (NQ, MLDR) are tested on the model fine-tuned on their source (MS MARCO):
+    # one training run per (source, LR, seed) serves every task that shares the source.
+    sources = {name: get_task(name).zero_shot_from or name for name in tasks}
+    groups: dict[tuple, list[str]] = {}
+    for name in tasks:
+        for lr in lrs:
+            for seed in seeds:
+                groups.setdefault((sources[name], lr, seed), []).append(name)
     protocol = f"{PROTOCOL_VERSION}:{config.max_steps}:{config.batch_size}:{config.max_length}:{config.max_eval_examples}"
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(plan), desc=f"evaluate {Path(model).name}", unit="run", dynamic_ncols=True)
+        bar = tqdm(total=len(tasks) * len(lrs) * len(seeds), desc=f"evaluate {Path(model).name}", unit="run",
+                   dynamic_ncols=True)
     loaded = {}
     features = FeatureCache()  # one model, so one tokenizer: each task is tokenized once per sweep
     with ResultsStore(results) as store:
-        for name, lr, seed in plan:
-            key = run_key(fingerprint, name, lr, seed, protocol)
-            if store.has(key):  # done before (an interrupted sweep resumes here)
-                if bar is not None:
-                    bar.update(1)
+        for (source, lr, seed), names in groups.items():
+            pending = [n for n in names if not store.has(run_key(fingerprint, n, lr, seed, protocol))]
+            if bar is not None:
+                bar.update(len(names) - len(pending))  # done before (an interrupted sweep resumes here)
+            if not pending:
                 continue
-            spec = get_task(name)
-            for needed in filter(None, (name, spec.zero_shot_from)):
+            for needed in {source, *pending}:
                 if needed not in loaded:
                     loaded[needed] = load_task(needed, local_dir=(local_dirs or {}).get(needed))
-            if spec.zero_shot_from:  # trained on the source task (MS MARCO), tested on this one
-                result = finetune(model, loaded[spec.zero_shot_from], lr, seed, config,
-                                  trust_remote_code=trust_remote_code, test_task=loaded[name], features=features)
-            else:
-                result = finetune(model, loaded[name], lr, seed, config, trust_remote_code=trust_remote_code,
-                                  features=features)
-            store.add(RunRecord(
-                model_fingerprint=fingerprint, model_name=str(model), dataset=name, lr=lr, seed=seed,
-                protocol_version=protocol, status=result.status, validation_score=result.validation,
-                test_score=result.test, metrics=result.metrics | {"counts": result.counts},
-                test_items=result.test_items, steps=result.steps, train_seconds=result.train_seconds,
-                eval_seconds=result.eval_seconds,
-                provenance={"config": asdict(config), "encoderlab": encoderlab.__version__, "torch": torch.__version__,
-                            "python": platform.python_version(), "git": _git()},
-            ))
-            if bar is not None:
-                bar.set_postfix(task=name, lr=f"{lr:g}", seed=seed, score=f"{result.test:.1f}", status=result.status)
-                bar.update(1)
+            outcomes = finetune_many(model, loaded[source], lr, seed, config, [loaded[n] for n in pending],
+                                     trust_remote_code=trust_remote_code, features=features)
+            for name, result in zip(pending, outcomes):
+                store.add(RunRecord(
+                    model_fingerprint=fingerprint, model_name=str(model), dataset=name, lr=lr, seed=seed,
+                    protocol_version=protocol, status=result.status, validation_score=result.validation,
+                    test_score=result.test, metrics=result.metrics | {"counts": result.counts},
+                    test_items=result.test_items, steps=result.steps, train_seconds=result.train_seconds,
+                    eval_seconds=result.eval_seconds,
+                    provenance={"config": asdict(config), "encoderlab": encoderlab.__version__,
+                                "torch": torch.__version__, "python": platform.python_version(), "git": _git()},
+                ))
+                if bar is not None:
+                    bar.set_postfix(task=name, lr=f"{lr:g}", seed=seed, score=f"{result.test:.1f}",
+                                    status=result.status)
+                    bar.update(1)
         if bar is not None:
             bar.close()
         return summary_rows(store, fingerprint, tasks, set(lrs), set(seeds))
