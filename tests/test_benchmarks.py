@@ -124,3 +124,13 @@ def test_pretrain_throughput_interrupted_keeps_and_summarises_its_rows(tmp_path)
     records = json.loads((tmp_path / "throughput.json").read_text())["records"]
     assert 1 <= len(records) < 40 and all(r["status"] == "ok" for r in records)
     assert (tmp_path / "throughput.md").read_text().count("| tiny | mlm |") == len(records)
+
+
+def test_profile_phase_table_sums_a_phase_within_a_step_before_the_median():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from profile_step import phase_table
+
+    steps = [{"encoder forward": 10.0, "lm head + loss": 4.0, "after head": 1.0, "backward": 20.0},
+             {"encoder forward": 12.0, "lm head + loss": 5.0, "after head": 1.0, "backward": 22.0},
+             {"encoder forward": 11.0, "lm head + loss": 9.0, "after head": 3.0, "backward": 21.0}]
+    assert phase_table(steps) == {"encoder forward": 13.0, "lm head + loss": 5.0, "backward": 21.0}
