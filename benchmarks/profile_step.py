@@ -43,8 +43,9 @@ PHASES = ("encoder forward", "lm head + loss", "backward", "clip", "optimizer")
 # First match wins. Kernel names differ across CUDA/cuBLAS/cuDNN versions, hence the loose patterns.
 KERNEL_CATEGORIES = (
     ("attention", re.compile(r"flash|fmha|attention|flex|sdpa|cudnn.*(mha|attn)", re.I)),
-    ("optimizer", re.compile(r"adam|multi_tensor|foreach|fused_.*optim", re.I)),
-    ("gemm", re.compile(r"gemm|cutlass|xmma|nvjet|cublas|sm\d+_.*(tn|nt|nn|tt)|\bmm\b|addmm|matmul|bmm", re.I)),
+    ("optimizer + clip (multi-tensor)", re.compile(r"adam|multi_tensor|foreach|fused_.*optim", re.I)),
+    ("gemm", re.compile(r"gemm|cutlass|xmma|nvjet|cublas|sm\d+_.*(tn|nt|nn|tt)|\bmm\b|addmm|matmul|bmm"
+                        r"|^triton_tem_fused_.*mm", re.I)),  # triton_tem_*mm: inductor's GEMM templates
     ("inductor fused", re.compile(r"^triton_")),
     ("copy / fill", re.compile(r"memcpy|memset|copy|fill|cat|index|gather|scatter|nonzero|where", re.I)),
     ("reduction / norm", re.compile(r"reduce|norm|sum|softmax|logsumexp|max", re.I)),
