@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from encoderlab.io import atomic_write_text  # noqa: E402
 from encoderlab.data import PackedDataset, iter_documents, parse_source, prepare, train_tokenizer  # noqa: E402
 from encoderlab.training import run_preset  # noqa: E402
 from encoderlab.training.data import micro_batches  # noqa: E402
@@ -107,9 +108,7 @@ def main(argv=None) -> int:
         step_s = median_time(train_one_step, args.repeats) / len(objectives)
         results.update(mini_global_batch=f"{g} x {config.data.seq_len}", loader_s_per_step=loader_s,
                        mini_train_s_per_step=step_s, loader_share_of_step=loader_s / step_s)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "data_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(Path(args.out) / "data_throughput.json", json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
 

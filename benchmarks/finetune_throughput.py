@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from encoderlab.io import atomic_write_text  # noqa: E402
 from encoderlab.data import iter_documents, parse_source, train_tokenizer  # noqa: E402
 import time  # noqa: E402
 
@@ -93,9 +94,7 @@ def main(argv=None) -> int:
                                       "same task type (toyworld sequence lengths, max_length "
                                       f"{args.max_length}), plus validation+test evaluation of the paper's test-set "
                                       "sizes at the measured examples/s; real datasets have longer inputs (QA, IR)")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "finetune_throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(Path(args.out) / "finetune_throughput.json", json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from encoderlab.io import atomic_write_text  # noqa: E402
 from encoderlab.model import ModelConfig, build_encoder, document_ids_from_lengths  # noqa: E402
 from encoderlab.objectives import linear_cross_entropy  # noqa: E402
 
@@ -100,8 +101,7 @@ def main() -> int:
         checks.append({"check": "linear_cross_entropy", "ok": False, "error": repr(err)[:400]})
     print(json.dumps(checks[-1]), flush=True)
     out = Path(os.environ.get("OUT", "benchmarks/results/latest"))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_checks.json").write_text(json.dumps(checks, indent=2) + "\n")
+    atomic_write_text(out / "gpu_checks.json", json.dumps(checks, indent=2) + "\n")
     return 0 if all(c["ok"] for c in checks) else 1
 
 

@@ -39,6 +39,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from encoderlab.io import atomic_write_text  # noqa: E402
 from encoderlab.model import Encoder, ModelConfig, document_ids_from_lengths  # noqa: E402
 from encoderlab.objectives import CLMObjective, MLMObjective, TokenBatch  # noqa: E402
 from encoderlab.training.metrics import peak_bf16_flops as peak_flops  # noqa: E402
@@ -435,9 +436,9 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:  # e.g. a time limit's SIGINT: keep and summarise what was measured
             print(f"interrupted after {len(records)} rows; writing what was measured", flush=True)
     records = summarise(records)
-    (out / "throughput.json").write_text(json.dumps({"env": env, "records": records}, indent=2) + "\n")
+    atomic_write_text(out / "throughput.json", json.dumps({"env": env, "records": records}, indent=2) + "\n")
     table = markdown(records, env)
-    (out / "throughput.md").write_text(table)
+    atomic_write_text(out / "throughput.md", table)
     print(table)
     return 0 if all(r["status"] == "ok" for r in records) else 1
 

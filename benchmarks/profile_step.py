@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from encoderlab.io import atomic_write_text  # noqa: E402
 import pretrain_throughput as bench  # noqa: E402
 
 import encoderlab.objectives.objectives as objectives_module  # noqa: E402
@@ -85,7 +86,7 @@ class PhaseClock:
         return out
 
 
-def instrumented_step(setup: bench.RunSetup, step: int, clock: PhaseClock, parameters, optimizer) -> None:
+def instrumented_step(setup: bench.RunSetup, step: int, clock: PhaseClock, parameters) -> None:
     """One training step of an encoderlab row, with phase marks; the same work as ``train_step``."""
     original = objectives_module.linear_cross_entropy
 
@@ -108,8 +109,8 @@ def instrumented_step(setup: bench.RunSetup, step: int, clock: PhaseClock, param
     clock.mark("clip")
     torch.nn.utils.clip_grad_norm_(parameters, 1.0, foreach=clock.cuda)
     clock.mark("optimizer")
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    setup.optimizer.step()
+    setup.optimizer.zero_grad(set_to_none=True)
     clock.mark("end")
 
 
@@ -240,7 +241,7 @@ def main(argv=None) -> int:
     for step in range(args.warmup, args.warmup + args.steps):
         clock = PhaseClock(device)
         t0 = time.perf_counter()
-        instrumented_step(setup, step, clock, parameters, setup.optimizer)
+        instrumented_step(setup, step, clock, parameters)
         durations = clock.durations_ms()  # synchronises
         step_ms.append((time.perf_counter() - t0) * 1e3)
         per_step.append(durations)
@@ -259,14 +260,15 @@ def main(argv=None) -> int:
         "step_ms": median_ms, "tokens_per_s": record["micro_batch"] * record["seq_len"] / (median_ms / 1e3),
         "phases_ms": phase_table(per_step), "kernels": kernel_summary(prof, device),
     }
-    (out / "profile.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out / "profile.json", json.dumps(result, indent=2) + "\n")
     table = markdown(result)
-    (out / "profile.md").write_text(table)
+    atomic_write_text(out / "profile.md", table)
     if args.trace:
-        raw = out / "trace.json"
+        raw, packed = out / ".trace.json.tmp", out / ".trace.json.gz.tmp"
         prof.export_chrome_trace(str(raw))
-        with open(raw, "rb") as src, gzip.open(out / "trace.json.gz", "wb") as dst:
+        with open(raw, "rb") as src, gzip.open(packed, "wb") as dst:
             shutil.copyfileobj(src, dst)
+        os.replace(packed, out / "trace.json.gz")  # complete or absent, never half-written
         raw.unlink()
     print(table)
     return 0
