@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from encoderlab.config import ConfigError
+
 from encoderlab.data import iter_documents, parse_source, train_tokenizer
 from encoderlab.evaluation.finetune import (Backbone, FeatureCache, FinetuneConfig, finetune, qa_features,
                                            tc_features)
@@ -156,6 +158,11 @@ def test_zero_shot_tasks_are_trained_on_their_source_and_tested_on_their_own_dat
     assert rows[0]["task"] == "nq" and 0 <= rows[0]["mean"] <= 100
     record = sqlite3.connect(tmp_path / "r.sqlite").execute("SELECT dataset, status FROM runs").fetchall()
     assert record == [("nq", "ok")]
+
+
+def test_retrieval_chunk_size_is_validated():
+    with pytest.raises(ConfigError, match="retrieval_chunk_docs must be a positive"):
+        FinetuneConfig(retrieval_chunk_docs=0)
 
 
 @pytest.mark.parametrize("chunk_docs", [7, 64, 1000])

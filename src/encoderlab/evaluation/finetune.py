@@ -43,6 +43,11 @@ class FinetuneConfig:
     max_eval_examples: int | None = None  # cap validation/test sizes (smoke runs); None = all
     retrieval_chunk_docs: int = 65536  # corpus documents embedded and scored at a time (memory, not results)
 
+    def __post_init__(self) -> None:
+        if self.retrieval_chunk_docs <= 0:
+            raise ConfigError(f"fine-tuning config: retrieval_chunk_docs must be a positive number of documents, "
+                              f"got {self.retrieval_chunk_docs}")
+
 
 # -- backbones ---------------------------------------------------------------------------------
 class Backbone(nn.Module):
