@@ -7,6 +7,13 @@
 # so a part that hangs or fails costs only its own rows.
 #
 #   OUT=/tmp/gpu bash benchmarks/gpu_session.sh
+#
+# Environment knobs, so a shorter call can run a subset (defaults: the full session):
+#   BUDGET_S (560) the parts' total; CHECKS_S (90; 0 skips gpu_checks.py); PROFILES ("210m:mlm
+#   210m:clm 1b:clm"; the first gets a Chrome trace) and PROFILE_S (80 each); PRESETS/RUNS/EXTRA
+#   of the throughput part (pretrain_throughput.py's --presets/--runs/--extra).
+# The device tool returns at most 8 files, so everything but the Chrome trace is packed into
+# $OUT/session.tar.gz at the end, and the Markdown summaries are printed last.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/results/latest}
@@ -27,22 +34,40 @@ part() {  # part NAME SECONDS COMMAND...: runs, logs to $OUT/NAME.log, never sto
   tail -n 3 "$OUT/$name.log"
 }
 
+BUDGET_S=${BUDGET_S:-560}
+CHECKS_S=${CHECKS_S:-90}
+PROFILES=${PROFILES-210m:mlm 210m:clm 1b:clm}
+PROFILE_S=${PROFILE_S:-80}
 nvidia-smi --query-gpu=name,memory.total,power.limit,clocks.max.sm --format=csv >"$OUT/nvidia-smi.csv" 2>&1
-part gpu-checks 90 env OUT="$OUT/gpu-checks" python3 benchmarks/gpu_checks.py
-for spec in 210m:mlm 210m:clm 1b:clm; do
+[ "$CHECKS_S" -gt 0 ] && part gpu-checks "$CHECKS_S" env OUT="$OUT/gpu-checks" python3 benchmarks/gpu_checks.py
+first=1
+for spec in $PROFILES; do
   trace=()  # one Chrome trace (gzip) is enough to read; a 1b one may exceed what a device call returns
-  [ "$spec" = 210m:mlm ] && trace=(--trace)
-  part "profile-${spec/:/-}" 80 python3 benchmarks/profile_step.py --preset "${spec%:*}" --run "${spec#*:}" \
+  [ $first = 1 ] && trace=(--trace)
+  first=0
+  part "profile-${spec/:/-}" "$PROFILE_S" python3 benchmarks/profile_step.py --preset "${spec%:*}" --run "${spec#*:}" \
     --out "$OUT/profile-${spec/:/-}" "${trace[@]}"
 done
 # Throughput gets what the checks and profiles left of 560 s. Order: what is read first, first
 # (210m baseline and its A/B variants, then 610m and 1b against their HF baselines, then the
 # eager rows of the memory target); the budget skips the tail rather than overrunning the call.
+if [ -z "${EXTRA+set}" ]; then
 EXTRA="210m:mlm-plain,210m:clm-plain,210m:mlm:ce_chunk=16384,210m:clm:ce_chunk=16384"
 EXTRA+=",210m:mlm:scope=model,210m:clm:scope=model"
 EXTRA+=",610m:hf,610m:mlm,610m:clm,610m:mlm:ce_chunk=16384,1b:hf,1b:mlm,1b:clm"
 EXTRA+=",210m:mlm:eager,210m:clm:eager,610m:mlm:eager,610m:clm:eager,1b:mlm:eager,1b:clm:eager"
-left=$((560 - ($(date +%s) - started)))
-part throughput "$left" python3 benchmarks/pretrain_throughput.py --presets 210m --runs hf,mlm,clm \
-  --extra "$EXTRA" --budget-s $((left - 60)) --out "$OUT/throughput"
+fi
+left=$((BUDGET_S - ($(date +%s) - started)))
+part throughput "$left" python3 benchmarks/pretrain_throughput.py --presets "${PRESETS:-210m}" \
+  --runs "${RUNS:-hf,mlm,clm}" --extra "$EXTRA" --budget-s $((left * 8 / 10)) --out "$OUT/throughput"
 echo "session done after $(($(date +%s) - started))s"
+
+# At most 8 files come back from a device call: pack everything except the trace.
+bundle=$(mktemp -d)
+find "$OUT" -name '*.json.gz' -exec mv {} "$bundle/" \;
+tar -czf "$bundle/session.tar.gz" -C "$OUT" .
+for summary in "$OUT"/profile-*/profile.md "$OUT"/throughput/throughput.md; do
+  [ -f "$summary" ] && { echo; echo "#### $summary"; cat "$summary"; }
+done
+rm -rf "${OUT:?}"/*
+mv "$bundle"/* "$OUT/"

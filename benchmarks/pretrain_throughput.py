@@ -92,8 +92,11 @@ def make_batches(config: ModelConfig, rows: int, seq_len: int, count: int, devic
 
 
 # Options a row may vary (``--extra PRESET:RUN:key=value``), to A/B a change in one process.
-VARIANT_DEFAULTS = {"ce_chunk": 4096, "scope": "blocks", "mode": "default"}
+VARIANT_DEFAULTS = {"ce_chunk": 4096, "scope": "blocks", "mode": "default", "residual": "fp32"}
 COMPILE_SCOPES = ("blocks", "model")
+# residual=bf16: the residual stream in the autocast dtype (Megatron's default) instead of fp32; the
+# embedding output is cast, so every block adds and normalises bf16 (an A/B of the idea, not a model option yet).
+RESIDUAL_DTYPES = ("fp32", "bf16")
 
 
 def parse_variant(parts: list[str]) -> dict:
@@ -108,24 +111,33 @@ def parse_variant(parts: list[str]) -> dict:
             variant[key] = int(value)
         elif key == "scope" and value not in COMPILE_SCOPES:
             raise SystemExit(f"--extra: scope must be one of {COMPILE_SCOPES}, got {value!r}")
+        elif key == "residual" and value not in RESIDUAL_DTYPES:
+            raise SystemExit(f"--extra: residual must be one of {RESIDUAL_DTYPES}, got {value!r}")
         else:
             variant[key] = value
     return variant
 
 
 def build_encoderlab(config: ModelConfig, device: torch.device, compiled: bool, scope: str = "blocks",
-                     mode: str = "default"):
+                     mode: str = "default", residual: str = "fp32"):
     with torch.device("meta"):
         model = Encoder(config)
     model = model.to_empty(device=device)
     model.reset_parameters()
     model.reset_rope()
+    if residual == "bf16":
+        model.embed.register_forward_hook(_to_autocast_dtype)
     if compiled and scope == "blocks":
         for layer in model.layers:  # regional compilation: one graph, reused by every block
             layer.compile(mode=mode)
     elif compiled:  # the whole forward, LM head and loss included (graph breaks where it must)
         return torch.compile(model, mode=mode)
     return model
+
+
+def _to_autocast_dtype(module, inputs, output):
+    device_type = output.device.type
+    return output.to(torch.get_autocast_dtype(device_type)) if torch.is_autocast_enabled(device_type) else output
 
 
 def build_hf_llama(config: ModelConfig, device: torch.device, compiled: bool):
@@ -194,7 +206,7 @@ def setup_run(args, preset: str, kind: str, compiled: bool, device: torch.device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False)
     torch.manual_seed(0)
     if code == "encoderlab":
-        model = build_encoderlab(config, device, compiled, options["scope"], options["mode"])
+        model = build_encoderlab(config, device, compiled, options["scope"], options["mode"], options["residual"])
         if objective_name.startswith("mlm"):
             objective = MLMObjective(
                 args.mask_ratio, mask_token_id=config.mask_token_id if config.mask_token_id is not None else 3,
