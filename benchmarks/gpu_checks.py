@@ -4,7 +4,9 @@
   dense mask (eager): hidden states and every parameter gradient, causal and bidirectional,
   head dims 64 and 96. Flex runs in fp32; varlen (flash kernels: half precision only) under
   bf16 autocast against the same SDPA model under bf16 autocast.
-- The compiled chunk kernel of ``linear_cross_entropy`` vs ``F.cross_entropy`` on full logits.
+- The compiled chunk kernel of ``linear_cross_entropy`` vs ``F.cross_entropy`` on full logits, in
+  fp32 and under bf16 autocast (where the head's fp32 gradient is accumulated inside the GEMM).
+- The compiled MLM mask hash against the eager one on the GPU and the CPU: bit-identical.
 
 Prints one line per check and exits non-zero if any check fails. CPU tests cover the forward
 pass of the same comparisons (eager FlexAttention has no CPU backward).
@@ -25,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from encoderlab.io import atomic_write_text  # noqa: E402
 from encoderlab.model import ModelConfig, build_encoder, document_ids_from_lengths  # noqa: E402
 from encoderlab.objectives import linear_cross_entropy  # noqa: E402
+from encoderlab.objectives import cross_entropy as cross_entropy_module  # noqa: E402
+from encoderlab.objectives import masking  # noqa: E402
 
 
 def max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -79,6 +83,43 @@ def check_cross_entropy() -> dict:
             "loss_rel": loss_rel, "grad_rel": grad_rel, "ok": loss_rel < 1e-4 and grad_rel < 1e-3}
 
 
+def check_cross_entropy_bf16() -> dict:
+    device = torch.device("cuda")
+    generator = torch.Generator(device=device).manual_seed(1)
+    hidden = torch.randn(5000, 256, device=device, generator=generator, requires_grad=True)
+    weight = (0.05 * torch.randn(32000, 256, device=device, generator=generator)).requires_grad_()
+    targets = torch.randint(0, 32000, (5000,), device=device, generator=generator)
+    targets[::7] = -100
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        ours = linear_cross_entropy(hidden, weight, targets, chunk_size=1024)
+    ours.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    # reference: fp32 math on the same bf16-rounded operands
+    h, w = hidden.detach().bfloat16().float().requires_grad_(), weight.detach().bfloat16().float().requires_grad_()
+    ref = F.cross_entropy(h @ w.T, targets, reduction="sum")
+    ref.backward()
+    loss_rel = abs(ours.item() - ref.item()) / abs(ref.item())
+    grad_rel = max(max_rel_diff(grads[0], h.grad), max_rel_diff(grads[1], w.grad))
+    fused = cross_entropy_module._gemm_accumulates_fp32(device, torch.bfloat16)
+    return {"check": f"linear_cross_entropy under bf16 autocast vs fp32 reference (fp32 accumulation in GEMM: {fused})",
+            "loss_rel": loss_rel, "grad_rel": grad_rel, "ok": loss_rel < 1e-3 and grad_rel < 2e-2}
+
+
+def check_mask_hash() -> dict:
+    sample_index = torch.tensor([0, 5, 2**33 + 7, 123_456_789_012], device="cuda")
+    mismatches = 0
+    for step in (0, 1, 977, 2**31 + 3):
+        for stream in (0, 1, 2):
+            compiled = masking.counter_uniform(42, sample_index, step, 2048, stream)
+            eager = masking._counter_uniform(42, sample_index, step, 2048, stream)
+            cpu = masking._counter_uniform(42, sample_index.cpu(), step, 2048, stream)
+            mismatches += int(not torch.equal(compiled, eager)) + int(not torch.equal(compiled.cpu(), cpu))
+    compiled_used = masking._compiled not in (None, False)
+    return {"check": "MLM mask hash: compiled (CUDA) vs eager (CUDA, CPU), bit-identical",
+            "mismatches": mismatches, "compiled": compiled_used, "ok": mismatches == 0 and compiled_used}
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_checks: no CUDA device; nothing to check")
@@ -95,11 +136,12 @@ def main() -> int:
                     checks.append({"check": f"{backend} vs sdpa, head_dim {head_dim}, {mode}", "ok": False,
                                    "error": repr(err)[:400]})
                 print(json.dumps(checks[-1]), flush=True)
-    try:
-        checks.append(check_cross_entropy())
-    except Exception as err:
-        checks.append({"check": "linear_cross_entropy", "ok": False, "error": repr(err)[:400]})
-    print(json.dumps(checks[-1]), flush=True)
+    for check in (check_cross_entropy, check_cross_entropy_bf16, check_mask_hash):
+        try:
+            checks.append(check())
+        except Exception as err:
+            checks.append({"check": check.__name__, "ok": False, "error": repr(err)[:400]})
+        print(json.dumps(checks[-1]), flush=True)
     out = Path(os.environ.get("OUT", "benchmarks/results/latest"))
     atomic_write_text(out / "gpu_checks.json", json.dumps(checks, indent=2) + "\n")
     return 0 if all(c["ok"] for c in checks) else 1

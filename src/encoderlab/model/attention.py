@@ -197,12 +197,13 @@ def _flex_attention(q: Tensor, k: Tensor, v: Tensor, block_mask, enable_gqa: boo
 
 
 def _varlen_attention(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout) -> Tensor:
-    batch, heads, length, dim = q.shape
-    kv_heads = k.shape[1]
-    # (B, H, T, D) -> (B*T, H, D); q and k come out of RoPE in (B, T, H, D) memory order (free).
-    flat_q = q.transpose(1, 2).reshape(batch * length, heads, dim)
-    flat_k = k.transpose(1, 2).reshape(batch * length, kv_heads, dim)
-    flat_v = v.transpose(1, 2).reshape(batch * length, kv_heads, dim).contiguous()
+    batch, length, heads, dim = q.shape
+    kv_heads = k.shape[2]
+    # (B, T, H, D) -> (B*T, H, D): free for q and k (RoPE's outputs); v is a view into the fused
+    # QKV projection, which the kernel needs compact.
+    flat_q = q.reshape(batch * length, heads, dim)
+    flat_k = k.reshape(batch * length, kv_heads, dim)
+    flat_v = v.reshape(batch * length, kv_heads, dim).contiguous()
     options = {}
     if layout.causal:  # PyTorch 2.10 takes is_causal, later versions a (left, right) window
         options = {"window_size": (-1, 0)} if "window_size" in _VARLEN_PARAMETERS else {"is_causal": True}
@@ -210,24 +211,28 @@ def _varlen_attention(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout) -
         options["enable_gqa"] = True
     cu = layout.cu_seqlens
     out = _varlen_attn(flat_q, flat_k, flat_v, cu, cu, length, length, **options)
-    return out.view(batch, length, heads, dim).transpose(1, 2)
+    return out.view(batch, length, heads, dim)
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout) -> Tensor:
-    """Scaled dot-product attention of (B, H, T, D) queries on (B, H_kv, T, D) keys/values."""
-    gqa = q.shape[1] != k.shape[1]
+    """Scaled dot-product attention of (B, T, H, D) queries on (B, T, H_kv, D) keys/values; (B, T, H, D) out."""
     if layout.backend == "varlen" and layout.cu_seqlens is not None:
         return _varlen_attention(q, k, v, layout)
+    # The other kernels take (B, H, T, D): transposed views, no copies.
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    gqa = q.shape[1] != k.shape[1]
     if layout.backend == "flex" and layout.block_mask is not None:
         # Inductor's flex template misreads a value tensor that is a strided view into the fused
         # QKV output (seen on CPU with torch 2.13: wrong outputs under torch.compile); the copy is
         # small (T x kv_dim per row) and removes the hazard on every device.
-        return _flex_attention(q, k, v.contiguous(), layout.block_mask, gqa)
-    if layout.dense_mask is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=layout.causal, enable_gqa=gqa)
-    if gqa:
-        # Memory-efficient SDPA kernels do not all take GQA with a mask; repeat KV heads instead.
-        groups = q.shape[1] // k.shape[1]
-        k = k.repeat_interleave(groups, dim=1)
-        v = v.repeat_interleave(groups, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=layout.dense_mask)
+        out = _flex_attention(q, k, v.contiguous(), layout.block_mask, gqa)
+    elif layout.dense_mask is None:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=layout.causal, enable_gqa=gqa)
+    else:
+        if gqa:
+            # Memory-efficient SDPA kernels do not all take GQA with a mask; repeat KV heads instead.
+            groups = q.shape[1] // k.shape[1]
+            k = k.repeat_interleave(groups, dim=1)
+            v = v.repeat_interleave(groups, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.dense_mask)
+    return out.transpose(1, 2)

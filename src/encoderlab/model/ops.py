@@ -61,5 +61,7 @@ class _Rope(torch.autograd.Function):
 
 
 def apply_rope(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
-    """Rotates (B, H, T, D) queries and keys by (B, 1, T, D) fp32 cos/sin tables (rotate-half pairing)."""
+    """Rotates (B, T, H, D) queries and keys by (B, T, 1, D) fp32 cos/sin tables (rotate-half pairing).
+
+    Any layout works whose cos/sin broadcast against q and k over the head axis."""
     return _Rope.apply(q, cos, sin), _Rope.apply(k, cos, sin)

@@ -24,8 +24,12 @@ def _chunk_loss_and_grad(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tenso
     lse = torch.logsumexp(logits_f, dim=-1)
     target_logit = logits_f.gather(1, safe_targets[:, None]).squeeze(1)
     loss = torch.where(valid, lse - target_logit, 0.0).sum()
-    grad = torch.exp(logits_f - lse[:, None])
-    grad = grad.scatter_add(1, safe_targets[:, None], torch.full_like(lse[:, None], -1.0))
+    # softmax - one_hot(target), written as one pointwise expression (the one-hot from a column
+    # index compare): compiled, it is a single pass over the logits. A scatter_add here kept the
+    # fp32 softmax in memory and added two passes over it (~9 of the 90 ms of a 210m MLM step on an
+    # H100, profiled 2026-11-26).
+    is_target = torch.arange(logits.shape[1], device=logits.device)[None, :] == safe_targets[:, None]
+    grad = torch.exp(logits_f - lse[:, None]) - is_target.to(logits_f.dtype)
     grad = torch.where(valid[:, None], grad, 0.0)
     return loss, grad.to(logits.dtype)
 
@@ -40,6 +44,33 @@ def _chunk_fn(device: torch.device):
     if _compiled_chunk_fn is None:
         _compiled_chunk_fn = torch.compile(_chunk_loss_and_grad, dynamic=True)
     return _compiled_chunk_fn
+
+
+_fp32_addmm_support: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def _gemm_accumulates_fp32(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether ``addmm(out_dtype=float32)`` on half-precision operands works here (CUDA, PyTorch >= 2.9).
+
+    With it the head's fp32 gradient is accumulated inside the GEMM's epilogue; without it each
+    chunk's product is written out and added in a separate pass (~0.9 ms a chunk at 1b on an H100).
+    Checked once per device type and dtype, on a small product with a known answer.
+    """
+    key = (device.type, dtype)
+    if key not in _fp32_addmm_support:
+        supported = False
+        if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
+            try:
+                with torch.autocast(device.type, enabled=False):
+                    a = torch.full((2, 3), 0.5, device=device, dtype=dtype)
+                    b = torch.full((3, 4), 2.0, device=device, dtype=dtype)
+                    c = torch.ones(2, 4, device=device, dtype=torch.float32)
+                    torch.addmm(c, a, b, out_dtype=torch.float32, out=c)
+                supported = bool((c == 4.0).all())
+            except (RuntimeError, TypeError, NotImplementedError):
+                supported = False
+        _fp32_addmm_support[key] = supported
+    return _fp32_addmm_support[key]
 
 
 def _compute_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
@@ -58,6 +89,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden) if needs_grad else None
         accumulate = torch.promote_types(dtype, torch.float32)
         grad_weight = torch.zeros(weight.shape, dtype=accumulate, device=weight.device) if needs_grad else None
+        fused_accumulate = needs_grad and accumulate != dtype and _gemm_accumulates_fp32(hidden.device, dtype)
         loss = torch.zeros((), dtype=accumulate, device=hidden.device)
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size].to(dtype)
@@ -65,7 +97,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
             loss += chunk_loss
             if needs_grad:
                 grad_hidden[start : start + chunk_size] = grad_logits @ w
-                grad_weight += grad_logits.T @ h
+                if fused_accumulate:
+                    with torch.autocast(hidden.device.type, enabled=False):  # operands are cast already
+                        torch.addmm(grad_weight, grad_logits.T, h, out_dtype=accumulate, out=grad_weight)
+                else:
+                    grad_weight += grad_logits.T @ h
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
         return loss
