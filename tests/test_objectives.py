@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from encoderlab.model import document_ids_from_lengths
-from encoderlab.objectives import CLMObjective, MLMObjective, TokenBatch, counter_uniform, linear_cross_entropy
+from encoderlab.objectives import (CLMObjective, MLMObjective, TokenBatch, counter_uniform, counter_uniforms,
+                                   linear_cross_entropy)
 
 
 @pytest.mark.parametrize("chunk_size", [7, 64, 1000])
@@ -50,6 +51,39 @@ def test_counter_uniform_is_a_pure_function_of_its_keys():
     assert big.mean().item() == pytest.approx(0.5, abs=2e-3)
     counts = torch.histc(big, bins=10, min=0, max=1) / big.numel()
     assert torch.allclose(counts, torch.full_like(counts, 0.1), atol=2e-3)
+
+
+def test_counter_uniforms_keep_the_mask_definition_and_stack_streams():
+    # Golden values of the hash as first released: a resumed or re-run study must draw the same
+    # masks with any later version (these pin the definition, not an implementation).
+    u = counter_uniform(42, torch.tensor([0, 5, 2**33 + 7]), step=977, num_positions=6, stream=1)
+    assert (u * 2**32).long().tolist() == [
+        [3857487872, 369503584, 4261667072, 1517728256, 3972612864, 2956187904],
+        [799809152, 1191895552, 2052850304, 3078496512, 2185123072, 1320777344],
+        [3372720640, 1156855936, 3132441344, 1171295744, 874516032, 2674094336],
+    ]
+    assert (counter_uniform(0, torch.tensor([3]), 0, 4, 0) * 2**32).long().tolist() == [
+        [3631988736, 2718382336, 1534332928, 1518196096]]
+    samples = torch.tensor([3, 10, 2**40 + 1])
+    stacked = counter_uniforms(7, samples, 2**33 + 5, 64, (0, 1, 2))
+    for row, stream in enumerate((0, 1, 2)):
+        assert torch.equal(stacked[row], counter_uniform(7, samples, 2**33 + 5, 64, stream))
+
+
+def test_compiled_mask_hash_matches_eager_bit_for_bit():
+    # CUDA runs the compiled hash; inductor's CPU backend compiles the same graph, so the claim
+    # "integer arithmetic, bit-identical" is checked here too (gpu_checks.py checks it on a GPU).
+    from encoderlab.objectives import masking
+
+    compiled = torch.compile(masking._hash_uniforms, dynamic=True)
+    for samples, step, seed, length in (([0, 5, 2**33 + 7], 977, 42, 96), ([1, 2**62], 2**32 + 3, 2**31, 130)):
+        sample = torch.tensor(samples)
+        keys = torch.tensor([[(masking._STREAM_OFFSET * (s + 1)) & masking._M32, step & masking._M32,
+                              seed & masking._M32] for s in (0, 1)])
+        position = torch.arange(length)
+        assert torch.equal(compiled(position, sample, keys), masking._hash_uniforms(position, sample, keys))
+        assert torch.equal(compiled(position, sample, keys)[1],
+                           counter_uniform(seed, sample, step, length, stream=1))
 
 
 def _mlm(**kwargs):

@@ -19,7 +19,7 @@ from torch import nn
 
 from encoderlab.model import PAD_DOCUMENT
 from encoderlab.objectives.cross_entropy import IGNORE_INDEX, linear_cross_entropy
-from encoderlab.objectives.masking import counter_uniform
+from encoderlab.objectives.masking import counter_uniforms
 
 FRACTION_TOLERANCE = 1e-6
 
@@ -153,13 +153,15 @@ class MLMObjective:
         eligible = ~torch.isin(ids, special)
         if batch.document_ids is not None:
             eligible &= batch.document_ids != PAD_DOCUMENT
-        select_u = counter_uniform(self.seed, batch.sample_index, step, length, stream=0)
-        replace_u = counter_uniform(self.seed, batch.sample_index, step, length, stream=1)
+        # streams: 0 selects, 1 picks the replacement, 2 the random token (hashed in one pass)
+        streams = (0, 1, 2) if self.random_fraction > 0 else (0, 1)
+        uniforms = counter_uniforms(self.seed, batch.sample_index, step, length, streams)
+        select_u, replace_u = uniforms[0], uniforms[1]
         selected = eligible & (select_u < self.ratio)
         corrupted = torch.where(selected & (replace_u < self.mask_fraction), self.mask_token_id, ids)
         if self.random_fraction > 0:
             regular = self._regular_ids.to(ids.device)
-            token_u = counter_uniform(self.seed, batch.sample_index, step, length, stream=2)
+            token_u = uniforms[2]
             random_ids = regular[(token_u * len(regular)).long().clamp_(max=len(regular) - 1)]
             use_random = selected & (replace_u >= self.mask_fraction) & (
                 replace_u < self.mask_fraction + self.random_fraction
