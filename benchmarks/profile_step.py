@@ -39,7 +39,7 @@ import pretrain_throughput as bench  # noqa: E402
 
 import encoderlab.objectives.objectives as objectives_module  # noqa: E402
 
-PHASES = ("encoder forward", "lm head + loss", "backward", "clip", "optimizer")
+PHASES = ("inputs", "encoder forward", "lm head + loss", "backward", "clip", "optimizer")
 
 # First match wins. Kernel names differ across CUDA/cuBLAS/cuDNN versions, hence the loose patterns.
 KERNEL_CATEGORIES = (
@@ -97,13 +97,17 @@ def instrumented_step(setup: bench.RunSetup, step: int, clock: PhaseClock, param
         return loss
 
     objectives_module.linear_cross_entropy = timed_linear_cross_entropy
+    # "inputs": the objective's work before the model runs (MLM masking, prediction positions);
+    # found by hand in a trace once (~10 ms of eager mask hashing at 210m), so it has its own row.
+    hook = setup.model.register_forward_pre_hook(lambda module, args: clock.mark("encoder forward"))
     try:
-        clock.mark("encoder forward")
+        clock.mark("inputs")
         with setup.autocast:
             out = setup.objective(setup.model, setup.batches[step % len(setup.batches)], step)
             loss = out.loss_sum / out.num_targets
     finally:
         objectives_module.linear_cross_entropy = original
+        hook.remove()
     clock.mark("backward")
     loss.backward()
     clock.mark("clip")
@@ -137,7 +141,7 @@ def kernel_summary(prof, device: torch.device) -> dict:
             if event.device_type != torch.autograd.DeviceType.CUDA or event.is_user_annotation:
                 continue
             us = event.time_range.elapsed_us()
-            intervals.append((event.time_range.start, event.time_range.end))
+            intervals.append((event.time_range.start, event.time_range.end, event.name))
         else:
             if event.device_type != torch.autograd.DeviceType.CPU or event.is_user_annotation:
                 continue
@@ -157,16 +161,20 @@ def kernel_summary(prof, device: torch.device) -> dict:
     }
     if intervals:
         intervals.sort()
-        busy, (start, end) = 0.0, intervals[0]
-        for s, e in intervals[1:]:
+        busy, (start, end) = 0.0, intervals[0][:2]
+        gaps = []  # (idle us, us since the first kernel, the kernel that ended the wait)
+        for s, e, name in intervals[1:]:
             if s > end:
                 busy += end - start
+                gaps.append((s - end, s - intervals[0][0], name))
                 start, end = s, e
             else:
                 end = max(end, e)
         busy += end - start
-        span = max(e for _, e in intervals) - intervals[0][0]
+        span = max(e for _, e, _ in intervals) - intervals[0][0]
         summary.update(span_ms=span / 1e3, busy_ms=busy / 1e3, idle_ms=(span - busy) / 1e3)
+        summary["idle_gaps"] = [{"idle_ms": gap / 1e3, "at_ms": at / 1e3, "next_kernel": name}
+                                for gap, at, name in sorted(gaps, reverse=True)[:8]]
     return summary
 
 
@@ -192,6 +200,12 @@ def markdown(result: dict) -> str:
     lines += ["", f"Profiled step, {k['unit']}: {k['total_ms']:.2f} ms"]
     if "idle_ms" in k:
         lines[-1] += f" busy over a {k['span_ms']:.2f} ms span; device idle {k['idle_ms']:.2f} ms"
+    if k.get("idle_gaps"):
+        lines += ["", "Longest idle gaps on the device (the profiler's own host overhead widens them):", "",
+                  "| idle ms | at ms | next kernel |", "|---|---|---|"]
+        for gap in k["idle_gaps"]:
+            name = gap["next_kernel"].replace("|", "/")
+            lines.append(f"| {gap['idle_ms']:.2f} | {gap['at_ms']:.1f} | `{name[:90]}` |")
     lines += ["", "| category | ms | share |", "|---|---|---|"]
     for category, ms in k["categories_ms"].items():
         lines.append(f"| {category} | {ms:.2f} | {ms / k['total_ms']:.1%} |")

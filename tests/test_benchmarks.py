@@ -95,7 +95,7 @@ def test_profile_step_splits_a_step_into_phases_and_operator_categories(tmp_path
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads((tmp_path / "profile.json").read_text())
     phases = result["phases_ms"]
-    assert set(phases) == {"encoder forward", "lm head + loss", "backward", "clip", "optimizer"}
+    assert set(phases) == {"inputs", "encoder forward", "lm head + loss", "backward", "clip", "optimizer"}
     assert all(ms > 0 for ms in phases.values())
     # The phases tile the step: their sum cannot exceed the measured wall time of a step.
     assert sum(phases.values()) <= result["step_ms"] * 1.05
