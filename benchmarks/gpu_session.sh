@@ -48,13 +48,14 @@ for spec in $PROFILES; do
   part "profile-${spec/:/-}" "$PROFILE_S" python3 benchmarks/profile_step.py --preset "${spec%:*}" --run "${spec#*:}" \
     --out "$OUT/profile-${spec/:/-}" "${trace[@]}"
 done
-# Throughput gets what the checks and profiles left of 560 s. Order: what is read first, first
-# (210m baseline and its A/B variants, then 610m and 1b against their HF baselines, then the
-# eager rows of the memory target); the budget skips the tail rather than overrunning the call.
+# Throughput gets what the checks and profiles left of the budget. Order: what is read first,
+# first (210m baseline and the RoPE-backward A/B, then 610m and 1b against their HF baselines,
+# then other A/B rows and the eager rows of the memory target); the budget skips the tail rather
+# than overrunning the call.
 if [ -z "${EXTRA+set}" ]; then
-EXTRA="210m:mlm-plain,210m:clm-plain,210m:mlm:ce_chunk=16384,210m:clm:ce_chunk=16384"
-EXTRA+=",210m:mlm:scope=model,210m:clm:scope=model"
-EXTRA+=",610m:hf,610m:mlm,610m:clm,610m:mlm:ce_chunk=16384,1b:hf,1b:mlm,1b:clm"
+EXTRA="210m:mlm:cat_inputs=2,210m:clm:cat_inputs=2,210m:mlm-plain,210m:clm-plain"
+EXTRA+=",610m:hf,610m:mlm,610m:clm,1b:hf,1b:mlm,1b:clm,1b:clm:cat_inputs=2"
+EXTRA+=",210m:mlm:scope=model,210m:mlm:residual=bf16"
 EXTRA+=",210m:mlm:eager,210m:clm:eager,610m:mlm:eager,610m:clm:eager,1b:mlm:eager,1b:clm:eager"
 fi
 left=$((BUDGET_S - ($(date +%s) - started)))

@@ -19,6 +19,7 @@ Results are appended run by run to ``throughput.jsonl`` and summarised in ``thro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -92,11 +93,15 @@ def make_batches(config: ModelConfig, rows: int, seq_len: int, count: int, devic
 
 
 # Options a row may vary (``--extra PRESET:RUN:key=value``), to A/B a change in one process.
-VARIANT_DEFAULTS = {"ce_chunk": 4096, "scope": "blocks", "mode": "default", "residual": "fp32"}
+VARIANT_DEFAULTS = {"ce_chunk": 4096, "scope": "blocks", "mode": "default", "residual": "fp32", "cat_inputs": 0}
 COMPILE_SCOPES = ("blocks", "model")
 # residual=bf16: the residual stream in the autocast dtype (Megatron's default) instead of fp32; the
 # embedding output is cast, so every block adds and normalises bf16 (an A/B of the idea, not a model option yet).
 RESIDUAL_DTYPES = ("fp32", "bf16")
+# cat_inputs=N: inductor writes a concatenation of more than N inputs through a ConcatKernel (each
+# input's kernel stores into its slice) instead of one pointwise kernel with a masked load per
+# input (0: inductor's default, 8). Aimed at RoPE's backward, which reassembles the fused QKV
+# gradient from dq, dk, dv in one such kernel and ran at ~540 GB/s on an H100 (2026-11-26).
 
 
 def parse_variant(parts: list[str]) -> dict:
@@ -105,9 +110,9 @@ def parse_variant(parts: list[str]) -> dict:
         key, sep, value = part.partition("=")
         if not sep or key not in VARIANT_DEFAULTS:
             raise SystemExit(f"--extra: expected key=value with key in {sorted(VARIANT_DEFAULTS)}, got {part!r}")
-        if key == "ce_chunk":
+        if key in ("ce_chunk", "cat_inputs"):
             if not value.isdigit() or int(value) <= 0:
-                raise SystemExit(f"--extra: ce_chunk must be a positive integer, got {value!r}")
+                raise SystemExit(f"--extra: {key} must be a positive integer, got {value!r}")
             variant[key] = int(value)
         elif key == "scope" and value not in COMPILE_SCOPES:
             raise SystemExit(f"--extra: scope must be one of {COMPILE_SCOPES}, got {value!r}")
@@ -138,6 +143,16 @@ def build_encoderlab(config: ModelConfig, device: torch.device, compiled: bool, 
 def _to_autocast_dtype(module, inputs, output):
     device_type = output.device.type
     return output.to(torch.get_autocast_dtype(device_type)) if torch.is_autocast_enabled(device_type) else output
+
+
+def inductor_options(cat_inputs: int) -> dict:
+    """``torch._inductor.config`` values of a row (only the names this PyTorch has)."""
+    if not cat_inputs:
+        return {}
+    import torch._inductor.config as inductor_config
+
+    names = ("max_pointwise_cat_inputs", "max_complex_pointwise_cat_inputs")
+    return {name: cat_inputs for name in names if hasattr(inductor_config, name)}
 
 
 def build_hf_llama(config: ModelConfig, device: torch.device, compiled: bool):
@@ -222,8 +237,15 @@ def setup_run(args, preset: str, kind: str, compiled: bool, device: torch.device
     )
     batches = make_batches(config, rows, seq_len, args.distinct_batches, device, args.mean_doc_length, layout)
     parameters = [p for p in model.parameters() if p.requires_grad]
+    compile_options = inductor_options(options["cat_inputs"])
 
     def train_step(step: int) -> torch.Tensor:
+        # inductor reads its config when it compiles (forward and backward graphs, in the first
+        # steps); patched per call, so it never leaks into the next row
+        with torch._inductor.config.patch(compile_options) if compile_options else contextlib.nullcontext():
+            return _train_step(step)
+
+    def _train_step(step: int) -> torch.Tensor:
         batch = batches[step % len(batches)]
         with autocast:
             if code == "encoderlab":

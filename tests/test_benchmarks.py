@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -134,3 +136,17 @@ def test_profile_phase_table_sums_a_phase_within_a_step_before_the_median():
              {"encoder forward": 12.0, "lm head + loss": 5.0, "after head": 1.0, "backward": 22.0},
              {"encoder forward": 11.0, "lm head + loss": 9.0, "after head": 3.0, "backward": 21.0}]
     assert phase_table(steps) == {"encoder forward": 13.0, "lm head + loss": 5.0, "backward": 21.0}
+
+
+def test_inductor_variant_names_only_existing_config_and_is_refused_when_not_positive():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import torch._inductor.config as inductor_config
+    from pretrain_throughput import inductor_options, parse_variant
+
+    assert parse_variant(["cat_inputs=2"]) == {"cat_inputs": 2}
+    options = inductor_options(2)
+    assert options and set(options.values()) == {2}
+    assert all(hasattr(inductor_config, name) for name in options)
+    assert inductor_options(0) == {}
+    with pytest.raises(SystemExit, match="cat_inputs must be a positive integer"):
+        parse_variant(["cat_inputs=0"])

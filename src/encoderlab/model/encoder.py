@@ -80,8 +80,9 @@ class Attention(nn.Module):
         q_dim, kv_dim = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         q, k, v = self.qkv(x).split([q_dim, kv_dim, kv_dim], dim=-1)
         # (B, T, H, D), the projection's own memory order: RoPE and the varlen kernel read it as
-        # is. Rotating a (B, H, T, D) transposed view instead made RoPE's backward kernel 4-5x
-        # slower than its memory traffic on an H100 (profiled 2026-11-26).
+        # is; the other kernels get (B, H, T, D) transposed views. (Measured on an H100 on
+        # 2026-11-26: this did not change RoPE's slow backward kernel, 0.42 ms a layer at 210m,
+        # which fuses the rotation with reassembling the QKV gradient; see benchmarks/README.md.)
         q = q.view(batch, length, self.num_heads, self.head_dim)
         k = k.view(batch, length, self.num_kv_heads, self.head_dim)
         v = v.view(batch, length, self.num_kv_heads, self.head_dim)
