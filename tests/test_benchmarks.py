@@ -150,3 +150,33 @@ def test_inductor_variant_names_only_existing_config_and_is_refused_when_not_pos
     assert inductor_options(0) == {}
     with pytest.raises(SystemExit, match="cat_inputs must be a positive integer"):
         parse_variant(["cat_inputs=0"])
+
+
+def test_gpu_session_returns_at_most_eight_files_with_everything_packed(tmp_path):
+    """The device tool returns at most 8 files: the session script packs its results into one archive.
+
+    Run for real with the tiny preset; nvidia-smi is the only stand-in (the script refuses to start
+    without one), and python3 is this interpreter."""
+    import os
+    import tarfile
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'name, memory.total'\n")
+    (bin_dir / "python3").write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "BUDGET_S": "240",
+           "CHECKS_S": "30", "PROFILES": "tiny:clm", "PROFILE_S": "120", "PRESETS": "tiny", "RUNS": "mlm",
+           "EXTRA": "tiny:mlm:eager:cat_inputs=2"}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    returned = sorted(p.name for p in out.iterdir())
+    assert returned == ["session.tar.gz", "trace.json.gz"], returned
+    with tarfile.open(out / "session.tar.gz") as archive:
+        names = set(archive.getnames())
+    assert {"./profile-tiny-clm/profile.json", "./throughput/throughput.json", "./gpu-checks.log"} <= names
+    # the summaries are printed last, where the device tool's output tail shows them
+    assert "#### " in proc.stdout and "| tiny | mlm | cat_inputs=2 |" in proc.stdout
