@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU session for issue #7, sized for one call of the device tool (its limit is 10
 # minutes a call, 15 minutes a session with the machine's start; the parts stop within 560 s):
-# numerical checks, a profile of one step per objective at 210m and 1b, then throughput rows
+# numerical checks, a profile of one step at 210m (MLM) and 1b (CLM), then throughput rows
 # against the Hugging Face baseline in the same process, with the A/B variants.
 # Everything lands in $OUT (default benchmarks/results/latest); each part has its own time limit,
 # so a part that hangs or fails costs only its own rows.
@@ -10,8 +10,8 @@
 #
 # Environment knobs, so a shorter call can run a subset (defaults: the full session):
 #   BUDGET_S (560) the parts' total; CHECKS_S (90; 0 skips gpu_checks.py); PROFILES ("210m:mlm
-#   210m:clm 1b:clm"; the first gets a Chrome trace) and PROFILE_S (80 each); PRESETS/RUNS/EXTRA
-#   of the throughput part (pretrain_throughput.py's --presets/--runs/--extra).
+#   1b:clm"; the first gets a Chrome trace) and PROFILE_S (60 each; they took 27-36 s on an H100);
+#   PRESETS/RUNS/EXTRA of the throughput part (pretrain_throughput.py's --presets/--runs/--extra).
 # The device tool returns at most 8 files, so everything but the Chrome trace is packed into
 # $OUT/session.tar.gz at the end, and the Markdown summaries are printed last.
 set -u
@@ -36,8 +36,8 @@ part() {  # part NAME SECONDS COMMAND...: runs, logs to $OUT/NAME.log, never sto
 
 BUDGET_S=${BUDGET_S:-560}
 CHECKS_S=${CHECKS_S:-90}
-PROFILES=${PROFILES-210m:mlm 210m:clm 1b:clm}
-PROFILE_S=${PROFILE_S:-80}
+PROFILES=${PROFILES-210m:mlm 1b:clm}
+PROFILE_S=${PROFILE_S:-60}
 nvidia-smi --query-gpu=name,memory.total,power.limit,clocks.max.sm --format=csv >"$OUT/nvidia-smi.csv" 2>&1
 [ "$CHECKS_S" -gt 0 ] && part gpu-checks "$CHECKS_S" env OUT="$OUT/gpu-checks" python3 benchmarks/gpu_checks.py
 first=1
