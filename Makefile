@@ -12,6 +12,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# ports of the official SQuAD v1.1 / v2.0 scripts, the metric tests' reference; --no-deps: they
+	# need only absl, not TensorFlow
+	$(BIN)/python -m pip install --quiet --no-deps tf-models-official==2.20.0 absl-py==2.5.1
 	touch $@
 
 setup: $(BIN)/.installed

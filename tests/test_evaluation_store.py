@@ -8,7 +8,7 @@ from encoderlab.evaluation.store import ResultsStore, RunRecord, model_fingerpri
 
 def record(seed=0, lr=1e-4, status="ok", validation=0.8, test=0.75):
     return RunRecord(model_fingerprint="abc", model_name="tiny", dataset="toy-sentiment", lr=lr, seed=seed,
-                     protocol_version="1", status=status, validation_score=validation, test_score=test,
+                     protocol_version="1", data_fingerprint="d0", status=status, validation_score=validation, test_score=test,
                      metrics={"accuracy": test}, test_items=[1.0, 0.0, 1.0], steps=10, train_seconds=1.5,
                      eval_seconds=0.2, provenance={"encoderlab": "0.1.0"})
 
@@ -29,7 +29,9 @@ def test_runs_are_stored_once_and_survive_reopening(tmp_path):
 
 
 def test_run_identity_and_bad_input(tmp_path):
-    assert run_key("m", "d", 1e-4, 0, "1") == run_key("m", "d", 0.0001, 0, "1") != run_key("m", "d", 1e-4, 1, "1")
+    assert run_key("m", "d", 1e-4, 0, "1", "x") == run_key("m", "d", 0.0001, 0, "1", "x") != run_key("m", "d", 1e-4, 1,
+                                                                                                 "1", "x")
+    assert run_key("m", "d", 1e-4, 0, "1", "x") != run_key("m", "d", 1e-4, 0, "1", "y")  # other data
     with ResultsStore(tmp_path / "r.sqlite") as store, pytest.raises(ValueError, match="run status"):
         store.add(record(status="crashed"))
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)

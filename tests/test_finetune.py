@@ -20,7 +20,8 @@ from encoderlab.evaluation.sweep import run_sweep
 from encoderlab.evaluation.tasks import TOYWORLD_TASKS, load_task
 from encoderlab.model import ModelConfig, build_encoder, save_checkpoint
 
-FAST = FinetuneConfig(max_steps=4, batch_size=8, max_length=128, max_eval_examples=24)
+FAST = FinetuneConfig(max_steps=4, batch_size=8, max_length=128, max_eval_examples=24, max_question_tokens=16,
+                      doc_stride=32, tc_full_epoch=False)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_features_label_first_sub_tokens_and_find_answers(tiny_checkpoint):
         assert feature["ids"][0] == 1 and feature["ids"][-1] == 2  # framed like pretraining documents
     qa = load_task("toy-qa").splits["train"][:40]
     counter = {}
-    features = qa_features(backbone, qa, FinetuneConfig(doc_stride=16), 64, counter)  # short windows: sliding
+    features = qa_features(backbone, qa, FinetuneConfig(doc_stride=16, max_question_tokens=16), 64, counter)  # sliding
     assert counter.get("windowed", 0) > 0
     for row in qa:
         windows = [f for f in features if qa[f["example"]] is row]
@@ -67,7 +68,8 @@ def test_every_task_type_trains_and_scores(tiny_checkpoint, name):
 @pytest.mark.parametrize("name,max_length", [("toy-qa", 48), ("toy-retrieval", 48), ("toy-ner", 12)])
 def test_a_shared_feature_cache_changes_nothing_but_the_work(tiny_checkpoint, name, max_length):
     # Short windows and inputs, so truncation and windowing counters are exercised too.
-    config = FinetuneConfig(max_steps=3, batch_size=8, max_length=max_length, doc_stride=8, max_eval_examples=16)
+    config = FinetuneConfig(max_steps=3, batch_size=8, max_length=max_length, doc_stride=8, max_eval_examples=16,
+                            max_question_tokens=8, tc_full_epoch=False)
     task = load_task(name)
     alone = [finetune(str(tiny_checkpoint), task, lr=1e-3, seed=seed, config=config) for seed in (0, 1)]
     cache = FeatureCache()
@@ -124,7 +126,8 @@ def test_killed_sweep_completes_on_rerun_with_no_duplicate_rows(tiny_checkpoint,
     db = tmp_path / "results.sqlite"
     command = [sys.executable, "-m", "encoderlab.cli", "evaluate", str(tiny_checkpoint), "--lrs", "1e-3,3e-4",
                "--seeds", "0,1", "--max-steps", "4", "--batch-size", "8", "--max-length", "128",
-               "--max-eval-examples", "24", "--results", str(db), "--no-progress"]
+               "--max-eval-examples", "24", "--set", "max_question_tokens=16", "--set", "doc_stride=32",
+               "--set", "tc_full_epoch=false", "--results", str(db), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -161,7 +164,7 @@ def test_zero_shot_tasks_are_trained_on_their_source_and_tested_on_their_own_dat
 
 
 def test_retrieval_chunk_size_is_validated():
-    with pytest.raises(ConfigError, match="retrieval_chunk_docs must be a positive"):
+    with pytest.raises(ConfigError, match="retrieval_chunk_docs must be a positive integer"):
         FinetuneConfig(retrieval_chunk_docs=0)
 
 
@@ -169,7 +172,7 @@ def test_retrieval_chunk_size_is_validated():
 def test_corpus_ranking_in_chunks_matches_the_full_score_matrix(chunk_docs):
     import torch
 
-    from encoderlab.evaluation.finetune import RETRIEVAL_DEPTH, _rank_corpus
+    from encoderlab.evaluation.retrieval import RETRIEVAL_DEPTH, rank_corpus
 
     generator = torch.Generator().manual_seed(0)
     corpus = [{"_id": f"d{i}", "title": "", "text": f"doc {i}"} for i in range(250)]
@@ -180,7 +183,7 @@ def test_corpus_ranking_in_chunks_matches_the_full_score_matrix(chunk_docs):
     def embed(texts):  # the embedding of "doc i" is row i
         return vectors[[int(t.split()[1]) for t in texts]]
 
-    run, pool_run = _rank_corpus(corpus, queries, [f"q{j}" for j in range(5)], pool, embed, chunk_docs)
+    run, pool_run = rank_corpus(corpus, queries, [f"q{j}" for j in range(5)], pool, embed, chunk_docs)
     scores = queries @ vectors.T
     for j in range(5):
         full = [f"d{i}" for i in scores[j].argsort(descending=True)[:RETRIEVAL_DEPTH].tolist()]

@@ -32,6 +32,7 @@ evaluation:
   batch_size: 8
   max_length: 96
   max_eval_examples: 24
+  protocol: {max_question_tokens: 16, doc_stride: 32, tc_full_epoch: false}
 comparisons: [[MLM, CLM]]
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -179,25 +180,61 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def finetune_config_from_args(args: argparse.Namespace):
+    """The fine-tuning protocol: the paper's defaults, the flags, then ``--set KEY=VALUE`` for any setting."""
+    import yaml
+
+    from encoderlab.config import from_dict
     from encoderlab.evaluation.finetune import FinetuneConfig
-    from encoderlab.evaluation.sweep import PAPER_LRS, PAPER_SEEDS, format_table, run_sweep
+
+    values = {"max_steps": args.max_steps, "batch_size": args.batch_size, "max_length": args.max_length,
+              "max_eval_examples": args.max_eval_examples}
+    values = {k: v for k, v in values.items() if v is not None}
+    strings = {f.name for f in dataclasses.fields(FinetuneConfig) if f.type in (str, "str")}
+    for item in args.set or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. --set adam_beta2=0.999)")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        textual = key in strings and not raw.strip().startswith(("'", '"'))
+        values[key] = raw if textual or not raw.strip() else yaml.safe_load(raw)  # prefixes keep ': ' and spaces
+    return from_dict(FinetuneConfig, values, where="fine-tuning protocol")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from encoderlab.evaluation.protocol import protocol_card, protocol_id
+    from encoderlab.evaluation.store import ResultsStore, model_fingerprint
+    from encoderlab.evaluation.sweep import (PAPER_LRS, PAPER_SEEDS, format_stability, format_table, other_groups,
+                                             run_sweep, sweep_protocol)
     from encoderlab.evaluation.tasks import TOYWORLD_TASKS
 
     tasks = args.tasks.split(",") if args.tasks else list(TOYWORLD_TASKS)
-    lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else list(PAPER_LRS)
-    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else list(PAPER_SEEDS)
+    try:
+        lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else list(PAPER_LRS)
+        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else list(PAPER_SEEDS)
+    except ValueError as err:
+        raise ConfigError(f"--lrs / --seeds: expected comma-separated numbers ({err})") from None
     local_dirs = {}
     for item in args.data or []:
         if "=" not in item:
             raise ConfigError(f"--data {item!r}: expected TASK=DIRECTORY")
         task, directory = item.split("=", 1)
         local_dirs[task] = directory
-    config = FinetuneConfig(max_steps=args.max_steps, batch_size=args.batch_size, max_length=args.max_length,
-                            max_eval_examples=args.max_eval_examples)
+    config = finetune_config_from_args(args)
     rows = run_sweep(args.model, tasks, lrs, seeds, args.results, config, local_dirs=local_dirs,
                      progress=not args.no_progress, trust_remote_code=args.trust_remote_code)
+    identity = sweep_protocol(config)
     print(format_table(rows))
+    print("\nStability across the LR grid and seeds (test scores):\n" + format_stability(rows))
+    print("\nProtocol:\n" + "\n".join(protocol_card(identity, lrs, seeds)))
+    data = {r["task"]: r["data"] for r in rows if r.get("data")}
+    if data:
+        print("\ndata fingerprints: " + ", ".join(f"{k} {v}" for k, v in data.items()))
+    with ResultsStore(args.results) as store:
+        others = other_groups(store, model_fingerprint(args.model), list(data), protocol_id(identity), data)
+    if others:
+        print(f"note: {others} other run(s) of this model and these tasks in {args.results} were made under another "
+              "protocol or other data; they are not part of this summary")
     print(f"results: {args.results}")
     return 0
 
@@ -398,10 +435,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", help="comma list (default: 0,1,2,3,4)")
     ev.add_argument("--results", default="results.sqlite", help="SQLite results database (runs already there are skipped)")
     ev.add_argument("--data", action="append", metavar="TASK=DIR", help="read a task from local files")
-    ev.add_argument("--max-steps", type=int, default=1000)
-    ev.add_argument("--batch-size", type=int, default=32)
-    ev.add_argument("--max-length", type=int, default=512)
-    ev.add_argument("--max-eval-examples", type=int, default=None)
+    ev.add_argument("--max-steps", type=int, help="at most this many steps or one epoch (default 1000; TC: one epoch)")
+    ev.add_argument("--batch-size", type=int, help="default 32")
+    ev.add_argument("--max-length", type=int, help="tokens per input (default 2048, capped at the model's positions)")
+    ev.add_argument("--max-eval-examples", type=int, default=None, help="cap validation/test sizes (smoke runs)")
+    ev.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="any protocol setting, e.g. adam_beta2=0.999, attention=causal, query_prefix='' "
+                         "(see encoderlab.evaluation.protocol.FinetuneConfig)")
     ev.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the model dir")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=cmd_evaluate)

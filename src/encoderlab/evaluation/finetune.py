@@ -1,21 +1,22 @@
 """Fine-tune one backbone on one task with one (LR, seed), the paper's protocol, and score it.
 
-Protocol (SYSTEM.md section 3): bidirectional attention for every model; up to 1,000 steps or
-one epoch, whichever comes first; batch 32; AdamW; 10% linear warmup then linear decay; heads:
-SC linear on mean-pooled tokens, TC per-token linear with first-sub-token labels, QA start/end
-logits with a sliding window and SQuAD-v2 no-answer at the first position, IR mean pooling with
-InfoNCE over in-batch negatives (cosine, temperature 0.05). Batches are padded to their longest
-member only. The head's initialisation and the data order depend on the run seed; data splits
-never do. A non-finite loss marks the run as diverged instead of failing the sweep.
+Protocol (``protocol.py``; SYSTEM.md section 3): bidirectional attention for every model; up to
+1,000 steps or one epoch, whichever comes first (TC: one full epoch); batch 32; AdamW (0.9, 0.95),
+eps 1e-5, weight decay 0.1; 10% linear warmup then linear decay; heads: SC linear on mean-pooled
+tokens, TC per-token linear with first-sub-token labels, QA start/end logits with a sliding
+window and SQuAD-v2 no-answer at the first position, IR mean pooling with InfoNCE over in-batch
+negatives (cosine, temperature 0.05). Batches are padded to their longest member only. The
+head's initialisation and the data order depend on the run seed; data splits never do. A
+non-finite loss marks the run as diverged instead of failing the sweep.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -23,203 +24,15 @@ from torch import nn
 
 from encoderlab.config import ConfigError
 from encoderlab.evaluation import metrics as M
+from encoderlab.evaluation.backbone import Backbone, mean_pool, pad_batch
+from encoderlab.evaluation.features import (FeatureCache, document_text, ir_framed, qa_features, query_text,
+                                            sc_features, tc_features, train_features)
+from encoderlab.evaluation.protocol import PROTOCOL_VERSION, FinetuneConfig, precision_of
+from encoderlab.evaluation.retrieval import RETRIEVAL_DEPTH, rank_corpus
 from encoderlab.evaluation.tasks import TaskData
 
-PROTOCOL_VERSION = "1"
-
-
-@dataclass(kw_only=True)
-class FinetuneConfig:
-    max_steps: int = 1000
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    max_length: int = 512
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    doc_stride: int = 128  # tokens shared by consecutive windows of a long context
-    max_answer_tokens: int = 30
-    temperature: float = 0.05
-    max_eval_examples: int | None = None  # cap validation/test sizes (smoke runs); None = all
-    retrieval_chunk_docs: int = 65536  # corpus documents embedded and scored at a time (memory, not results)
-
-    def __post_init__(self) -> None:
-        if self.retrieval_chunk_docs <= 0:
-            raise ConfigError(f"fine-tuning config: retrieval_chunk_docs must be a positive number of documents, "
-                              f"got {self.retrieval_chunk_docs}")
-
-
-# -- backbones ---------------------------------------------------------------------------------
-class Backbone(nn.Module):
-    """An encoderlab checkpoint (bidirectional mode) or any transformers encoder, same interface."""
-
-    def __init__(self, path: str, trust_remote_code: bool = False):
-        super().__init__()
-        from transformers import AutoTokenizer
-
-        from encoderlab.model.checkpoint import CHECKPOINT_FORMAT
-
-        config_file = Path(path) / "config.json"
-        self.native = config_file.is_file() and f'"{CHECKPOINT_FORMAT}"' in config_file.read_text()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        except Exception as err:
-            raise ConfigError(f"{path}: no usable tokenizer ({type(err).__name__}: {err}); an evaluated model needs "
-                              "its tokenizer files next to the weights") from None
-        if self.native:
-            from encoderlab.model import load_checkpoint
-
-            self.model = load_checkpoint(path)
-            self.hidden_size = self.model.config.hidden_size
-            self.max_positions = self.model.config.max_position_embeddings
-        else:
-            from transformers import AutoModel
-
-            self.model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
-            self.hidden_size = self.model.config.hidden_size
-            self.max_positions = getattr(self.model.config, "max_position_embeddings", 512)
-        self.start_id = self.tokenizer.cls_token_id if self.tokenizer.cls_token_id is not None else self.tokenizer.bos_token_id
-        self.sep_id = self.tokenizer.sep_token_id if self.tokenizer.sep_token_id is not None else self.tokenizer.eos_token_id
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (self.sep_id or 0)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.native:
-            return self.model(input_ids, attention="bidirectional", attention_mask=attention_mask).hidden_states
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-    def frame(self, ids: list[int], second: list[int] | None = None) -> list[int]:
-        """[start] ids [sep] (second [sep]) with the model's own special tokens."""
-        head = [self.start_id] if self.start_id is not None else []
-        sep = [self.sep_id] if self.sep_id is not None else []
-        out = head + ids + sep
-        return out + second + sep if second is not None else out
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-
-
-def pad_batch(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    length = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    for i, s in enumerate(sequences):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids.to(device), mask.to(device)
-
-
-# -- features per task type ----------------------------------------------------------------------
-def _truncate(ids: list[int], limit: int, counter: dict) -> list[int]:
-    if len(ids) > limit:
-        counter["truncated"] = counter.get("truncated", 0) + 1
-        return ids[:limit]
-    return ids
-
-
-def sc_features(backbone: Backbone, task: TaskData, rows: list[dict], limit: int, counter: dict) -> list[dict]:
-    spec = task.spec
-    out = []
-    for row in rows:
-        text = spec.pair_template.format(**row) if spec.pair_template else row[spec.text_fields[0]]
-        out.append({"ids": backbone.frame(_truncate(backbone.encode(text), limit - 2, counter)), "label": int(row["label"])})
-    return out
-
-
-def tc_features(backbone: Backbone, rows: list[dict], limit: int, counter: dict) -> list[dict]:
-    out = []
-    for row in rows:
-        ids, labels, first_of_word = [], [], []
-        for word, tag in zip(row["tokens"], row["ner_tags"]):
-            pieces = backbone.encode((" " if ids else "") + word) or [backbone.pad_id]
-            first_of_word.append(len(ids))
-            labels += [int(tag)] + [-100] * (len(pieces) - 1)  # only the first sub-token carries the label
-            ids += pieces
-        if len(ids) > limit - 2:
-            counter["truncated"] = counter.get("truncated", 0) + 1
-            counter["truncated_words"] = counter.get("truncated_words", 0) + sum(f >= limit - 2 for f in first_of_word)
-            ids, labels = ids[: limit - 2], labels[: limit - 2]
-        framed = backbone.frame(ids)
-        offset = 1 if backbone.start_id is not None else 0
-        out.append({"ids": framed, "labels": [-100] * offset + labels + [-100] * (len(framed) - len(labels) - offset),
-                    "first": [f + offset for f in first_of_word if f < limit - 2], "words": len(row["tokens"]),
-                    "gold": [int(t) for t in row["ner_tags"]]})
-    return out
-
-
-def qa_features(backbone: Backbone, rows: list[dict], config: FinetuneConfig, limit: int, counter: dict) -> list[dict]:
-    out = []
-    for index, row in enumerate(rows):
-        question = _truncate(backbone.encode(row["question"]), 64, counter)
-        encoded = backbone.tokenizer(row["context"], add_special_tokens=False, return_offsets_mapping=True)
-        context_ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
-        prefix = backbone.frame(question)
-        room = limit - len(prefix) - 1
-        step = max(1, room - config.doc_stride)  # consecutive windows share doc_stride tokens (as HF run_qa)
-        starts = list(range(0, max(1, len(context_ids) - room + step), step)) or [0]
-        if len(starts) > 1:
-            counter["windowed"] = counter.get("windowed", 0) + 1
-        answer = (row["answers"]["text"][0], row["answers"]["answer_start"][0]) if row["answers"]["text"] else None
-        for window_start in starts:
-            window = context_ids[window_start : window_start + room]
-            ids = prefix + window + ([backbone.sep_id] if backbone.sep_id is not None else [])
-            start_label = end_label = 0  # no answer in this window: point at the first position
-            window_offsets = offsets[window_start : window_start + len(window)]
-            if answer is not None:
-                char_start, char_end = answer[1], answer[1] + len(answer[0])
-                tokens = [i for i, (a, b) in enumerate(window_offsets) if a < char_end and b > char_start]
-                # the answer counts for this window only if the window holds all of it
-                if tokens and window_offsets[tokens[0]][0] <= char_start and window_offsets[tokens[-1]][1] >= char_end:
-                    start_label, end_label = len(prefix) + tokens[0], len(prefix) + tokens[-1]
-            out.append({"ids": ids, "start": start_label, "end": end_label, "example": index,
-                        "context_offset": len(prefix), "offsets": window_offsets})
-    return out
-
-
-class FeatureCache:
-    """Tokenized task features shared by the runs of one sweep.
-
-    Features depend on the tokenizer, the rows and the length settings, never on the run's LR or
-    seed, so the runs of a sweep (one model: tasks x LRs x seeds) build each (task, split) once.
-    What was counted while building (truncated inputs, windowed contexts) is replayed on every
-    use, so each run reports the same counts as if it had built the features itself. Callers
-    must not modify the returned features.
-    """
-
-    def __init__(self):
-        self._entries: dict[tuple, tuple[object, dict]] = {}
-        self._tasks: dict[int, TaskData] = {}  # keeps keyed tasks alive, so their ids are never reused
-
-    def get(self, task: TaskData, key: tuple, counts: dict, build):
-        """The features of ``task`` under ``key`` (split and settings); ``build(counts)`` makes them."""
-        self._tasks.setdefault(id(task), task)
-        key = (id(task), *key)
-        if key not in self._entries:
-            recorded: dict = {}
-            self._entries[key] = (build(recorded), recorded)
-        features, recorded = self._entries[key]
-        for name, value in recorded.items():
-            counts[name] = counts.get(name, 0) + value
-        return features
-
-
-def _train_features(backbone: Backbone, task: TaskData, config: FinetuneConfig, limit: int, counts: dict) -> list:
-    spec = task.spec
-    if spec.type == "sc":
-        return sc_features(backbone, task, task.splits["train"], limit, counts)
-    if spec.type == "tc":
-        return tc_features(backbone, task.splits["train"], limit, counts)
-    if spec.type == "qa":
-        return qa_features(backbone, task.splits["train"], config, limit, counts)
-    docs = {d["_id"]: (d.get("title", "") + " " + d["text"]).strip() for d in task.corpus}
-    queries = {q["_id"]: q["text"] for q in task.queries["train"]}
-    return [{"q": backbone.frame(_truncate(backbone.encode(queries[q]), limit - 2, counts)),
-             "d": backbone.frame(_truncate(backbone.encode(docs[d]), limit - 2, counts))}
-            for q, rel in task.qrels["train"].items() for d, score in rel.items() if score > 0 and q in queries]
+__all__ = ["Backbone", "FeatureCache", "FinetuneConfig", "PROTOCOL_VERSION", "RETRIEVAL_DEPTH", "RunResult",
+           "finetune", "finetune_many", "qa_features", "sc_features", "tc_features"]
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -234,12 +47,7 @@ class RunResult:
     train_seconds: float
     eval_seconds: float
     counts: dict
-
-
-def _schedule(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
+    effective: dict = field(default_factory=dict)  # what the settings resolved to for this model and task
 
 
 def _batches(items: list, size: int, rng: random.Random | None):
@@ -248,6 +56,29 @@ def _batches(items: list, size: int, rng: random.Random | None):
         rng.shuffle(order)
     for start in range(0, len(order), size):
         yield [items[i] for i in order[start : start + size]]
+
+
+def training_steps(kind: str, examples: int, config: FinetuneConfig) -> int:
+    """min(max_steps, one epoch); TC one full epoch when ``tc_full_epoch`` (the paper's EncodEval)."""
+    epoch = math.ceil(examples / config.batch_size)
+    return epoch if kind == "tc" and config.tc_full_epoch else min(config.max_steps, epoch)
+
+
+def build_optimizer(modules: list[nn.Module], lr: float, config: FinetuneConfig, steps: int, fused: bool = False):
+    """AdamW as the HF Trainer builds it: weight decay on matrices and embeddings, none on biases and
+    norm weights; ``get_linear_schedule_with_warmup`` over ceil(warmup_ratio x steps) warmup steps."""
+    from transformers import get_linear_schedule_with_warmup
+
+    decay, no_decay = [], []
+    for module in modules:
+        for parameter in module.parameters():
+            if parameter.requires_grad:
+                (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=(config.adam_beta1, config.adam_beta2),
+                                  eps=config.adam_eps, fused=fused or None)
+    warmup = math.ceil(config.warmup_ratio * steps)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, steps), warmup
 
 
 def finetune(backbone_path: str, task: TaskData, lr: float, seed: int, config: FinetuneConfig,
@@ -271,39 +102,43 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
     repeating it for each zero-shot test set. One result per test task, in order."""
     if not test_tasks:
         raise ValueError("finetune_many: expected at least one test task")
+    for needed, split in [(task, "train"), (task, "validation"), *[(t, "test") for t in test_tasks]]:
+        _require_split(needed, split)
     features = features if features is not None else FeatureCache()
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    backbone = Backbone(backbone_path, trust_remote_code=trust_remote_code).to(device)
+    backbone = Backbone(backbone_path, trust_remote_code=trust_remote_code, attention=config.attention).to(device)
     spec = task.spec
     limit = min(config.max_length, backbone.max_positions)
+    if spec.type == "qa":
+        config.check_qa_windows(limit)
     counts: dict = {}
     n_labels = len(spec.label_names)
     head = {"sc": lambda: nn.Linear(backbone.hidden_size, n_labels), "tc": lambda: nn.Linear(backbone.hidden_size, n_labels),
             "qa": lambda: nn.Linear(backbone.hidden_size, 2), "ir": lambda: nn.Identity()}[spec.type]().to(device)
     params = list(backbone.parameters()) + list(head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def cap(rows):
         return rows[: config.max_eval_examples] if config.max_eval_examples else rows
 
-    cache_key = (str(backbone_path), limit, config.doc_stride, config.max_eval_examples)
+    cache_key = (str(backbone_path), limit, json.dumps(config.settings(), sort_keys=True))
     train = features.get(task, (*cache_key, "train"), counts,
-                         lambda recorded: _train_features(backbone, task, config, limit, recorded))
+                         lambda recorded: train_features(backbone, task, config, limit, recorded))
     if not train:
         raise ConfigError(f"task {spec.name!r}: the train split is empty")
-    steps = min(config.max_steps, math.ceil(len(train) / config.batch_size))
-    warmup = max(1, int(config.warmup_ratio * steps))
+    steps = training_steps(spec.type, len(train), config)
+    optimizer, scheduler, warmup = build_optimizer([backbone, head], lr, config, steps, fused=device.type == "cuda")
+    effective = {"max_length": limit, "steps": steps, "warmup_steps": warmup, "train_examples": len(train),
+                 "backbone": backbone.kind, "attention": config.attention, "precision": precision_of(device.type),
+                 "device": device.type}
     started = time.perf_counter()
     status, step = "ok", 0
     backbone.train()
-    for step, batch in enumerate(_batches(train, config.batch_size, rng)):
+    for batch in _batches(train, config.batch_size, rng):  # steps <= one epoch: a single pass
         if step >= steps:
             break
-        for group in optimizer.param_groups:
-            group["lr"] = lr * _schedule(step, steps, warmup)
         with autocast:
             loss = _loss(spec.type, backbone, head, batch, device, config)
         if not torch.isfinite(loss):
@@ -312,10 +147,12 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
+        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        step += 1
     train_seconds = time.perf_counter() - started
     if status == "diverged":
-        return [RunResult("diverged", math.nan, math.nan, {}, None, step, train_seconds, 0.0, dict(counts))
+        return [RunResult("diverged", math.nan, math.nan, {}, None, step, train_seconds, 0.0, dict(counts), effective)
                 for _ in test_tasks]
     started = time.perf_counter()
     backbone.eval()
@@ -333,8 +170,15 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
                        | {f"test/{k}": v for k, v in test[0].items()})
             results.append(RunResult("ok", scale * validation[0][spec.metric], scale * test[0][test_task.spec.metric],
                                      metrics, test[1], steps, train_seconds,
-                                     validation_seconds + time.perf_counter() - started, run_counts))
+                                     validation_seconds + time.perf_counter() - started, run_counts, effective))
     return results
+
+
+def _require_split(task: TaskData, split: str) -> None:
+    have = task.qrels if task.spec.type == "ir" else task.splits
+    if not have or split not in have:
+        raise ConfigError(f"task {task.spec.name!r}: no {split!r} split (it has {sorted(have or {})}); the protocol "
+                          f"needs train and validation of the trained task and test of each scored task")
 
 
 def _loss(kind, backbone, head, batch, device, config) -> torch.Tensor:
@@ -428,11 +272,8 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
         scores["squad_v2" if version == 2 else ("record" if spec.metric == "record" else "squad_v1")] = scores["f1"]
         return scores, items
     # retrieval: rank the whole corpus for the split's queries by cosine similarity
-    queries = [(q["_id"], q["text"]) for q in task.queries[split] if q["_id"] in task.qrels[split]]
+    queries = [(q["_id"], query_text(q["text"], config)) for q in task.queries[split] if q["_id"] in task.qrels[split]]
     queries = cap(queries)
-
-    def framed(texts, recorded):
-        return [backbone.frame(_truncate(backbone.encode(t), limit - 2, recorded)) for t in texts]
 
     def embed(sequences):
         out = []
@@ -441,56 +282,13 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
             out.append(F.normalize(mean_pool(backbone(ids, mask), mask).float(), dim=-1))
         return torch.cat(out)
 
-    query_ids = cache.get(task, key, counts, lambda recorded: framed([t for _, t in queries], recorded))
+    query_ids = cache.get(task, key, counts, lambda recorded: ir_framed(backbone, [t for _, t in queries], limit, recorded))
     query_emb = embed(query_ids)
     pool = {d for rel in (r for s in task.qrels.values() for r in s.values()) for d in rel}
-    run, pool_run = _rank_corpus(task.corpus, query_emb, [q for q, _ in queries], pool,
-                                 lambda texts: embed(framed(texts, counts)), config.retrieval_chunk_docs)
+    run, pool_run = rank_corpus(task.corpus, query_emb, [q for q, _ in queries], pool,
+                                lambda texts: embed(ir_framed(backbone, texts, limit, counts)), config.retrieval_chunk_docs,
+                                doc_text=lambda d: document_text(d, config))
     qrels = {qid: task.qrels[split][qid] for qid, _ in queries}
     result = M.retrieval_scores(run, qrels) | M.retrieval_scores(pool_run, qrels, judged_pool=pool)
-    import ir_measures
-    from ir_measures import nDCG
-
-    per_query = {m.query_id: m.value for m in ir_measures.iter_calc([nDCG @ 10], qrels, run)}
-    return result, [float(per_query.get(qid, 0.0)) for qid, _ in queries]
-
-
-RETRIEVAL_DEPTH = 100  # documents kept per query: enough for NDCG@10, MRR@10 and Recall@100
-
-
-def _rank_corpus(corpus: list[dict], query_emb: torch.Tensor, query_ids: list[str], pool: set[str], embed,
-                 chunk_docs: int) -> tuple[dict, dict]:
-    """Top documents per query over the whole corpus, and over its judged pool only.
-
-    The corpus is tokenized, embedded and scored ``chunk_docs`` documents at a time, keeping a
-    running top-``RETRIEVAL_DEPTH`` per query, so memory does not grow with the corpus (MS MARCO:
-    8.8M passages, whose full query x document score matrix would not fit anywhere). The pool
-    ranking is exact too: pool documents compete only with each other, not cut by the full top-100.
-    """
-    depth = min(RETRIEVAL_DEPTH, len(corpus))
-    device = query_emb.device
-    empty = (torch.empty(len(query_ids), 0, device=device), torch.empty(len(query_ids), 0, dtype=torch.long,
-                                                                          device=device))
-    best, best_pool = empty, empty
-    for start in range(0, len(corpus), chunk_docs):
-        rows = corpus[start : start + chunk_docs]
-        doc_emb = embed([(d.get("title", "") + " " + d["text"]).strip() for d in rows])
-        scores = query_emb @ doc_emb.T
-        index = torch.arange(start, start + len(rows), device=device).expand_as(scores)
-        in_pool = torch.tensor([d["_id"] in pool for d in rows], device=device)
-        best = _merge_top(best, scores, index, depth)
-        best_pool = _merge_top(best_pool, scores.masked_fill(~in_pool, -math.inf), index, depth)
-
-    def as_run(top):
-        values, positions = (t.cpu().tolist() for t in top)
-        return {qid: {corpus[i]["_id"]: v for v, i in zip(vs, ps) if v != -math.inf}
-                for qid, vs, ps in zip(query_ids, values, positions)}
-
-    return as_run(best), as_run(best_pool)
-
-
-def _merge_top(top: tuple[torch.Tensor, torch.Tensor], scores: torch.Tensor, index: torch.Tensor, k: int):
-    values = torch.cat([top[0], scores], dim=1)
-    positions = torch.cat([top[1], index], dim=1)
-    kept = values.topk(min(k, values.shape[1]), dim=1)
-    return kept.values, positions.gather(1, kept.indices)
+    per_query = M.retrieval_per_query(run, qrels, measure="ndcg@10")
+    return result, [float(per_query[qid]) for qid, _ in queries]

@@ -1,9 +1,14 @@
 """The results store: one SQLite row per fine-tuning run (stdlib ``sqlite3``).
 
-A run is identified by (model fingerprint, dataset, LR, seed, protocol version); its key is the
-hash of those. A sweep asks :meth:`ResultsStore.has` before running and writes each finished run
-in its own transaction, so an interrupted sweep resumes with nothing lost or repeated. Rows keep
-per-split scores, the per-item test scores (for paired tests), timings and provenance.
+A run is identified by everything that produced it: the model (weights, tokenizer and
+architecture config: :func:`model_fingerprint`), the dataset name and the content of its data as
+loaded (:func:`data_fingerprint`; for a zero-shot task, the training task's data too), the LR, the
+seed and the protocol (every fine-tuning setting, the protocol version and the precision:
+``protocol.protocol_identity``); its key is the hash of those. A cached run is reused only when
+all of them are equal. A sweep asks :meth:`ResultsStore.has` before running and writes each
+finished run in its own transaction, so an interrupted sweep resumes with nothing lost or
+repeated. Rows keep per-split scores, the per-item test scores (for paired tests), the protocol
+settings, timings and provenance. Summaries group runs by (protocol, data) and never pool groups.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -29,6 +34,8 @@ CREATE TABLE IF NOT EXISTS runs (
     lr REAL NOT NULL,
     seed INTEGER NOT NULL,
     protocol_version TEXT NOT NULL,
+    data_fingerprint TEXT NOT NULL,
+    protocol TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('ok', 'diverged')),
     validation_score REAL,
     test_score REAL,
@@ -44,8 +51,9 @@ CREATE INDEX IF NOT EXISTS runs_by_model_dataset ON runs (model_fingerprint, dat
 """
 
 
-def run_key(model_fingerprint: str, dataset: str, lr: float, seed: int, protocol_version: str) -> str:
-    identity = json.dumps([model_fingerprint, dataset, repr(float(lr)), int(seed), protocol_version])
+def run_key(model_fingerprint: str, dataset: str, lr: float, seed: int, protocol_version: str,
+            data_fingerprint: str) -> str:
+    identity = json.dumps([model_fingerprint, dataset, repr(float(lr)), int(seed), protocol_version, data_fingerprint])
     return hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
@@ -56,7 +64,8 @@ class RunRecord:
     dataset: str
     lr: float
     seed: int
-    protocol_version: str
+    protocol_version: str  # protocol id: hash of every setting (protocol.protocol_id)
+    data_fingerprint: str
     status: str  # "ok" or "diverged"
     validation_score: float | None
     test_score: float | None
@@ -66,10 +75,17 @@ class RunRecord:
     train_seconds: float | None = None
     eval_seconds: float | None = None
     provenance: dict = field(default_factory=dict)
+    protocol: dict = field(default_factory=dict)  # the settings behind protocol_version
 
     @property
     def key(self) -> str:
-        return run_key(self.model_fingerprint, self.dataset, self.lr, self.seed, self.protocol_version)
+        return run_key(self.model_fingerprint, self.dataset, self.lr, self.seed, self.protocol_version,
+                       self.data_fingerprint)
+
+    @property
+    def group(self) -> tuple[str, str]:
+        """Runs of one group may be summarised together; runs of different groups never are."""
+        return self.protocol_version, self.data_fingerprint
 
 
 def _nullable(value: float | None) -> float | None:
@@ -92,7 +108,8 @@ class ResultsStore:
         if found != str(SCHEMA_VERSION):
             self._connection.close()
             raise ValueError(f"{self.path}: results schema version {found}, this encoderlab reads version "
-                             f"{SCHEMA_VERSION}; use a new results file or an encoderlab of that version")
+                             f"{SCHEMA_VERSION}; use a new results file or an encoderlab of that version (version 1 rows have no "
+                             "data fingerprint and no protocol settings, so they cannot be matched to a run safely)")
 
     def close(self) -> None:
         self._connection.close()
@@ -117,9 +134,10 @@ class ResultsStore:
             raise ValueError(f"run status: expected 'ok' or 'diverged', got {record.status!r}")
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.key, record.model_fingerprint, record.model_name, record.dataset, float(record.lr),
-                 int(record.seed), record.protocol_version, record.status, _nullable(record.validation_score),
+                 int(record.seed), record.protocol_version, record.data_fingerprint,
+                 json.dumps(record.protocol, sort_keys=True), record.status, _nullable(record.validation_score),
                  _nullable(record.test_score), json.dumps(record.metrics),
                  json.dumps(record.test_items) if record.test_items is not None else None, record.steps,
                  record.train_seconds, record.eval_seconds, json.dumps(record.provenance),
@@ -140,7 +158,8 @@ class ResultsStore:
             data = dict(zip(names, row))
             out.append(RunRecord(
                 model_fingerprint=data["model_fingerprint"], model_name=data["model_name"], dataset=data["dataset"],
-                lr=data["lr"], seed=data["seed"], protocol_version=data["protocol_version"], status=data["status"],
+                lr=data["lr"], seed=data["seed"], protocol_version=data["protocol_version"],
+                data_fingerprint=data["data_fingerprint"], protocol=json.loads(data["protocol"]), status=data["status"],
                 validation_score=data["validation_score"] if data["validation_score"] is not None else math.nan,
                 test_score=data["test_score"] if data["test_score"] is not None else math.nan,
                 metrics=json.loads(data["metrics"]),
@@ -154,19 +173,67 @@ class ResultsStore:
         return self._connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                    "vocab.json", "vocab.txt", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
+                    "added_tokens.json")
+_CONFIG_NOISE = ("_name_or_path", "transformers_version", "torch_dtype", "dtype")
+
+
 def model_fingerprint(model_dir: str | Path) -> str:
-    """Hash of a model's weight files (safetensors), so results follow the weights, not the path."""
+    """Hash of what makes a model's outputs: its weight files (safetensors), its tokenizer files and
+    its architecture config (an encoderlab checkpoint's ``model`` section; a transformers
+    ``config.json`` without its bookkeeping keys), so results follow the model, not the path."""
     model_dir = Path(model_dir)
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         raise ValueError(f"{model_dir}: no safetensors weights to fingerprint")
     digest = hashlib.sha256()
-    for path in files:
+    for path in files + [model_dir / name for name in _TOKENIZER_FILES if (model_dir / name).is_file()]:
         digest.update(path.name.encode())
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 24), b""):
                 digest.update(block)
+    config_file = model_dir / "config.json"
+    if config_file.is_file():
+        try:
+            config = json.loads(config_file.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{config_file}: not valid JSON ({err})") from None
+        config = config["model"] if config.get("format") == "encoderlab-model" else {
+            k: v for k, v in config.items() if k not in _CONFIG_NOISE}
+        digest.update(b"config.json" + json.dumps(config, sort_keys=True).encode())
     return digest.hexdigest()[:24]
 
 
-__all__ = ["ResultsStore", "RunRecord", "model_fingerprint", "run_key"]
+def data_fingerprint(task) -> str:
+    """Content hash of a task's data as loaded (``TaskData``): every split's rows, and for retrieval
+    the corpus, queries and qrels. Rows are hashed as canonical JSON, so the same data read from
+    the hub, from Parquet or from the official files gives the same fingerprint, and any change to
+    a row, a split or the loader's output gives another."""
+    digest = hashlib.sha256()
+
+    def feed(name: str, rows) -> None:
+        digest.update(f"\x00{name}\x00".encode())
+        for row in rows:
+            digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode())
+            digest.update(b"\n")
+
+    for split in sorted(task.splits or {}):
+        feed(f"split:{split}", task.splits[split])
+    if task.corpus is not None:
+        feed("corpus", task.corpus)
+    for split in sorted(task.queries or {}):
+        feed(f"queries:{split}", task.queries[split])
+    for split in sorted(task.qrels or {}):
+        feed(f"qrels:{split}", sorted(task.qrels[split].items()))
+    return digest.hexdigest()[:24]
+
+
+def combined_fingerprint(train_fingerprint: str, test_fingerprint: str) -> str:
+    """A zero-shot run depends on the data it was trained and validated on and the data it was tested on."""
+    if train_fingerprint == test_fingerprint:
+        return train_fingerprint
+    return hashlib.sha256(f"{train_fingerprint}+{test_fingerprint}".encode()).hexdigest()[:24]
+
+
+__all__ = ["ResultsStore", "RunRecord", "combined_fingerprint", "data_fingerprint", "model_fingerprint", "run_key"]

@@ -19,17 +19,25 @@ from pathlib import Path
 import numpy as np
 
 import encoderlab
-from encoderlab.evaluation.stats import RunScore, category_summary, holm, paired_permutation_test, summarize
+from encoderlab.evaluation.protocol import protocol_card, protocol_identity
+from encoderlab.evaluation.stats import category_summary, holm, paired_permutation_test, stability, summarize
 from encoderlab.evaluation.store import ResultsStore, model_fingerprint
+from encoderlab.evaluation.sweep import run_scores
 from encoderlab.evaluation.tasks import get_task
 from encoderlab.io import atomic_write_text
 from encoderlab.study.spec import StudySpec
 
 
-def _collect(spec: StudySpec, shards: Path | None) -> dict:
+def _collect(spec: StudySpec, shards: Path | None) -> tuple[dict, dict]:
+    """Results per model label and task, from runs of the spec's protocol only, one (protocol, data)
+    group per label: a model whose runs of a task came from several groups (other data, other
+    precision) gets one label per group, never one pooled mean. Returns (results, card facts)."""
+    from encoderlab.evaluation.protocol import protocol_identity
     from encoderlab.study.runner import checkpoints_of
 
+    wanted = {k: v for k, v in protocol_identity(spec.evaluation.finetune_config(), "").items() if k != "precision"}
     results = {}  # model label -> task -> {summary, runs}
+    seen = {"precisions": set(), "groups": 0, "other_protocol_runs": 0}
     with ResultsStore(spec.study_dir / "results.sqlite") as store:
         for ref in checkpoints_of(spec, shards):
             if not (ref.path / "model.safetensors").is_file():
@@ -37,18 +45,31 @@ def _collect(spec: StudySpec, shards: Path | None) -> dict:
             label = ref.run if ref.final else f"{ref.run}@{ref.step}"
             fingerprint = model_fingerprint(ref.path)
             for task in spec.evaluation.tasks:
-                records = [r for r in store.records(fingerprint, task)
-                           if r.lr in spec.evaluation.lrs and r.seed in spec.evaluation.seeds]
-                if not records:
-                    continue
-                scores = [RunScore(r.lr, r.seed, r.validation_score if r.status == "ok" else math.nan,
-                                   r.test_score if r.status == "ok" else math.nan, r.test_items) for r in records]
-                try:
-                    summary = summarize(scores)
-                except ValueError:  # every LR diverged: shown as such, never dropped
-                    summary = None
-                results.setdefault(label, {})[task] = {"summary": summary, "runs": scores}
-    return results
+                groups: dict[tuple, list] = {}
+                for r in store.records(fingerprint, task):
+                    if r.lr not in spec.evaluation.lrs or r.seed not in spec.evaluation.seeds:
+                        continue
+                    if {k: v for k, v in r.protocol.items() if k != "precision"} != wanted:
+                        seen["other_protocol_runs"] += 1
+                        continue
+                    groups.setdefault(r.group, []).append(r)
+                for (protocol, data), records in sorted(groups.items()):
+                    precision = records[0].protocol.get("precision", "")
+                    seen["precisions"].add(precision)
+                    seen["groups"] += 1
+                    name = label if len(groups) == 1 else f"{label} [data {data[:8]}, {precision}]"
+                    scores = run_scores(records)
+                    try:
+                        summary = summarize(scores)
+                    except ValueError:  # every LR diverged: shown as such, never dropped
+                        summary = None
+                    results.setdefault(name, {})[task] = {"summary": summary, "runs": scores,
+                                                          "stability": stability(scores) if summary else None}
+    return results, seen
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
 def _item_means(entry: dict) -> np.ndarray | None:
@@ -183,7 +204,7 @@ def _study_figures(spec: StudySpec, results: dict, category_rows: dict, facts: d
 
 
 def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = None) -> Path:
-    results = _collect(spec, shards)
+    results, seen = _collect(spec, shards)
     models = list(results)
     tasks = [t for t in spec.evaluation.tasks if any(t in results[m] for m in models)]
     categories = sorted({get_task(t).category for t in tasks}, key=["SC", "TC", "QA", "IR"].index)
@@ -230,6 +251,23 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
             row = [f"{means[lr]['test_mean']:.2f}" + (f" ({means[lr]['diverged']} div.)" if means[lr]["diverged"] else "")
                    if lr in means else "" for lr in spec.evaluation.lrs]
             lr_lines.append(f"| {model} | {task} | {entry['summary'].lr:g} | " + " | ".join(row) + " |")
+    seed_lines = ["| model | task | selected LR | per-seed test scores | LR range (best - worst LR mean) | "
+                  "std across LR means | mean std across seeds | diverged runs |", "|---|---|---|---|---|---|---|---|"]
+    for model in models:
+        for task, entry in results[model].items():
+            st = entry["stability"]
+            if entry["summary"] is None or st is None:
+                seed_lines.append(f"| {model} | {task} | none: all diverged |  |  |  |  | {len(entry['runs'])}/"
+                                  f"{len(entry['runs'])} |")
+                continue
+            seed_lines.append(f"| {model} | {task} | {entry['summary'].lr:g} | "
+                              + ", ".join(f"{v:.2f}" for v in entry["summary"].per_seed)
+                              + f" | {_fmt(st['lr_range'])} | {_fmt(st['lr_std'])} | {_fmt(st['mean_seed_std'])} | "
+                              f"{st['diverged_runs']}/{st['runs']} |")
+    identity = protocol_identity(spec.evaluation.finetune_config(), " / ".join(sorted(seen["precisions"])) or "none yet")
+    card = protocol_card(identity, spec.evaluation.lrs, spec.evaluation.seeds)
+    if seen["other_protocol_runs"]:
+        card.append(f"| excluded | {seen['other_protocol_runs']} run(s) in the database made under another protocol |")
     sig_lines = ["| model A | model B | task | mean item difference | p (permutation) | p (Holm) |",
                  "|---|---|---|---|---|---|"]
     for (a, b, task), r in significance.items():
@@ -280,7 +318,7 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
         "study": spec.name, "encoderlab": encoderlab.__version__, "python": platform.python_version(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "host": platform.node(),
         "evaluation": {"tasks": spec.evaluation.tasks, "lrs": spec.evaluation.lrs, "seeds": spec.evaluation.seeds,
-                       "max_steps": spec.evaluation.max_steps, "batch_size": spec.evaluation.batch_size},
+                       "protocol": identity},
         "runs": [{"name": r.name, "preset": r.preset, "overrides": r.overrides} for r in spec.runs],
         "wall_seconds": timings or {},
         "device_hours": _device_hours(spec, timings or {}),
@@ -298,14 +336,16 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
              "test over test items, Holm-corrected p < 0.05).")
     markdown = "\n\n".join([
         f"# {spec.name}", spec.description, intro, table, "## Score per fine-tuning LR (test mean over seeds)",
-        "\n".join(lr_lines), "## Paired comparisons", "\n".join(sig_lines) if significance else "(none)",
+        "\n".join(lr_lines), "## Per-seed scores and stability across the LR grid (Fig. 5)", "\n".join(seed_lines),
+        "## Paired comparisons", "\n".join(sig_lines) if significance else "(none)",
         *[f"## {title}\n\n![{title}](data:image/png;base64,{png})" for title, png in figures.items()],
-        "## Provenance", "```json\n" + json.dumps(provenance, indent=2) + "\n```",
+        "## Protocol", "\n".join(card), "## Provenance", "```json\n" + json.dumps(provenance, indent=2) + "\n```",
     ]) + "\n"
     out_md = spec.study_dir / "report.md"
     out_html = spec.study_dir / "report.html"
     atomic_write_text(out_md, markdown)
-    atomic_write_text(out_html, _html(spec, intro, table, lr_lines, sig_lines if significance else [], figures, provenance))
+    atomic_write_text(out_html, _html(spec, intro, table, lr_lines, sig_lines if significance else [], figures, provenance,
+                                     seed_lines, card))
     return out_html
 
 
@@ -338,7 +378,7 @@ def _md_table_to_html(lines: list[str]) -> str:
     return "\n".join(out + ["</table>"])
 
 
-def _html(spec, intro, table, lr_lines, sig_lines, figures, provenance) -> str:
+def _html(spec, intro, table, lr_lines, sig_lines, figures, provenance, seed_lines, card) -> str:
     images = "\n".join(f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="data:image/png;base64,{png}">'
                        for t, png in figures.items())
     return f"""<!DOCTYPE html>
@@ -352,8 +392,10 @@ th:first-child,td:first-child{{text-align:left}}img{{max-width:100%}}pre{{backgr
 <p>{html.escape(intro)}</p>
 <div id="results">{_md_table_to_html(table.splitlines())}</div>
 <h2>Score per fine-tuning LR</h2>{_md_table_to_html(lr_lines)}
+<h2>Per-seed scores and stability across the LR grid (Fig. 5)</h2><div id="stability">{_md_table_to_html(seed_lines)}</div>
 <h2>Paired comparisons</h2>{_md_table_to_html(sig_lines) if sig_lines else "<p>(none)</p>"}
 {images}
+<h2>Protocol</h2><div id="protocol">{_md_table_to_html(card)}</div>
 <h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2))}</pre>
 </body></html>
 """

@@ -96,7 +96,6 @@ def plan_study(spec: StudySpec) -> dict:
 
 
 def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
-    from encoderlab.evaluation.finetune import FinetuneConfig
     from encoderlab.evaluation.sweep import run_sweep
     from encoderlab.study.report import write_report
     from encoderlab.training import pretrain
@@ -135,8 +134,7 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
         timings.setdefault("pretrain_s", {})["all_jobs"] = time.perf_counter() - started
         _write_timings(study_dir, timings)
     ev = spec.evaluation
-    finetune_config = FinetuneConfig(max_steps=ev.max_steps, batch_size=ev.batch_size, max_length=ev.max_length,
-                                     max_eval_examples=ev.max_eval_examples)
+    finetune_config = ev.finetune_config()
     pending = []
     for ref in checkpoints_of(spec, shards):
         log(f"[study {spec.name}] evaluate {ref.run} step {ref.step}: {len(ev.tasks)} tasks x {len(ev.lrs)} LRs x "
@@ -189,6 +187,8 @@ def _evaluate_command(spec: StudySpec, ref: CheckpointRef) -> list[str]:
         command += ["--max-eval-examples", str(ev.max_eval_examples)]
     for task, directory in ev.data.items():
         command += ["--data", f"{task}={directory}"]
+    for key, value in ev.protocol.items():
+        command += ["--set", f"{key}={json.dumps(value)}"]  # JSON is YAML: types survive
     return command
 
 

@@ -36,9 +36,24 @@ class EvaluationSpec:
     seeds: list[int]
     max_steps: int = 1000
     batch_size: int = 32
-    max_length: int = 512
+    max_length: int = 2048
     max_eval_examples: int | None = None
     data: dict[str, str] = field(default_factory=dict)  # task -> local directory
+    protocol: dict[str, Any] = field(default_factory=dict)  # any other fine-tuning setting (FinetuneConfig)
+
+    def __post_init__(self) -> None:
+        self.finetune_config()  # a bad setting fails when the spec is loaded
+
+    def finetune_config(self):
+        """The fine-tuning protocol of the study: the paper's defaults with this spec's settings."""
+        from encoderlab.evaluation.protocol import FinetuneConfig
+
+        clash = sorted(set(self.protocol) & {"max_steps", "batch_size", "max_length", "max_eval_examples"})
+        if clash:
+            raise ConfigError(f"evaluation.protocol: set {clash} as evaluation.{clash[0]}, not under protocol")
+        return from_dict(FinetuneConfig, {"max_steps": self.max_steps, "batch_size": self.batch_size,
+                                          "max_length": self.max_length, "max_eval_examples": self.max_eval_examples,
+                                          **self.protocol}, where="evaluation.protocol")
 
 
 @dataclass(kw_only=True)
