@@ -47,11 +47,13 @@ FIXTURES = {
 
 
 def _beir(folder: Path, splits: list[str]) -> None:
+    """A BEIR folder: split i's qrels hold queries q{2i} and q{2i+1} (disjoint splits, as BEIR's)."""
     write_jsonl(folder / "corpus.jsonl", [{"_id": f"d{i}", "title": "", "text": f"doc {i}"} for i in range(5)])
-    write_jsonl(folder / "queries.jsonl", [{"_id": f"q{i}", "text": f"query {i}"} for i in range(3)])
+    write_jsonl(folder / "queries.jsonl", [{"_id": f"q{i}", "text": f"query {i}"} for i in range(2 * len(splits))])
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    for split in splits:
-        (folder / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td1\t1\nq2\td3\t1\n")
+    for i, split in enumerate(splits):
+        (folder / "qrels" / f"{split}.tsv").write_text(
+            f"query-id\tcorpus-id\tscore\nq{2 * i}\td1\t1\nq{2 * i + 1}\td3\t1\n")
 
 
 def test_all_twelve_paper_datasets_are_registered():
@@ -79,12 +81,16 @@ def test_hub_schema_fixtures_load(tmp_path, name):
         assert first["answers"]["text"] == ["Obama"] and first["answers"]["answer_start"] == [0]
 
 
-@pytest.mark.parametrize("name, splits", [("msmarco", ["train", "validation"]), ("nq", ["test"]), ("mldr-en", ["test"])])
+@pytest.mark.parametrize("name, splits", [("msmarco", ["train", "dev", "test"]), ("nq", ["test"]),
+                                         ("mldr-en", ["test"])])
 def test_beir_layout_loads(tmp_path, name, splits):
     _beir(tmp_path, splits)
     data = load_task(name, local_dir=tmp_path)
-    assert len(data.corpus) == 5 and all(data.qrels[s] == {"q0": {"d1": 1}, "q2": {"d3": 1}} for s in data.qrels)
-    assert [q["_id"] for q in next(iter(data.queries.values()))] == ["q0", "q2"]
+    assert len(data.corpus) == 5
+    ours = {"dev": "validation"}
+    for i, split in enumerate(splits):
+        assert data.qrels[ours.get(split, split)] == {f"q{2 * i}": {"d1": 1}, f"q{2 * i + 1}": {"d3": 1}}
+        assert [q["_id"] for q in data.queries[ours.get(split, split)]] == [f"q{2 * i}", f"q{2 * i + 1}"]
 
 
 def test_split_is_fixed_by_seed_42_not_the_run_seed():

@@ -2,28 +2,84 @@
 
 Splits follow the paper's protocol, fixed across seeds: GLUE, SQuAD and ReCoRD use 95% of the
 official train split for training and the other 5% for validation (split seed 42), and the
-official validation split as test; token classification and retrieval use their own splits; NQ
-and MLDR are not trained on (the MS MARCO model is evaluated on them).
+official validation (dev) split as test; their official test files are unlabelled and never read.
+Token classification uses its own train/validation/test. MS MARCO trains on its train qrels
+(query, positive passage pairs), selects the LR on its dev queries (qrels ``validation``, 6,980
+queries) and tests on qrels ``test`` (TREC-DL 2019, 43 queries, graded); NQ and MLDR are not
+trained on: the MS MARCO model is tested on them. A retrieval task's train, validation and test
+query sets must be disjoint (checked when loading).
 
 Every entry loads from the hub (``datasets``, pinned revision where the canonical repo needs one)
-or from local files in the same schema (``local_dir``: ``train.jsonl`` / ``validation.jsonl`` /
-``test.jsonl`` or ``.parquet``; BEIR layout for retrieval), for offline clusters. CoNLL-2003 and
-UNER also read their official raw formats (CoNLL ``tok POS CHUNK NER`` lines, ``.iob2``).
+or from a local folder (``local_dir``, ``--data TASK=DIR``): the folder the user downloaded, in the
+dataset's official layout, or files in the hub schema. Per split, the names below are tried in
+order in the folder, then in the subfolder the official archive unpacks to (given per task); the
+first that exists is read (a ``*`` pattern reads all its matches, sorted, as one split). A split
+that is not found is a ConfigError listing every name tried. In every task, ``HUB(name)`` means the
+hub-schema files ``name.jsonl``, ``name.jsonl.gz``, ``name.parquet`` and the hub's parquet shards
+``name-*.parquet``, ``*-name.parquet``, ``name/*.parquet``.
+
+======================  ===========  ======================================================================
+task (subfolder)        our split    files tried
+======================  ===========  ======================================================================
+sst2 (``SST-2/``)       train        HUB(train), ``train.tsv`` (GLUE: ``sentence<TAB>label``)
+                        test         HUB(validation), ``validation.tsv``, ``dev.tsv`` (GLUE's dev)
+qqp (``QQP/``)          train        HUB(train), ``train.tsv`` (GLUE: ``id qid1 qid2 question1 question2
+                                     is_duplicate``)
+                        test         HUB(validation), ``validation.tsv``, ``dev.tsv``
+mnli (``MNLI/``)        train        HUB(train), ``train.tsv`` (GLUE: ``index promptID pairID genre ...
+                                     sentence1 sentence2 label1 gold_label``, string labels)
+                        test         HUB(validation_matched), ``validation_matched.tsv``, ``dev_matched.tsv``
+mnli-mismatched         train/test   as mnli, but test = HUB(validation_mismatched),
+                                     ``validation_mismatched.tsv``, ``dev_mismatched.tsv``
+conll2003               train        HUB(train), ``train.txt`` (``tok POS CHUNK NER``, IOB2)
+                        validation   HUB(validation), ``validation.txt``, ``valid.txt``
+                        test         HUB(test), ``test.txt``
+ontonotes5              train        HUB(train), ``train.json``, ``train0*.json`` (tner: JSON lines with
+(``dataset/``)                       ``tokens`` and ``tags`` or ``ner_tags``, TNER's label ids)
+                        validation   HUB(validation), ``valid.json``
+                        test         HUB(test), ``test.json``
+uner-en                 train        HUB(train), ``train.iob2``, ``en_ewt-ud-train.iob2``
+                        validation   HUB(validation), ``validation.iob2``, ``en_ewt-ud-dev.iob2``
+                        test         HUB(test), ``test.iob2``, ``en_ewt-ud-test.iob2``
+squad                   train        HUB(train), ``train-v1.1.json`` (official nested JSON)
+                        test         HUB(validation), ``dev-v1.1.json``
+squad_v2                train        HUB(train), ``train-v2.0.json``
+                        test         HUB(validation), ``dev-v2.0.json`` (unanswerable: empty answers)
+record (``ReCoRD/``)    train        HUB(train) (``train.jsonl`` in the hub's schema or SuperGLUE's)
+                        test         HUB(validation), ``val.jsonl`` (SuperGLUE's ReCoRD jsonl)
+msmarco, nq (BEIR:      corpus       ``corpus.jsonl``, ``corpus.jsonl.gz`` (``_id``, ``title``, ``text``)
+``msmarco/``, ``nq/``)  queries      ``queries.jsonl``, ``queries.jsonl.gz`` (``_id``, ``text``)
+                        train        ``qrels/train.tsv`` (msmarco only; header ``query-id corpus-id score``)
+                        validation   ``qrels/dev.tsv``, ``qrels/validation.tsv`` (msmarco only)
+                        test         ``qrels/test.tsv``
+mldr-en                 corpus       ``corpus.jsonl``, ``corpus.jsonl.gz``, ``corpus.parquet`` (docid, text)
+(``mldr-v1.0-en/``)     validation   ``dev.jsonl``, ``dev.jsonl.gz``, ``dev.parquet`` (optional)
+                        test         ``test.jsonl``, ``test.jsonl.gz``, ``test.parquet`` (query_id, query,
+                                     positive_passages); or a BEIR folder as nq (``qrels/test.tsv``,
+                                     optional ``qrels/dev.tsv``)
+======================  ===========  ======================================================================
+
+Retrieval needs: msmarco train, validation and test; nq test only; mldr-en test (its dev, when
+present, only joins the judged pool, as in the paper). Every query id of a qrels split must be in
+the queries, and the splits' query sets must be disjoint, or loading fails. The readers of these
+formats are in :mod:`encoderlab.evaluation.formats`.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from encoderlab.config import ConfigError
+from encoderlab.evaluation.formats import (CONLL_TAGS, UNER_TAGS, parse_label, read_beir_qrels, read_conll,
+                                           read_glue_tsv, read_iob2, read_rows, read_squad_json, record_rows_to_hub)
+
+__all__ = ["PAPER_TASKS", "REGISTRY", "TOYWORLD_TASKS", "TaskData", "TaskSpec", "get_task", "load_task", "read_conll",
+           "read_iob2", "split_train95"]
 
 TaskType = Literal["sc", "tc", "qa", "ir"]
-CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
-UNER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
 ONTONOTES_LABEL2ID = {
     "O": 0, "B-CARDINAL": 1, "B-DATE": 2, "I-DATE": 3, "B-PERSON": 4, "I-PERSON": 5, "B-NORP": 6, "B-GPE": 7,
     "I-GPE": 8, "B-LAW": 9, "I-LAW": 10, "B-ORG": 11, "I-ORG": 12, "B-PERCENT": 13, "I-PERCENT": 14, "B-ORDINAL": 15,
@@ -34,6 +90,21 @@ ONTONOTES_LABEL2ID = {
 }
 ONTONOTES_TAGS = tuple(sorted(ONTONOTES_LABEL2ID, key=ONTONOTES_LABEL2ID.get))
 SPLIT_SEED = 42
+Files = tuple[tuple[str, str], ...]  # (file name or glob pattern, reader), tried in order
+
+
+def HUB(name: str, *official: tuple[str, str]) -> Files:
+    """The hub-schema files of hub split ``name``, then the official ones."""
+    patterns = (f"{name}.jsonl", f"{name}.jsonl.gz", f"{name}.parquet", f"{name}-*.parquet", f"*-{name}.parquet",
+                f"{name}/*.parquet")
+    return tuple((p, "rows") for p in patterns) + official
+
+
+BEIR_QRELS = {"train": ("train.tsv",), "validation": ("dev.tsv", "validation.tsv"), "test": ("test.tsv",)}
+BEIR_CORPUS: Files = (("corpus.jsonl", "rows"), ("corpus.jsonl.gz", "rows"))
+BEIR_QUERIES: Files = (("queries.jsonl", "rows"), ("queries.jsonl.gz", "rows"))
+MLDR_FILES: dict[str, Files] = {split: tuple((f"{stem}{ext}", "rows") for ext in (".jsonl", ".jsonl.gz", ".parquet"))
+                                for split, stem in (("corpus", "corpus"), ("validation", "dev"), ("test", "test"))}
 
 
 @dataclass(frozen=True)
@@ -52,46 +123,71 @@ class TaskSpec:
     zero_shot_from: str | None = None  # evaluated with the model fine-tuned on this task
     tags_field: str = "ner_tags"  # tc: tner/ontonotes5 calls it "tags"
     toyworld: bool = False
+    files: dict[str, Files] = field(default_factory=dict)  # our split -> local files tried (see the module doc)
+    subdirs: tuple[str, ...] = ()  # where the official archive unpacks to, tried after local_dir itself
+    required_splits: tuple[str, ...] = ()  # ir: the qrels splits that must exist (the others in hub_splits may)
 
     @property
     def category(self) -> str:
         return self.type.upper()
 
 
-def _glue(name: str, fields: tuple[str, ...], labels: tuple[str, ...], template: str | None, **kw) -> TaskSpec:
+def _glue(name: str, fields: tuple[str, ...], labels: tuple[str, ...], template: str | None, subdir: str,
+          **kw) -> TaskSpec:
+    test = kw.pop("test_split", "validation")
+    dev = {"validation": "dev.tsv", "validation_matched": "dev_matched.tsv",
+           "validation_mismatched": "dev_mismatched.tsv"}[test]
+    files = {"train": HUB("train", ("train.tsv", "tsv")), "test": HUB(test, (f"{test}.tsv", "tsv"), (dev, "tsv"))}
     return TaskSpec(name=name, type="sc", hub_id="nyu-mll/glue", hub_config=kw.pop("config", name), text_fields=fields,
                     pair_template=template, label_names=labels, split_rule="train95",
-                    hub_splits={"train": "train", "test": kw.pop("test_split", "validation")}, metric="accuracy", **kw)
+                    hub_splits={"train": "train", "test": test}, metric="accuracy", files=files, subdirs=(subdir,),
+                    **kw)
 
 
+def _own(official: dict[str, Files]) -> dict[str, Files]:
+    return {split: HUB(split, *official[split]) for split in ("train", "validation", "test")}
+
+
+OWN_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
+NLI = ("entailment", "neutral", "contradiction")
 REGISTRY: dict[str, TaskSpec] = {spec.name: spec for spec in [
-    _glue("sst2", ("sentence",), ("negative", "positive"), None),
-    _glue("mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
-          "Premise: {premise}\nHypothesis: {hypothesis}", test_split="validation_matched"),
-    _glue("mnli-mismatched", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
-          "Premise: {premise}\nHypothesis: {hypothesis}", config="mnli", test_split="validation_mismatched"),
+    _glue("sst2", ("sentence",), ("negative", "positive"), None, "SST-2"),
+    _glue("mnli", ("premise", "hypothesis"), NLI, "Premise: {premise}\nHypothesis: {hypothesis}", "MNLI",
+          test_split="validation_matched"),
+    _glue("mnli-mismatched", ("premise", "hypothesis"), NLI, "Premise: {premise}\nHypothesis: {hypothesis}", "MNLI",
+          config="mnli", test_split="validation_mismatched"),
     _glue("qqp", ("question1", "question2"), ("not_duplicate", "duplicate"),
-          "Question 1: {question1}\nQuestion 2: {question2}"),
+          "Question 1: {question1}\nQuestion 2: {question2}", "QQP"),
     TaskSpec(name="conll2003", type="tc", hub_id="eriktks/conll2003", revision="refs/convert/parquet",
-             label_names=CONLL_TAGS, hub_splits={"train": "train", "validation": "validation", "test": "test"},
-             metric="entity_f1"),
+             label_names=CONLL_TAGS, hub_splits=OWN_SPLITS, metric="entity_f1",
+             files=_own({"train": (("train.txt", "conll"),), "validation": (("validation.txt", "conll"),
+                         ("valid.txt", "conll")), "test": (("test.txt", "conll"),)})),
     TaskSpec(name="ontonotes5", type="tc", hub_id="tner/ontonotes5", label_names=ONTONOTES_TAGS, tags_field="tags",
-             hub_splits={"train": "train", "validation": "validation", "test": "test"}, metric="entity_f1"),
+             hub_splits=OWN_SPLITS, metric="entity_f1", subdirs=("dataset",),
+             files=_own({"train": (("train.json", "rows"), ("train0*.json", "rows")),
+                         "validation": (("valid.json", "rows"),), "test": (("test.json", "rows"),)})),
     TaskSpec(name="uner-en", type="tc", hub_id="universalner/universal_ner", hub_config="en_ewt",
-             revision="refs/convert/parquet", label_names=UNER_TAGS,
-             hub_splits={"train": "train", "validation": "validation", "test": "test"}, metric="entity_f1"),
+             revision="refs/convert/parquet", label_names=UNER_TAGS, hub_splits=OWN_SPLITS, metric="entity_f1",
+             files=_own({s: ((f"{s}.iob2", "iob2"), (f"en_ewt-ud-{u}.iob2", "iob2"))
+                         for s, u in (("train", "train"), ("validation", "dev"), ("test", "test"))})),
     TaskSpec(name="squad", type="qa", hub_id="rajpurkar/squad", hub_config="plain_text", split_rule="train95",
-             hub_splits={"train": "train", "test": "validation"}, metric="squad_v1"),
+             hub_splits={"train": "train", "test": "validation"}, metric="squad_v1",
+             files={"train": HUB("train", ("train-v1.1.json", "squad")),
+                    "test": HUB("validation", ("dev-v1.1.json", "squad"))}),
     TaskSpec(name="squad_v2", type="qa", hub_id="rajpurkar/squad_v2", hub_config="squad_v2", split_rule="train95",
-             hub_splits={"train": "train", "test": "validation"}, metric="squad_v2"),
+             hub_splits={"train": "train", "test": "validation"}, metric="squad_v2",
+             files={"train": HUB("train", ("train-v2.0.json", "squad")),
+                    "test": HUB("validation", ("dev-v2.0.json", "squad"))}),
     TaskSpec(name="record", type="qa", hub_id="aps/super_glue", hub_config="record", revision="refs/convert/parquet",
-             split_rule="train95", hub_splits={"train": "train", "test": "validation"}, metric="record"),
+             split_rule="train95", hub_splits={"train": "train", "test": "validation"}, metric="record",
+             files={"train": HUB("train"), "test": HUB("validation", ("val.jsonl", "rows"))}, subdirs=("ReCoRD",)),
     TaskSpec(name="msmarco", type="ir", hub_id="BeIR/msmarco", hub_splits={"train": "train", "validation": "validation",
-             "test": "validation"}, metric="ndcg@10"),
+             "test": "test"}, metric="ndcg@10", required_splits=("train", "validation", "test"), subdirs=("msmarco",)),
     TaskSpec(name="nq", type="ir", hub_id="BeIR/nq", hub_splits={"test": "test"}, metric="ndcg@10",
-             zero_shot_from="msmarco"),
-    TaskSpec(name="mldr-en", type="ir", hub_id="Shitao/MLDR", hub_config="en", hub_splits={"test": "test"},
-             metric="ndcg@10", zero_shot_from="msmarco"),
+             zero_shot_from="msmarco", required_splits=("test",), subdirs=("nq",)),
+    TaskSpec(name="mldr-en", type="ir", hub_id="Shitao/MLDR", hub_config="en", hub_splits={"validation": "dev",
+             "test": "test"}, metric="ndcg@10", zero_shot_from="msmarco", required_splits=("test",),
+             subdirs=("mldr-v1.0-en",)),
     # toyworld: built in, offline, same schemas
     TaskSpec(name="toy-sentiment", type="sc", text_fields=("sentence",), label_names=("negative", "positive"),
              metric="accuracy", toyworld=True),
@@ -100,7 +196,8 @@ REGISTRY: dict[str, TaskSpec] = {spec.name: spec for spec in [
              label_names=("entailment", "neutral", "contradiction"), metric="accuracy", toyworld=True),
     TaskSpec(name="toy-ner", type="tc", label_names=CONLL_TAGS, metric="entity_f1", toyworld=True),
     TaskSpec(name="toy-qa", type="qa", metric="squad_v2", toyworld=True),
-    TaskSpec(name="toy-retrieval", type="ir", metric="ndcg@10", toyworld=True),
+    TaskSpec(name="toy-retrieval", type="ir", metric="ndcg@10", toyworld=True,
+             required_splits=("train", "validation", "test")),
 ]}
 PAPER_TASKS = ("sst2", "mnli", "qqp", "conll2003", "ontonotes5", "uner-en", "squad", "squad_v2", "record",
                "msmarco", "nq", "mldr-en")
@@ -132,75 +229,64 @@ def split_train95(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     return [rows[i] for i in sorted(order[:cut])], [rows[i] for i in sorted(order[cut:])]
 
 
-def read_conll(path: Path) -> list[dict]:
-    """CoNLL-2003 raw format: ``tok POS CHUNK NER`` lines; -DOCSTART- and blank lines end sentences."""
-    rows, tokens, tags = [], [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.startswith("-DOCSTART-"):
-            if tokens:
-                rows.append({"id": str(len(rows)), "tokens": tokens, "ner_tags": tags})
-            tokens, tags = [], []
-            continue
-        parts = line.split(" ")
-        if len(parts) != 4 or parts[3] not in CONLL_TAGS:
-            raise ConfigError(f"{path}:{number}: expected 'token POS CHUNK NER' with an IOB2 tag, got {line!r}")
-        tokens.append(parts[0])
-        tags.append(CONLL_TAGS.index(parts[3]))
-    if tokens:
-        rows.append({"id": str(len(rows)), "tokens": tokens, "ner_tags": tags})
-    return rows
+# -- local files ----------------------------------------------------------------------------------
+def _find(folder: Path, spec: TaskSpec, files: Files) -> tuple[list[Path], str, list[str]]:
+    """The first of ``files`` found in ``folder`` or its official subfolders: (paths, reader, names tried)."""
+    tried = []
+    for prefix in ("", *(f"{d}/" for d in spec.subdirs)):
+        for pattern, reader in files:
+            tried.append(prefix + pattern)
+            paths = sorted(p for p in folder.glob(prefix + pattern) if p.is_file())
+            if paths:
+                return paths, reader, tried
+    return [], "", tried
 
 
-def read_iob2(path: Path) -> list[dict]:
-    """UNER ``.iob2``: ``index<TAB>token<TAB>tag<TAB>...`` lines under ``# sent_id`` / ``# text`` comments."""
-    rows, tokens, tags, sent_id = [], [], [], None
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines() + [""], start=1):
-        if line.startswith("# sent_id"):
-            sent_id = line.split("=", 1)[1].strip()
-        elif line.startswith("#"):
-            continue
-        elif not line.strip():
-            if tokens:
-                rows.append({"idx": sent_id or str(len(rows)), "tokens": tokens, "ner_tags": tags})
-            tokens, tags, sent_id = [], [], None
-        else:
-            parts = line.split("\t")
-            if len(parts) < 3 or parts[2] not in UNER_TAGS:
-                raise ConfigError(f"{path}:{number}: expected 'index<TAB>token<TAB>IOB2 tag', got {line!r}")
-            tokens.append(parts[1])
-            tags.append(UNER_TAGS.index(parts[2]))
-    return rows
-
-
-def _read_rows(path: Path) -> list[dict]:
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    if path.suffix == ".tsv":  # GLUE's own files: a header, tab separated, no quoting
-        lines = path.read_text(encoding="utf-8").splitlines()
-        header = lines[0].split("\t")
-        rows = [dict(zip(header, line.split("\t"))) for line in lines[1:] if line]
-        for index, row in enumerate(rows):
-            if "label" in row:
-                row["label"] = int(row["label"])
-            row.setdefault("idx", index)
-        return rows
-    if path.suffix == ".txt":
+def _read(spec: TaskSpec, path: Path, reader: str) -> list[dict]:
+    if reader == "tsv":
+        return read_glue_tsv(path, spec.text_fields, spec.label_names)
+    if reader == "conll":
         return read_conll(path)
-    if path.suffix == ".iob2":
+    if reader == "iob2":
         return read_iob2(path)
-    raise ConfigError(f"{path}: unsupported file type (expected .jsonl, .parquet, .tsv, CoNLL .txt or .iob2)")
+    if reader == "squad":
+        return read_squad_json(path)
+    return read_rows(path)
 
 
-def _local_split(local_dir: Path, split: str) -> list[dict] | None:
-    for suffix in (".jsonl", ".parquet", ".tsv", ".txt", ".iob2"):
-        path = local_dir / f"{split}{suffix}"
-        if path.is_file():
-            return _read_rows(path)
-    return None
+def _locate(spec: TaskSpec, folder: Path) -> dict[str, tuple[list[Path], str]]:
+    """The files of every split, found before any is read (a missing split is reported first)."""
+    found = {}
+    for split in spec.hub_splits:
+        paths, reader, tried = _find(folder, spec, spec.files[split])
+        if not paths:
+            official = {"test": " (our test is the official validation/dev split; the official test files are "
+                                "unlabelled and never read)"}.get(split, "") if spec.split_rule == "train95" else ""
+            raise ConfigError(f"{folder}: no {split} split for task {spec.name!r}{official}; tried {', '.join(tried)}")
+        found[split] = (paths, reader)
+    return found
+
+
+def _check_dir(local_dir) -> Path:
+    folder = Path(local_dir)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no such directory (local_dir / --data TASK=DIR)")
+    return folder
+
+
+# -- rows --------------------------------------------------------------------------------------
+def _normalise(spec: TaskSpec, rows: list[dict], where: str) -> list[dict]:
+    if spec.name == "record":
+        return _record_to_squad(record_rows_to_hub(rows, where))
+    if spec.type == "tc":
+        for number, row in enumerate(rows, start=1):
+            if "ner_tags" not in row:
+                if spec.tags_field not in row:
+                    names = " or ".join(dict.fromkeys(("ner_tags", spec.tags_field)))
+                    raise ConfigError(f"{where}: row {number} of task {spec.name!r} has no {names} field; "
+                                      f"fields are {sorted(row)}")
+                row["ner_tags"] = row.pop(spec.tags_field)
+    return rows
 
 
 def _check_rows(spec: TaskSpec, split: str, rows: list[dict], where: str) -> list[dict]:
@@ -209,16 +295,27 @@ def _check_rows(spec: TaskSpec, split: str, rows: list[dict], where: str) -> lis
     required = {"sc": (*spec.text_fields, "label"), "tc": ("tokens", "ner_tags"),
                 "qa": ("context", "question", "answers")}.get(spec.type, ())
     missing = [f for f in required if f not in rows[0]]
-    if missing and spec.name != "record":
+    if missing:
         raise ConfigError(f"{where}: rows of task {spec.name!r} lack {missing}; columns are {sorted(rows[0])}")
-    if spec.type == "sc":
-        for row in rows:
-            if not 0 <= int(row["label"]) < len(spec.label_names):
-                raise ConfigError(f"{where}: label {row['label']} outside {list(spec.label_names)} (task {spec.name!r})")
-    if spec.type == "tc":
-        for row in rows:
-            if any(not 0 <= t < len(spec.label_names) for t in row["ner_tags"]):
-                raise ConfigError(f"{where}: a tag id outside the {len(spec.label_names)} labels of {spec.name!r}")
+    names = spec.label_names
+    for number, row in enumerate(rows, start=1):
+        if spec.type == "sc":
+            label = parse_label(row["label"], names, f"{where}: row {number}")
+            if not 0 <= label < len(names):
+                raise ConfigError(f"{where}: row {number}: label {label} outside {list(names)} (task {spec.name!r})")
+            row["label"] = label
+        elif spec.type == "tc":
+            tags = [parse_label(t, names, f"{where}: row {number}") for t in row["ner_tags"]]
+            if any(not 0 <= t < len(names) for t in tags) or len(tags) != len(row["tokens"]):
+                raise ConfigError(f"{where}: row {number}: a tag id outside the {len(names)} labels of "
+                                  f"{spec.name!r}, or not one tag per token")
+            row["ner_tags"] = tags
+        elif spec.type == "qa":
+            answers = row["answers"]
+            if (not isinstance(answers, dict) or not isinstance(answers.get("text"), list)
+                    or len(answers["text"]) != len(answers.get("answer_start") or [])):
+                raise ConfigError(f"{where}: row {number}: answers must be {{'text': [...], 'answer_start': [...]}} "
+                                  f"of equal lengths, got {answers!r}")
     return rows
 
 
@@ -244,35 +341,35 @@ def load_task(name: str, local_dir: str | Path | None = None, toyworld_seed: int
 
         task = World(seed=toyworld_seed).tasks()[name]
         if spec.type == "ir":
-            return _ir_from_tables(spec, task["corpus"], task["queries"], task["qrels"])
+            return _ir_from_tables(spec, task["corpus"], task["queries"], task["qrels"], {}, f"toyworld:{name}")
         data.splits = {k: _check_rows(spec, k, v, f"toyworld:{name}") for k, v in task["splits"].items()}
         return data
     if spec.type == "ir":
         if local_dir is None:
             return _ir_from_hub(spec)
-        folder = Path(local_dir)
-        if spec.name == "mldr-en" and not (folder / "queries.jsonl").is_file():
-            return _ir_from_mldr_rows(spec, _local_split(folder, "corpus") or [], _local_split(folder, "test") or [])
-        return _ir_from_beir(spec, folder)
+        folder = _check_dir(local_dir)
+        own = _is_beir(folder) or any((folder / n).is_file() for n, _ in BEIR_CORPUS + MLDR_FILES["corpus"])
+        base = folder if own else next((folder / d for d in spec.subdirs if (folder / d).is_dir()), folder)
+        if spec.name == "mldr-en" and not _is_beir(base):
+            return _ir_from_mldr_files(spec, base)
+        return _ir_from_beir(spec, base)
     raw: dict[str, list[dict]] = {}
+    where: dict[str, str] = {}
+    located = _locate(spec, _check_dir(local_dir)) if local_dir is not None else {}
     for ours, hub in spec.hub_splits.items():
         if local_dir is not None:
-            rows = _local_split(Path(local_dir), ours) or _local_split(Path(local_dir), hub)
-            if rows is None:
-                raise ConfigError(f"{local_dir}: no {ours} (or {hub}) file for task {name!r} "
-                                  "(expected <split>.jsonl, .parquet, .tsv, .txt or .iob2)")
+            paths, reader = located[ours]
+            rows, where[ours] = [r for p in paths for r in _read(spec, p, reader)], ", ".join(map(str, paths))
         else:
-            rows = _load_hub_split(spec, hub)
-        if spec.name == "record":
-            rows = _record_to_squad(rows)
-        elif spec.type == "tc" and spec.tags_field != "ner_tags":
-            rows = [{**{k: v for k, v in r.items() if k != spec.tags_field}, "ner_tags": r[spec.tags_field]}
-                    for r in rows]
-        raw[ours] = rows
+            rows, where[ours] = _load_hub_split(spec, hub), f"hf:{spec.hub_id}:{hub}"
+        raw[ours] = _check_rows(spec, ours, _normalise(spec, rows, where[ours]), where[ours])
     if spec.split_rule == "train95":
         raw["train"], raw["validation"] = split_train95(raw["train"])
-    where = str(local_dir) if local_dir else f"hf:{spec.hub_id}"
-    data.splits = {k: _check_rows(spec, k, v, where) for k, v in raw.items()}
+        for split in ("train", "validation"):
+            if not raw[split]:
+                raise ConfigError(f"{where['train']}: {len(raw['train'])} train rows leave the {split} split of "
+                                  f"task {name!r} empty (95% / 5% of the official train split)")
+    data.splits = raw
     return data
 
 
@@ -284,74 +381,137 @@ def _load_hub_split(spec: TaskSpec, split: str) -> list[dict]:
     except Exception as err:
         raise ConfigError(
             f"task {spec.name!r}: could not load hf:{spec.hub_id} ({spec.hub_config}, split {split}): "
-            f"{type(err).__name__}: {err}. Offline, download the files and pass local_dir with <split>.jsonl "
-            "or .parquet files in the hub schema"
+            f"{type(err).__name__}: {err}. Offline, download the files and pass local_dir (the official layout "
+            "or hub-schema files; see encoderlab.evaluation.tasks)"
         ) from None
     return list(dataset)
 
 
-def _ir_from_tables(spec, corpus, queries, qrels_rows) -> TaskData:
+# -- retrieval ------------------------------------------------------------------------------------
+def _is_beir(folder: Path) -> bool:
+    return (folder / "qrels").is_dir()
+
+
+def _ir_from_tables(spec, corpus, queries, qrels_rows, sources: dict[str, str], where: str) -> TaskData:
+    """Qrels tables per split, checked: the required splits are there and the query sets are disjoint
+    (the LR must not be selected on test queries, nor trained on them)."""
     qrels = {}
     for split, rows in qrels_rows.items():
         table: dict[str, dict[str, int]] = {}
         for row in rows:
             table.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
+        if not table:
+            raise ConfigError(f"{sources.get(split, where)}: the {split} qrels of task {spec.name!r} are empty")
         qrels[split] = table
+    absent = [s for s in spec.required_splits if s not in qrels]
+    if absent:
+        raise ConfigError(f"{where}: task {spec.name!r} needs the qrels splits {list(spec.required_splits)}; "
+                          f"missing {absent}")
+    splits = list(qrels)
+    for i, first in enumerate(splits):
+        for second in splits[i + 1:]:
+            shared = qrels[first].keys() & qrels[second].keys()
+            if shared:
+                raise ConfigError(
+                    f"task {spec.name!r}: the {first} qrels ({sources.get(first, where)}) and the {second} qrels "
+                    f"({sources.get(second, where)}) share {len(shared)} query ids (e.g. {min(shared)!r}); the "
+                    "splits must be disjoint (a validation split equal to test would select the LR on test)")
     return TaskData(spec, corpus=corpus, queries=queries, qrels=qrels)
 
 
-def _ir_from_mldr_rows(spec: TaskSpec, corpus_rows: list[dict], query_rows: list[dict]) -> TaskData:
+def _split_queries(spec, all_queries: dict[str, dict], qrels_rows: dict[str, list[dict]], sources: dict[str, str],
+                   queries_where: str) -> dict[str, list[dict]]:
+    """The queries of each qrels split; a query id of the qrels absent from the queries is an error."""
+    queries = {}
+    for split, rows in qrels_rows.items():
+        wanted = {str(r["query-id"]) for r in rows}
+        missing = sorted(wanted - all_queries.keys())
+        if missing:
+            raise ConfigError(f"{sources.get(split, split)}: {len(missing)} of the {len(wanted)} query ids of the "
+                              f"{split} qrels of task {spec.name!r} are not in {queries_where} (e.g. {missing[0]!r})")
+        queries[split] = [all_queries[q] for q in sorted(wanted)]
+    return queries
+
+
+def _ir_from_mldr_rows(spec: TaskSpec, corpus_rows: list[dict], split_rows: dict[str, list[dict]],
+                       sources: dict[str, str], where: str) -> TaskData:
     """Shitao/MLDR's schema (query_id, query, positive_passages; corpus: docid, text) -> BEIR tables."""
-    if not corpus_rows or not query_rows:
-        raise ConfigError(f"task {spec.name!r}: MLDR needs corpus rows (docid, text) and test rows "
-                          "(query_id, query, positive_passages), or a BEIR folder")
-    corpus = [{"_id": str(r["docid"]), "title": "", "text": r["text"]} for r in corpus_rows]
-    queries = {"test": [{"_id": str(r["query_id"]), "text": r["query"]} for r in query_rows]}
-    qrels = {"test": [{"query-id": str(r["query_id"]), "corpus-id": str(p["docid"]), "score": 1}
-                      for r in query_rows for p in r["positive_passages"]]}
-    return _ir_from_tables(spec, corpus, queries, qrels)
+    try:
+        corpus = [{"_id": str(r["docid"]), "title": "", "text": r["text"]} for r in corpus_rows]
+        queries = {s: [{"_id": str(r["query_id"]), "text": r["query"]} for r in rows] for s, rows in split_rows.items()}
+        qrels = {s: [{"query-id": str(r["query_id"]), "corpus-id": str(p["docid"]), "score": 1}
+                     for r in rows for p in r["positive_passages"]] for s, rows in split_rows.items()}
+    except (KeyError, TypeError) as err:
+        raise ConfigError(f"{where}: task {spec.name!r}: not MLDR's schema (corpus: docid, text; queries: query_id, "
+                          f"query, positive_passages [{{docid, text}}]): missing {err}") from None
+    if not corpus:
+        raise ConfigError(f"{where}: the corpus of task {spec.name!r} is empty")
+    return _ir_from_tables(spec, corpus, queries, qrels, sources, where)
+
+
+def _ir_from_mldr_files(spec: TaskSpec, folder: Path) -> TaskData:
+    found, sources = {}, {}
+    for split in ("corpus", "validation", "test"):
+        paths, _, tried = _find(folder, spec, MLDR_FILES[split])
+        if not paths and split != "validation":
+            raise ConfigError(f"{folder}: no MLDR {split} file for task {spec.name!r}; tried {', '.join(tried)} "
+                              "(or a BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+        if paths:
+            found[split] = [row for path in paths for row in read_rows(path)]
+            sources[split] = ", ".join(str(p) for p in paths)
+    corpus = found.pop("corpus")
+    return _ir_from_mldr_rows(spec, corpus, found, sources, str(folder))
 
 
 def _ir_from_hub(spec: TaskSpec) -> TaskData:
     from datasets import load_dataset
 
     try:
-        if spec.name == "mldr-en":
-            corpus = list(load_dataset(spec.hub_id, "corpus-en", split="corpus"))
-            return _ir_from_mldr_rows(spec, corpus, list(load_dataset(spec.hub_id, spec.hub_config, split="test")))
+        if spec.name == "mldr-en":  # Shitao/MLDR is a loading script: read its json files
+            url = "hf://datasets/Shitao/MLDR/mldr-v1.0-en/{}.jsonl.gz"
+            corpus = list(load_dataset("json", data_files=url.format("corpus"), split="train"))
+            rows = {ours: list(load_dataset("json", data_files=url.format(theirs), split="train"))
+                    for ours, theirs in spec.hub_splits.items()}
+            return _ir_from_mldr_rows(spec, corpus, rows, {}, f"hf:{spec.hub_id}")
         corpus = list(load_dataset(spec.hub_id, "corpus", split="corpus"))
         all_queries = {str(q["_id"]): q for q in load_dataset(spec.hub_id, "queries", split="queries")}
-        queries, qrels = {}, {}
-        for ours, theirs in spec.hub_splits.items():
-            rows = list(load_dataset(f"{spec.hub_id}-qrels", split=theirs))
-            qrels[ours] = rows
-            queries[ours] = [all_queries[q] for q in sorted({str(r["query-id"]) for r in rows}) if q in all_queries]
+        qrels = {ours: list(load_dataset(f"{spec.hub_id}-qrels", split=theirs))
+                 for ours, theirs in spec.hub_splits.items()}
     except ConfigError:
         raise
     except Exception as err:
         raise ConfigError(
             f"task {spec.name!r}: could not load hf:{spec.hub_id} ({type(err).__name__}: {err}). Offline, pass a "
-            "local folder in the BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)"
+            "local folder in the BEIR layout (corpus.jsonl, queries.jsonl, qrels/{train,dev,test}.tsv)"
         ) from None
-    return _ir_from_tables(spec, corpus, queries, qrels)
+    sources = {ours: f"hf:{spec.hub_id}-qrels:{theirs}" for ours, theirs in spec.hub_splits.items()}
+    queries = _split_queries(spec, all_queries, qrels, sources, f"hf:{spec.hub_id}:queries")
+    return _ir_from_tables(spec, corpus, queries, qrels, sources, f"hf:{spec.hub_id}")
 
 
 def _ir_from_beir(spec: TaskSpec, folder: Path) -> TaskData:
-    corpus_file = folder / "corpus.jsonl"
-    if not corpus_file.is_file():
-        raise ConfigError(f"{folder}: no corpus.jsonl (BEIR layout expected) for task {spec.name!r}")
-    corpus = _read_rows(corpus_file)
-    all_queries = {str(q["_id"]): q for q in _read_rows(folder / "queries.jsonl")}
-    queries, qrels_rows = {}, {}
+    tables = {}
+    for what, files in (("corpus", BEIR_CORPUS), ("queries", BEIR_QUERIES)):
+        paths, _, tried = _find(folder, spec, files)
+        if not paths:
+            raise ConfigError(f"{folder}: no {what} file for task {spec.name!r} (BEIR layout); "
+                              f"tried {', '.join(tried)}")
+        tables[what] = (read_rows(paths[0]), str(paths[0]))
+    (corpus, corpus_file), (query_rows, queries_file) = tables["corpus"], tables["queries"]
+    for rows, path, columns in ((corpus, corpus_file, ("_id", "text")), (query_rows, queries_file, ("_id", "text"))):
+        if rows and any(c not in rows[0] for c in columns):
+            raise ConfigError(f"{path}: BEIR rows need {list(columns)}; the first row has {sorted(rows[0])}")
+    all_queries = {str(q["_id"]): q for q in query_rows}
+    qrels_rows, sources = {}, {}
     for split in spec.hub_splits:
-        path = folder / "qrels" / f"{spec.hub_splits[split]}.tsv"
-        if not path.is_file():
+        candidates = [folder / "qrels" / name for name in BEIR_QRELS[split]]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            if split in spec.required_splits:
+                raise ConfigError(f"{folder}: task {spec.name!r} needs its {split} qrels: none of "
+                                  f"{', '.join('qrels/' + p.name for p in candidates)} found (BEIR layout: "
+                                  "qrels/train.tsv, qrels/dev.tsv, qrels/test.tsv)")
             continue
-        lines = path.read_text(encoding="utf-8").splitlines()[1:]
-        rows = [dict(zip(("query-id", "corpus-id", "score"), line.split("\t"))) for line in lines if line]
-        qrels_rows[split] = rows
-        wanted = {r["query-id"] for r in rows}
-        queries[split] = [all_queries[q] for q in sorted(wanted) if q in all_queries]
-    if not qrels_rows:
-        raise ConfigError(f"{folder}: no qrels/<split>.tsv for task {spec.name!r}")
-    return _ir_from_tables(spec, corpus, queries, qrels_rows)
+        qrels_rows[split], sources[split] = read_beir_qrels(path), str(path)
+    queries = _split_queries(spec, all_queries, qrels_rows, sources, queries_file)
+    return _ir_from_tables(spec, corpus, queries, qrels_rows, sources, str(folder))

@@ -1,0 +1,229 @@
+"""Readers of the file formats the evaluation datasets ship in, each returning rows in the hub schema.
+
+Every reader names the file (and line or row) of what it cannot read: a malformed row is a
+:class:`~encoderlab.config.ConfigError`, never a silently dropped or truncated value. Which file of
+which task is read by which reader, and as which split, is in :mod:`encoderlab.evaluation.tasks`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+from typing import Iterator
+
+from encoderlab.config import ConfigError
+
+CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+UNER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its end) of a text file, gzip-compressed when it ends in ``.gz``.
+
+    Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` only (``str.splitlines`` would also split inside
+    texts holding U+2028, U+0085 or form feeds, which the datasets' sentences may contain)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline=None) as handle:
+        for number, line in enumerate(handle, start=1):
+            yield number, line.rstrip("\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """JSON lines (``.jsonl``, ``.jsonl.gz``, and tner's ``.json`` files, which are JSON lines too)."""
+    rows = []
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}:{number}: not a JSON line ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Hub-schema rows from ``.jsonl`` / ``.jsonl.gz`` / ``.json`` (JSON lines) or ``.parquet``."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if path.name.endswith((".jsonl", ".jsonl.gz", ".json")):
+        return read_jsonl(path)
+    raise ConfigError(f"{path}: unsupported file type (expected .jsonl, .jsonl.gz, .json lines or .parquet)")
+
+
+def parse_label(value, names: tuple[str, ...], where: str) -> int:
+    """A class id: an int, a string of an int (tsv), or one of ``names``; anything else is an error."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if _INTEGER.fullmatch(value.strip()):
+            return int(value)
+        if value in names:
+            return names.index(value)
+    raise ConfigError(f"{where}: label {value!r} is not an integer class id nor one of {list(names)}")
+
+
+# -- GLUE ---------------------------------------------------------------------------------------
+# GLUE's own column names -> the hub schema's (MNLI: sentence1/sentence2/gold_label; QQP: is_duplicate)
+_GLUE_ALIASES = {"premise": ("premise", "sentence1"), "hypothesis": ("hypothesis", "sentence2"),
+                 "label": ("label", "gold_label", "is_duplicate")}
+
+
+def read_glue_tsv(path: Path, text_fields: tuple[str, ...], label_names: tuple[str, ...]) -> list[dict]:
+    """A GLUE tsv (header line, tab separated, no quoting) -> hub-schema rows (text fields, label, idx).
+
+    Reads GLUE's files (SST-2 ``sentence label``; QQP ``id qid1 qid2 question1 question2
+    is_duplicate``; MNLI ``index promptID pairID genre ... sentence1 sentence2 label1 [label2..5]
+    gold_label`` with string labels) and hub-schema tsv files. ``idx`` is the row's ``idx`` column,
+    else its position (as the hub's). A row with another number of fields than the header (a tab or
+    line break inside a text) is an error naming file:line, and so is a file without labels (GLUE's
+    ``test.tsv``)."""
+    lines = iter_lines(path)
+    first = next(lines, None)
+    if first is None:
+        raise ConfigError(f"{path}: empty file (expected a GLUE tsv with a header line)")
+    header = first[1].split("\t")
+    columns = {}
+    for field in (*text_fields, "label"):
+        found = [c for c in _GLUE_ALIASES.get(field, (field,)) if c in header]
+        if not found:
+            hint = (" (GLUE's test.tsv files have no labels: our test split is GLUE's dev.tsv)"
+                    if field == "label" else "")
+            raise ConfigError(f"{path}: no column {' / '.join(_GLUE_ALIASES.get(field, (field,)))} in the header "
+                              f"{header}{hint}")
+        columns[field] = header.index(found[0])
+    idx_column = header.index("idx") if "idx" in header else None
+    rows = []
+    for number, line in lines:
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) != len(header) and not (len(fields) > len(header) and not any(fields[len(header):])):
+            raise ConfigError(f"{path}:{number}: {len(fields)} tab-separated fields, the header has {len(header)} "
+                              "(a tab or a line break inside a text?); fix or drop that row")
+        row = {field: fields[column] for field, column in columns.items() if field != "label"}
+        row["label"] = parse_label(fields[columns["label"]], label_names, f"{path}:{number}")
+        row["idx"] = len(rows)
+        if idx_column is not None:
+            if not _INTEGER.fullmatch(fields[idx_column].strip()):
+                raise ConfigError(f"{path}:{number}: idx {fields[idx_column]!r} is not an integer")
+            row["idx"] = int(fields[idx_column])
+        rows.append(row)
+    return rows
+
+
+# -- token classification -----------------------------------------------------------------------
+def read_conll(path: Path) -> list[dict]:
+    """CoNLL-2003 raw format: ``tok POS CHUNK NER`` lines; -DOCSTART- and blank lines end sentences."""
+    rows, tokens, tags = [], [], []
+    for number, line in iter_lines(path):
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if tokens:
+                rows.append({"id": str(len(rows)), "tokens": tokens, "ner_tags": tags})
+            tokens, tags = [], []
+            continue
+        parts = line.split(" ")
+        if len(parts) != 4 or parts[3] not in CONLL_TAGS:
+            raise ConfigError(f"{path}:{number}: expected 'token POS CHUNK NER' with an IOB2 tag, got {line!r}")
+        tokens.append(parts[0])
+        tags.append(CONLL_TAGS.index(parts[3]))
+    if tokens:
+        rows.append({"id": str(len(rows)), "tokens": tokens, "ner_tags": tags})
+    return rows
+
+
+def read_iob2(path: Path) -> list[dict]:
+    """UNER ``.iob2``: ``index<TAB>token<TAB>tag<TAB>...`` lines under ``# sent_id`` / ``# text`` comments."""
+    rows, tokens, tags, sent_id = [], [], [], None
+    for number, line in [*iter_lines(path), (0, "")]:
+        if line.startswith("# sent_id"):
+            sent_id = line.split("=", 1)[1].strip()
+        elif line.startswith("#"):
+            continue
+        elif not line.strip():
+            if tokens:
+                rows.append({"idx": sent_id or str(len(rows)), "tokens": tokens, "ner_tags": tags})
+            tokens, tags, sent_id = [], [], None
+        else:
+            parts = line.split("\t")
+            if len(parts) < 3 or parts[2] not in UNER_TAGS:
+                raise ConfigError(f"{path}:{number}: expected 'index<TAB>token<TAB>IOB2 tag', got {line!r}")
+            tokens.append(parts[1])
+            tags.append(UNER_TAGS.index(parts[2]))
+    return rows
+
+
+# -- extractive QA ------------------------------------------------------------------------------
+def read_squad_json(path: Path) -> list[dict]:
+    """SQuAD's official JSON (``{"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]}``;
+    v2.0 questions with ``is_impossible`` have no answers) -> one hub-schema row per question:
+    id, title, context, question, answers {text: [...], answer_start: [...]}."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not a JSON document ({err.msg}, line {err.lineno})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise ConfigError(f"{path}: expected SQuAD's JSON layout {{'version', 'data': [articles]}}")
+    rows = []
+    try:
+        for article in document["data"]:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    answers = qa["answers"]
+                    rows.append({"id": str(qa["id"]), "title": article.get("title", ""),
+                                 "context": paragraph["context"], "question": qa["question"],
+                                 "answers": {"text": [a["text"] for a in answers],
+                                             "answer_start": [int(a["answer_start"]) for a in answers]}})
+    except (KeyError, TypeError, ValueError) as err:
+        where = f"question {rows[-1]['id']!r} or the one after it" if rows else "its first question"
+        raise ConfigError(f"{path}: not SQuAD's layout near {where} ({type(err).__name__}: {err}); expected "
+                          "data/paragraphs/qas with id, question and answers [{text, answer_start}]") from None
+    return rows
+
+
+def record_rows_to_hub(rows: list[dict], where: str) -> list[dict]:
+    """ReCoRD rows in the hub schema, from either the hub's (one row per query) or SuperGLUE's
+    official jsonl (one row per passage: passage {text, entities [{start, end}]} with inclusive
+    ends, qas [{query, answers [{start, end, text}], idx}], idx), converted as the hub's loader does
+    (entity spans with exclusive ends, answers = the sorted distinct answer texts)."""
+    out = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row.get("passage"), dict):
+            out.append(row)
+            continue
+        try:
+            text = row["passage"]["text"]
+            spans = sorted(({"text": text[e["start"] : e["end"] + 1], "start": e["start"], "end": e["end"] + 1}
+                            for e in row["passage"]["entities"]), key=lambda s: s["start"])
+            for qa in row["qas"]:
+                out.append({"passage": text, "query": qa["query"], "entities": sorted({s["text"] for s in spans}),
+                            "entity_spans": spans, "answers": sorted({a["text"] for a in qa.get("answers", [])}),
+                            "idx": {"passage": row["idx"], "query": qa["idx"]}})
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"{where}: row {number}: not SuperGLUE's ReCoRD layout ({type(err).__name__}: {err})"
+                              ) from None
+    return out
+
+
+# -- retrieval ----------------------------------------------------------------------------------
+def read_beir_qrels(path: Path) -> list[dict]:
+    """BEIR qrels: ``query-id<TAB>corpus-id<TAB>score`` rows under that header line (integer scores)."""
+    rows = []
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if number == 1 and (len(fields) != 3 or not _INTEGER.fullmatch(fields[2].strip())):
+            continue  # the header line
+        if len(fields) != 3 or not _INTEGER.fullmatch(fields[2].strip()):
+            raise ConfigError(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>integer score' "
+                              f"(BEIR qrels), got {line!r}")
+        rows.append({"query-id": fields[0], "corpus-id": fields[1], "score": int(fields[2])})
+    return rows
