@@ -278,7 +278,7 @@ def test_bad_study_input(tmp_path):
     db = tmp_path / "old.sqlite"
     ResultsStore(db).close()
     sqlite3.connect(db).execute("UPDATE meta SET value = '0'").connection.commit()
-    with pytest.raises(ValueError, match="results schema version 0, this encoderlab reads version 1"):
+    with pytest.raises(ValueError, match="results schema version 0, this encoderlab reads version 2"):
         ResultsStore(db)
 
 
@@ -319,3 +319,40 @@ def test_killed_study_resumes_and_its_report_matches_the_database(tmp_path):
     summary = summarize([RunScore(r.lr, r.seed, r.validation_score, r.test_score) for r in records])
     clm_row = next(line for line in markdown.splitlines() if line.startswith("| CLM |"))
     assert clm_row.split(" | ")[1].strip("*").startswith(f"{summary.mean:.2f} ± {(summary.ci_high - summary.ci_low) / 2:.2f}")
+
+
+def test_report_never_pools_protocols_or_data(finished_study, tmp_path):
+    """Runs of another protocol in the study's database are left out (and counted); runs of the same
+    protocol on other data become a row of their own, never part of the study's means."""
+    import dataclasses
+    import shutil
+
+    from encoderlab.evaluation.store import ResultsStore
+    from encoderlab.study.report import write_report
+
+    spec, _ = finished_study
+    copy = tmp_path / "copy"
+    shutil.copytree(spec.study_dir, copy)
+    spec = dataclasses.replace(spec, output_dir=str(copy))
+    before = (copy / "report.md").read_text()
+    clm_before = next(line for line in before.splitlines() if line.startswith("| CLM |"))
+    assert "| protocol | v" in before and "| optimizer | AdamW betas (0.9, 0.95)" in before
+    assert "## Per-seed scores and stability" in before and "| CLM | toy-sentiment |" in before.split("Per-seed")[1]
+    with ResultsStore(copy / "results.sqlite") as store:
+        records = [r for r in store.records() if r.model_name.endswith("CLM/checkpoints/step-000012")]
+        for r in records:  # the same runs under another protocol, scored 0
+            store.add(dataclasses.replace(r, protocol_version="other", protocol={**r.protocol, "max_steps": 99},
+                                          test_score=0.0, validation_score=100.0))
+    write_report(spec, copy / "data")
+    after = (copy / "report.md").read_text()
+    assert next(line for line in after.splitlines() if line.startswith("| CLM |")) == clm_before
+    assert f"| excluded | {len(records)} run(s)" in after
+    with ResultsStore(copy / "results.sqlite") as store:
+        for r in records:  # same protocol, other data
+            store.add(dataclasses.replace(r, data_fingerprint="feedfacecafe", test_score=0.0, validation_score=100.0))
+    write_report(spec, copy / "data")
+    lines = (copy / "report.md").read_text().splitlines()
+    labels = {line.split(" | ")[0] for line in lines if line.startswith("| CLM [data ")}
+    # one label per (task data) version: the two tasks' real data and the other data, none pooled
+    assert "| CLM [data feedface, fp32]" in labels and len(labels) == 3
+    assert not any(line.startswith("| CLM |") for line in lines)

@@ -284,7 +284,9 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
 
     query_ids = cache.get(task, key, counts, lambda recorded: ir_framed(backbone, [t for _, t in queries], limit, recorded))
     query_emb = embed(query_ids)
-    pool = {d for rel in (r for s in task.qrels.values() for r in s.values()) for d in rel}
+    # the paper's judged pool: documents judged for the evaluation queries (validation and test),
+    # never the training qrels (MS MARCO: ~530k train positives)
+    pool = {d for name, table in task.qrels.items() if name != "train" for rel in table.values() for d in rel}
     run, pool_run = rank_corpus(task.corpus, query_emb, [q for q, _ in queries], pool,
                                 lambda texts: embed(ir_framed(backbone, texts, limit, counts)), config.retrieval_chunk_docs,
                                 doc_text=lambda d: document_text(d, config))

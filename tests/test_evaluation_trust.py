@@ -1,0 +1,239 @@
+"""Every score is the protocol's score: runs keyed by data and settings, protocols never pooled,
+the paper's optimizer, decoders evaluated bidirectionally or not at all, sane QA windows."""
+
+import math
+import sqlite3
+
+import pytest
+import torch
+
+from encoderlab.cli import main
+from encoderlab.config import ConfigError
+from encoderlab.data import iter_documents, parse_source, train_tokenizer
+from encoderlab.evaluation.backbone import Backbone
+from encoderlab.evaluation.features import document_text, qa_features, query_text
+from encoderlab.evaluation.finetune import FinetuneConfig, build_optimizer, finetune, training_steps
+from encoderlab.evaluation.protocol import protocol_card, protocol_identity
+from encoderlab.evaluation.store import ResultsStore, data_fingerprint, model_fingerprint
+from encoderlab.evaluation.sweep import run_sweep
+from encoderlab.evaluation.tasks import load_task
+from encoderlab.model import ModelConfig, build_encoder, save_checkpoint
+
+SMALL = dict(batch_size=8, max_length=128, max_eval_examples=24, max_question_tokens=16, doc_stride=32,
+             tc_full_epoch=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model")
+    tokenizer = train_tokenizer(iter_documents(parse_source("toyworld", toyworld_documents=3000)), 384, root / "tok")
+    config = ModelConfig.from_name("tiny", vocab_size=len(tokenizer), pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                   mask_token_id=3)
+    return save_checkpoint(build_encoder(config, seed=0), root / "ckpt", tokenizer_dir=root / "tok")
+
+
+def _sst2_folder(path, flip_every: int | None = None):
+    """toy-sentiment rows in GLUE SST-2's own file layout (train.tsv, validation.tsv)."""
+    task = load_task("toy-sentiment")
+    path.mkdir(parents=True)
+    for split, name in (("train", "train"), ("test", "validation")):
+        rows = task.splits[split][:200]
+        lines = ["sentence\tlabel"]
+        for i, row in enumerate(rows):
+            label = row["label"] if flip_every is None or i % flip_every else 1 - row["label"]
+            lines.append(f"{row['sentence']}\t{label}")
+        (path / f"{name}.tsv").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _evaluate(model, db, *extra):
+    return main(["evaluate", str(model), "--lrs", "1e-3", "--seeds", "0", "--max-steps", "3", "--batch-size", "8",
+                 "--max-length", "128", "--max-eval-examples", "24", "--results", str(db), "--no-progress", *extra])
+
+
+# -- 2. cached runs follow the data, the model and every setting ------------------------------------
+def test_cached_runs_are_keyed_by_the_data_actually_loaded(tiny_checkpoint, tmp_path, capsys):
+    a, b = _sst2_folder(tmp_path / "A"), _sst2_folder(tmp_path / "B", flip_every=3)
+    db = tmp_path / "r.sqlite"
+    assert _evaluate(tiny_checkpoint, db, "--tasks", "sst2", "--data", f"sst2={a}") == 0
+    first = capsys.readouterr().out
+    assert _evaluate(tiny_checkpoint, db, "--tasks", "sst2", "--data", f"sst2={b}") == 0
+    second = capsys.readouterr().out
+    rows = sqlite3.connect(db).execute("SELECT data_fingerprint, test_score FROM runs").fetchall()
+    assert len(rows) == 2 and rows[0][0] != rows[1][0]  # B was run, not served A's result
+    assert data_fingerprint(load_task("sst2", local_dir=a)) in first
+    assert data_fingerprint(load_task("sst2", local_dir=b)) in second
+    assert "1 other run(s)" in second  # A's run stays in the database, outside B's summary
+    # the same data again: nothing runs, the same row is served
+    assert _evaluate(tiny_checkpoint, db, "--tasks", "sst2", "--data", f"sst2={a}") == 0
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
+
+
+def test_cached_runs_are_keyed_by_every_setting(tiny_checkpoint, tmp_path):
+    db = tmp_path / "r.sqlite"
+    settings = [[], ["--set", "adam_beta2=0.999"], ["--set", "weight_decay=0.0"], ["--set", "query_prefix="],
+                ["--set", "warmup_ratio=0.2"]]
+    for extra in settings:
+        assert _evaluate(tiny_checkpoint, db, "--tasks", "toy-sentiment", *extra) == 0
+    protocols = sqlite3.connect(db).execute("SELECT protocol_version, protocol FROM runs").fetchall()
+    assert len({p for p, _ in protocols}) == len(settings)
+    # only a setting declared result-neutral (memory) shares the key
+    assert _evaluate(tiny_checkpoint, db, "--tasks", "toy-sentiment", "--set", "retrieval_chunk_docs=7") == 0
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0] == len(settings)
+
+
+def test_model_fingerprint_covers_tokenizer_and_architecture_config(tiny_checkpoint, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_checkpoint, copy)
+    assert model_fingerprint(copy) == model_fingerprint(tiny_checkpoint)
+    tokenizer = copy / "tokenizer.json"
+    tokenizer.write_text(tokenizer.read_text().replace('"<unk>"', '"<unk2>"', 1) + " ")
+    assert model_fingerprint(copy) != model_fingerprint(tiny_checkpoint)
+    shutil.rmtree(copy)
+    shutil.copytree(tiny_checkpoint, copy)
+    config = (copy / "config.json").read_text()
+    (copy / "config.json").write_text(config.replace('"rope_theta": 10000.0', '"rope_theta": 500000.0'))
+    assert '"rope_theta": 10000.0' in config and model_fingerprint(copy) != model_fingerprint(tiny_checkpoint)
+
+
+# -- 3. summaries never pool protocols ------------------------------------------------------------
+def test_summary_groups_runs_by_protocol(tiny_checkpoint, tmp_path, capsys):
+    db = tmp_path / "r.sqlite"
+    assert _evaluate(tiny_checkpoint, db, "--tasks", "toy-sentiment") == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tiny_checkpoint), "--tasks", "toy-sentiment", "--lrs", "1e-3", "--seeds", "0",
+                 "--max-steps", "2", "--batch-size", "8", "--max-length", "128", "--max-eval-examples", "24",
+                 "--results", str(db), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| toy-sentiment |"))
+    assert row.split("|")[7].strip() == "1"  # one seed: the max-steps-3 run is not pooled in
+    assert "1 other run(s)" in out
+    rows = run_sweep(str(tiny_checkpoint), ["toy-sentiment"], [1e-3], [0], db,
+                     FinetuneConfig(max_steps=2, **SMALL), progress=False)
+    assert rows[0]["n"] == 1 and math.isnan(rows[0]["ci_low"])
+
+
+# -- 4. the paper's protocol by default, every setting visible ----------------------------------------
+def test_defaults_are_the_papers_protocol():
+    config = FinetuneConfig()
+    assert (config.adam_beta1, config.adam_beta2, config.adam_eps, config.weight_decay) == (0.9, 0.95, 1e-5, 0.1)
+    assert (config.batch_size, config.max_steps, config.warmup_ratio, config.grad_clip) == (32, 1000, 0.1, 1.0)
+    assert config.max_length == 2048 and config.attention == "bidirectional" and config.tc_full_epoch
+    assert (config.query_prefix, config.document_prefix, config.temperature) == ("Query: ", "Document: ", 0.05)
+    assert query_text("what is x", config) == "Query: what is x"
+    assert document_text({"title": "X", "text": "x is y"}, config) == "Document: X. x is y"
+    assert document_text({"title": "", "text": "x is y"}, config) == "Document: x is y"
+    card = "\n".join(protocol_card(protocol_identity(config, "fp32"), [1e-5, 2e-5], [0, 1]))
+    for text in ("AdamW betas (0.9, 0.95), eps 1e-05, weight decay 0.1", "2048 tokens", "'Query: '", "1e-05, 2e-05",
+                 "bidirectional", "fp32"):
+        assert text in card
+    assert training_steps("tc", 14041, config) == 439 and training_steps("tc", 59924, config) == 1873  # one epoch
+    assert training_steps("sc", 63981, config) == 1000 and training_steps("sc", 300, config) == 10
+
+
+def test_optimizer_and_schedule_are_the_hf_trainers():
+    from transformers import get_linear_schedule_with_warmup
+
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    optimizer, scheduler, warmup = build_optimizer([model], 1e-3, FinetuneConfig(), steps=25)
+    assert warmup == 3  # ceil(0.1 x 25), as TrainingArguments.get_warmup_steps
+    decayed, plain = optimizer.param_groups
+    assert {p.ndim for p in decayed["params"]} == {2} and decayed["weight_decay"] == 0.1
+    assert {p.ndim for p in plain["params"]} == {1} and plain["weight_decay"] == 0.0  # biases and norms
+    assert decayed["betas"] == (0.9, 0.95) and decayed["eps"] == 1e-5
+    reference = torch.optim.AdamW(torch.nn.Linear(1, 1).parameters(), lr=1e-3)
+    reference_schedule = get_linear_schedule_with_warmup(reference, 3, 25)
+    for _ in range(25):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(reference.param_groups[0]["lr"], abs=0)
+        optimizer.step(), scheduler.step(), reference.step(), reference_schedule.step()
+
+
+def test_default_max_length_is_the_models_positions(tiny_checkpoint):
+    result = finetune(str(tiny_checkpoint), load_task("toy-sentiment"), 1e-3, 0,
+                      FinetuneConfig(max_steps=2, batch_size=8, max_eval_examples=8))
+    assert result.effective["max_length"] == 512  # tiny: 512 positions; the protocol asks up to 2048
+    assert result.effective["warmup_steps"] == 1 and result.effective["steps"] == 2
+
+
+# -- 5. decoders: bidirectional through the native model, or causal only on request ------------------------
+def test_llama_export_is_evaluated_bidirectionally_like_its_source(tiny_checkpoint, tmp_path):
+    from encoderlab.model.hf import export_hf
+
+    exported = export_hf(tiny_checkpoint, tmp_path / "llama", target="llama", tokenizer_dir=tiny_checkpoint)
+    config = FinetuneConfig(max_steps=3, **SMALL)
+    native = finetune(str(tiny_checkpoint), load_task("toy-sentiment"), 1e-3, 0, config)
+    through_hf = finetune(str(exported), load_task("toy-sentiment"), 1e-3, 0, config)
+    assert through_hf.effective["backbone"] == "imported llama" and through_hf.effective["attention"] == "bidirectional"
+    assert through_hf.test == native.test and through_hf.test_items == native.test_items
+    causal = finetune(str(tiny_checkpoint), load_task("toy-sentiment"), 1e-3, 0,
+                      FinetuneConfig(max_steps=3, attention="causal", **SMALL))
+    assert causal.effective["attention"] == "causal" and causal.test_items != native.test_items
+
+
+def test_other_decoders_need_an_explicit_causal_protocol(tiny_checkpoint, tmp_path):
+    from transformers import GPT2Config, GPT2Model
+
+    gpt2 = tmp_path / "gpt2"
+    GPT2Model(GPT2Config(vocab_size=400, n_embd=32, n_layer=1, n_head=2, n_positions=256)).save_pretrained(gpt2)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_checkpoint / name).is_file():
+            (gpt2 / name).write_bytes((tiny_checkpoint / name).read_bytes())
+    with pytest.raises(ConfigError, match="decoder-only.*attention=causal"):
+        Backbone(str(gpt2))
+    assert Backbone(str(gpt2), attention="causal").kind == "transformers gpt2"
+    db = tmp_path / "r.sqlite"
+    assert _evaluate(gpt2, db, "--tasks", "toy-sentiment") == 2  # refused: exit code 2, nothing run
+    assert _evaluate(gpt2, db, "--tasks", "toy-sentiment", "--set", "attention=causal") == 0
+    assert '"attention": "causal"' in sqlite3.connect(db).execute("SELECT protocol FROM runs").fetchone()[0]
+
+
+# -- 8. QA windows stay sane -----------------------------------------------------------------------
+def test_qa_window_settings_are_validated_and_windows_bounded(tiny_checkpoint):
+    with pytest.raises(ConfigError, match="leaves 61 context tokens per QA window.*2 x doc_stride = 256"):
+        finetune(str(tiny_checkpoint), load_task("toy-qa"), 1e-3, 0, FinetuneConfig(max_length=128, max_steps=2))
+    with pytest.raises(ConfigError, match="QA window"):
+        run_sweep(str(tiny_checkpoint), ["toy-qa"], [1e-3], [0], ":memory:", FinetuneConfig(max_length=128),
+                  progress=False)
+    backbone = Backbone(str(tiny_checkpoint))
+    row = load_task("toy-qa").splits["train"][0]
+    long = {**row, "context": " ".join([row["context"]] * 40)}
+    context_tokens = len(backbone.encode(long["context"]))
+    config = FinetuneConfig(max_length=128, max_question_tokens=16, doc_stride=32)
+    windows = qa_features(backbone, [long], config, 128, {})
+    assert context_tokens > 1000 and len(windows) <= context_tokens // 32 + 1  # each token in at most two windows
+
+
+# -- 7 (fine-tuning side). retrieval scores in fp32 even under autocast --------------------------------
+def test_retrieval_scores_are_fp32_under_autocast():
+    from encoderlab.evaluation.retrieval import rank_corpus
+
+    generator = torch.Generator().manual_seed(0)
+    vectors = torch.nn.functional.normalize(torch.randn(50, 16, generator=generator), dim=-1)
+    queries = torch.nn.functional.normalize(torch.randn(3, 16, generator=generator), dim=-1)
+    corpus = [{"_id": f"d{i}", "title": "", "text": f"doc {i}"} for i in range(50)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        run, _ = rank_corpus(corpus, queries, ["a", "b", "c"], set(), lambda t: vectors[[int(x.split()[1]) for x in t]],
+                             16)
+    exact = queries @ vectors.T
+    for j, qid in enumerate("abc"):
+        top = sorted(run[qid].items(), key=lambda kv: -kv[1])[0]
+        assert top[1] == exact[j].max().item()  # bit-equal to the fp32 product
+
+
+# -- 10. what is stored is shown -------------------------------------------------------------------
+def test_evaluate_prints_per_seed_scores_stability_and_protocol(tiny_checkpoint, tmp_path, capsys):
+    db = tmp_path / "r.sqlite"
+    assert main(["evaluate", str(tiny_checkpoint), "--tasks", "toy-sentiment", "--lrs", "1e-3,3e-4", "--seeds",
+                 "0,1", "--max-steps", "3", "--batch-size", "8", "--max-length", "128", "--max-eval-examples", "24",
+                 "--results", str(db), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    with ResultsStore(db) as store:
+        records = store.records(dataset="toy-sentiment")
+    summary_row = next(line for line in out.splitlines() if line.startswith("| toy-sentiment |"))
+    chosen = float(summary_row.split("|")[3])
+    per_seed = [f"{r.test_score:.2f}" for r in sorted(records, key=lambda r: r.seed) if r.lr == chosen]
+    assert ", ".join(per_seed) in summary_row
+    assert "| task | LR range (best - worst LR mean) |" in out and "| toy-sentiment |" in out.split("Stability")[1]
+    assert "| optimizer | AdamW betas (0.9, 0.95)" in out and "| seeds | 0, 1 |" in out
