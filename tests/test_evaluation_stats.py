@@ -63,3 +63,13 @@ def test_paired_permutation_test_and_holm():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     with pytest.raises(ValueError, match="must match"):
         paired_permutation_test([1, 0], [1])
+
+
+def test_category_mean_pairs_seeds_by_seed_not_by_position():
+    # seed 1 diverged on task b: the category mean uses seeds 0 and 2 of both, never a's seed 1 with b's seed 2
+    a = summarize([RunScore(1e-4, s, 80.0, v) for s, v in enumerate([70.0, 80.0, 90.0])])
+    b = summarize([RunScore(1e-4, 0, 60.0, 10.0), RunScore(1e-4, 1, math.nan, math.nan),
+                   RunScore(1e-4, 2, 60.0, 30.0)])
+    assert b.seeds == [0, 2] and b.by_seed() == {0: 10.0, 2: 30.0}
+    mean, _, _ = category_summary({"a": a.by_seed(), "b": b.by_seed()})
+    assert mean == pytest.approx(((70 + 10) / 2 + (90 + 30) / 2) / 2)

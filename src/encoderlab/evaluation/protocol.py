@@ -108,6 +108,12 @@ def protocol_identity(config: FinetuneConfig, precision: str) -> dict:
     return {"version": PROTOCOL_VERSION, "precision": precision, **settings}
 
 
+def settings_of(identity: dict) -> dict:
+    """A protocol identity without the precision, which follows the machine a run happened on: what a
+    study spec fixes, to tell its runs from runs of other protocols in the same database."""
+    return {k: v for k, v in identity.items() if k != "precision"}
+
+
 def protocol_id(identity: dict) -> str:
     """Short stable hash of a protocol identity."""
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]

@@ -36,9 +36,13 @@ class Summary:
     mean: float
     ci_low: float
     ci_high: float
-    per_seed: list[float]
+    per_seed: list[float]  # test scores at the selected LR, in the order of ``seeds``
     n: int
     lr_means: dict[float, dict] = field(default_factory=dict)  # lr -> validation/test mean, std, diverged
+    seeds: list[int] = field(default_factory=list)  # the seeds of ``per_seed`` (diverged seeds left out)
+
+    def by_seed(self) -> dict[int, float]:
+        return dict(zip(self.seeds, self.per_seed))
 
 
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -73,17 +77,27 @@ def summarize(runs: Sequence[RunScore], confidence: float = 0.95) -> Summary:
     if not eligible:
         raise ValueError("summarize: every learning rate diverged on more than half of its seeds")
     best = max(eligible, key=lambda lr: (eligible[lr]["validation_mean"], -lr))
-    per_seed = [r.test for r in sorted(by_lr[best], key=lambda r: r.seed) if math.isfinite(r.validation)]
+    kept = [r for r in sorted(by_lr[best], key=lambda r: r.seed) if math.isfinite(r.validation)]
+    per_seed = [r.test for r in kept]
     mean, low, high = t_interval(per_seed, confidence)
     return Summary(lr=best, mean=mean, ci_low=low, ci_high=high, per_seed=per_seed, n=len(per_seed),
-                   lr_means=lr_means)
+                   lr_means=lr_means, seeds=[r.seed for r in kept])
 
 
-def category_summary(per_dataset_seed_scores: dict[str, list[float]], confidence: float = 0.95) -> tuple:
-    """Category mean: average the datasets' scores seed by seed, then a t-interval over seeds."""
+def category_summary(per_dataset_seed_scores: dict[str, dict[int, float] | list[float]],
+                     confidence: float = 0.95) -> tuple:
+    """Category mean: average the datasets' scores seed by seed, then a t-interval over seeds.
+
+    Scores keyed by seed (``Summary.by_seed()``) are matched by seed, over the seeds every dataset
+    has (a seed that diverged on one dataset is left out of the category, not paired with another
+    seed); plain lists are taken as already aligned by position."""
     columns = list(per_dataset_seed_scores.values())
-    seeds = min(len(c) for c in columns)
-    per_seed = [float(np.mean([c[i] for c in columns])) for i in range(seeds)]
+    if all(isinstance(c, dict) for c in columns):
+        common = sorted(set.intersection(*(set(c) for c in columns)))
+        per_seed = [float(np.mean([c[seed] for c in columns])) for seed in common]
+    else:
+        seeds = min(len(c) for c in columns)
+        per_seed = [float(np.mean([c[i] for c in columns])) for i in range(seeds)]
     return t_interval(per_seed, confidence)
 
 

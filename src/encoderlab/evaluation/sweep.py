@@ -130,11 +130,11 @@ def summary_rows(store: ResultsStore, fingerprint: str, tasks: list[str], lrs: s
         rows.append(row | {"lr": summary.lr, "mean": summary.mean, "ci_low": summary.ci_low,
                            "ci_high": summary.ci_high, "n": summary.n, "per_seed": summary.per_seed,
                            "stability": stability(scores)})
-        by_category.setdefault(spec.category, {})[name] = summary.per_seed
+        by_category.setdefault(spec.category, {})[name] = summary.by_seed()
     for category, per_dataset in by_category.items():
         mean, low, high = category_summary(per_dataset)
         rows.append({"task": f"{category} mean", "category": category, "metric": "mean", "lr": None, "mean": mean,
-                     "ci_low": low, "ci_high": high, "n": min(len(v) for v in per_dataset.values()),
+                     "ci_low": low, "ci_high": high, "n": len(set.intersection(*(set(v) for v in per_dataset.values()))),
                      "per_seed": None, "diverged": None, "runs": None, "data": None, "stability": None})
     return rows
 

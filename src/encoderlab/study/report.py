@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import encoderlab
-from encoderlab.evaluation.protocol import protocol_card, protocol_identity
+from encoderlab.evaluation.protocol import protocol_card, protocol_identity, settings_of
 from encoderlab.evaluation.stats import category_summary, holm, paired_permutation_test, stability, summarize
 from encoderlab.evaluation.store import ResultsStore, model_fingerprint
 from encoderlab.evaluation.sweep import run_scores
@@ -32,10 +32,9 @@ def _collect(spec: StudySpec, shards: Path | None) -> tuple[dict, dict]:
     """Results per model label and task, from runs of the spec's protocol only, one (protocol, data)
     group per label: a model whose runs of a task came from several groups (other data, other
     precision) gets one label per group, never one pooled mean. Returns (results, card facts)."""
-    from encoderlab.evaluation.protocol import protocol_identity
     from encoderlab.study.runner import checkpoints_of
 
-    wanted = {k: v for k, v in protocol_identity(spec.evaluation.finetune_config(), "").items() if k != "precision"}
+    wanted = settings_of(protocol_identity(spec.evaluation.finetune_config(), ""))
     results = {}  # model label -> task -> {summary, runs}
     seen = {"precisions": set(), "groups": 0, "other_protocol_runs": 0}
     with ResultsStore(spec.study_dir / "results.sqlite") as store:
@@ -49,7 +48,7 @@ def _collect(spec: StudySpec, shards: Path | None) -> tuple[dict, dict]:
                 for r in store.records(fingerprint, task):
                     if r.lr not in spec.evaluation.lrs or r.seed not in spec.evaluation.seeds:
                         continue
-                    if {k: v for k, v in r.protocol.items() if k != "precision"} != wanted:
+                    if settings_of(r.protocol) != wanted:
                         seen["other_protocol_runs"] += 1
                         continue
                     groups.setdefault(r.group, []).append(r)
@@ -113,7 +112,7 @@ def _category_rows(spec: StudySpec, results: dict) -> dict:
         for task, entry in tasks.items():
             if entry["summary"] is None:
                 continue
-            by_category.setdefault(get_task(task).category, {})[task] = entry["summary"].per_seed
+            by_category.setdefault(get_task(task).category, {})[task] = entry["summary"].by_seed()
         out[model] = {c: category_summary(v) for c, v in by_category.items()}
     return out
 

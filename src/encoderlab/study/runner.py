@@ -319,10 +319,11 @@ def _waves(spec: StudySpec, commands: list[tuple[str, list[str]]]) -> list[list[
 
 def study_status(spec: StudySpec) -> list[dict]:
     """What is done, partial or missing, per run and checkpoint (no work is started)."""
-    import sqlite3
-
-    from encoderlab.evaluation.store import model_fingerprint
+    from encoderlab.evaluation.protocol import protocol_identity, settings_of
+    from encoderlab.evaluation.store import ResultsStore, model_fingerprint
     from encoderlab.training.checkpoint import latest_checkpoint
+
+    wanted = settings_of(protocol_identity(spec.evaluation.finetune_config(), ""))
 
     shards = spec.study_dir / "data" if spec.data is not None else None
     if shards is not None and not (shards / "manifest.json").is_file():
@@ -349,12 +350,12 @@ def study_status(spec: StudySpec) -> list[dict]:
             rows.append({"run": ref.run, "step": ref.step, "status": state})
             continue
         done = diverged = 0
-        if db.is_file():
-            fingerprint = model_fingerprint(ref.path)
-            with sqlite3.connect(db) as connection:
-                done, diverged = connection.execute(
-                    "SELECT COUNT(*), SUM(status = 'diverged') FROM runs WHERE model_fingerprint = ?", (fingerprint,)
-                ).fetchone()
+        if db.is_file():  # runs of this study's grid and protocol only (a database may hold others)
+            with ResultsStore(db) as store:
+                records = [r for r in store.records(model_fingerprint(ref.path)) if r.dataset in spec.evaluation.tasks
+                           and r.lr in spec.evaluation.lrs and r.seed in spec.evaluation.seeds
+                           and settings_of(r.protocol) == wanted]
+            done, diverged = len(records), sum(r.status == "diverged" for r in records)
         status = f"evaluated {done}/{expected} runs" + (f" ({diverged} diverged)" if diverged else "")
         job = jobs["evaluate"].get(f"{ref.run}@{ref.step}")
         if job is not None and done < expected:
