@@ -18,3 +18,16 @@ def tiny_config() -> ModelConfig:
 @pytest.fixture
 def tiny_model(tiny_config):
     return build_encoder(tiny_config, seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny encoderlab checkpoint with a toyworld BPE tokenizer, for fine-tuning tests."""
+    from encoderlab.data import iter_documents, parse_source, train_tokenizer
+    from encoderlab.model import save_checkpoint
+
+    root = tmp_path_factory.mktemp("model")
+    tokenizer = train_tokenizer(iter_documents(parse_source("toyworld", toyworld_documents=3000)), 384, root / "tok")
+    config = ModelConfig.from_name("tiny", vocab_size=len(tokenizer), pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                   mask_token_id=3)
+    return save_checkpoint(build_encoder(config, seed=0), root / "ckpt", tokenizer_dir=root / "tok")

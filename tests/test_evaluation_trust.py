@@ -9,7 +9,6 @@ import torch
 
 from encoderlab.cli import main
 from encoderlab.config import ConfigError
-from encoderlab.data import iter_documents, parse_source, train_tokenizer
 from encoderlab.evaluation.backbone import Backbone
 from encoderlab.evaluation.features import document_text, qa_features, query_text
 from encoderlab.evaluation.finetune import FinetuneConfig, build_optimizer, finetune, training_steps
@@ -17,19 +16,9 @@ from encoderlab.evaluation.protocol import protocol_card, protocol_identity
 from encoderlab.evaluation.store import ResultsStore, data_fingerprint, model_fingerprint
 from encoderlab.evaluation.sweep import run_sweep
 from encoderlab.evaluation.tasks import load_task
-from encoderlab.model import ModelConfig, build_encoder, save_checkpoint
 
 SMALL = dict(batch_size=8, max_length=128, max_eval_examples=24, max_question_tokens=16, doc_stride=32,
              tc_full_epoch=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
-    tokenizer = train_tokenizer(iter_documents(parse_source("toyworld", toyworld_documents=3000)), 384, root / "tok")
-    config = ModelConfig.from_name("tiny", vocab_size=len(tokenizer), pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                                   mask_token_id=3)
-    return save_checkpoint(build_encoder(config, seed=0), root / "ckpt", tokenizer_dir=root / "tok")
 
 
 def _sst2_folder(path, flip_every: int | None = None):

@@ -12,25 +12,15 @@ import pytest
 
 from encoderlab.config import ConfigError
 
-from encoderlab.data import iter_documents, parse_source, train_tokenizer
+from encoderlab.data import iter_documents, parse_source
 from encoderlab.evaluation.finetune import (Backbone, FeatureCache, FinetuneConfig, finetune, qa_features,
                                            tc_features)
 from encoderlab.evaluation.metrics import normalize_answer
 from encoderlab.evaluation.sweep import run_sweep
 from encoderlab.evaluation.tasks import TOYWORLD_TASKS, load_task
-from encoderlab.model import ModelConfig, build_encoder, save_checkpoint
 
 FAST = FinetuneConfig(max_steps=4, batch_size=8, max_length=128, max_eval_examples=24, max_question_tokens=16,
                       doc_stride=32, tc_full_epoch=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
-    tokenizer = train_tokenizer(iter_documents(parse_source("toyworld", toyworld_documents=3000)), 384, root / "tok")
-    config = ModelConfig.from_name("tiny", vocab_size=len(tokenizer), pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                                   mask_token_id=3)
-    return save_checkpoint(build_encoder(config, seed=0), root / "ckpt", tokenizer_dir=root / "tok")
 
 
 def test_features_label_first_sub_tokens_and_find_answers(tiny_checkpoint):

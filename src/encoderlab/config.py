@@ -8,8 +8,8 @@ file is an error instead of a silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
-import re
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
