@@ -1,7 +1,8 @@
 import pytest
 import torch
+import yaml
 
-from encoderlab.config import ConfigError
+from encoderlab.config import ConfigError, from_dict
 from encoderlab.model import Encoder, ModelConfig, preset_names
 
 
@@ -71,3 +72,13 @@ def test_invalid_geometry_is_rejected():
         ModelConfig.from_name("tiny", num_kv_heads=3)
     with pytest.raises(ConfigError, match="not divisible"):
         ModelConfig.from_name("tiny", num_heads=5, num_kv_heads=5)
+
+
+def test_numbers_in_scientific_notation_are_numbers():
+    # PyYAML (YAML 1.1) reads 1e-3 as the string '1e-3': it is still a number for a float field
+    from encoderlab.study.spec import EvaluationSpec
+
+    assert from_dict(EvaluationSpec, {"tasks": ["sst2"], "lrs": ["1e-4", 5e-4, 1], "seeds": [0]}).lrs == [1e-4, 5e-4, 1.0]
+    assert ModelConfig.from_name("610m", norm_eps=yaml.safe_load("1e-6")).norm_eps == 1e-6
+    with pytest.raises(ConfigError, match="expected a number, got '1e-3x'"):
+        from_dict(EvaluationSpec, {"tasks": ["sst2"], "lrs": ["1e-3x"], "seeds": [0]})
