@@ -274,6 +274,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from encoderlab.study.report import write_report
 
     spec = load_study(args.spec, args.output)
+    if not (spec.study_dir / "results.sqlite").is_file():
+        raise ConfigError(f"{spec.study_dir}: study {spec.name!r} has no results yet (run `encoderlab study run "
+                          f"{args.spec}` first); nothing written")
     shards = spec.study_dir / "data" if spec.data is not None else None
     print(f"report: {write_report(spec, shards)}")
     return 0
@@ -487,9 +490,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
-        print(f"encoderlab: error: {err}", file=sys.stderr)
+    except (ConfigError, ValueError, RuntimeError) as err:  # expected failures: one line, exit code 2
+        print(f"encoderlab: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
+    except OSError as err:  # a missing path, a full disk, no permission: the file and the reason
+        text = f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
+        print(f"encoderlab: error: {_one_line(text)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "failed without a message"
 
 
 if __name__ == "__main__":

@@ -134,15 +134,17 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
                  "backbone": backbone.kind, "attention": config.attention, "precision": precision_of(device.type),
                  "device": device.type}
     started = time.perf_counter()
-    status, step = "ok", 0
+    status, step, losses = "ok", 0, []
     backbone.train()
     for batch in _batches(train, config.batch_size, rng):  # steps <= one epoch: a single pass
         if step >= steps:
             break
         with autocast:
             loss = _loss(spec.type, backbone, head, batch, device, config)
-        if not torch.isfinite(loss):
+        losses.append(float(loss))
+        if not math.isfinite(losses[-1]):
             status = "diverged"
+            effective["diverged"] = f"non-finite loss at step {step}"
             break
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -151,6 +153,9 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
         optimizer.zero_grad(set_to_none=True)
         step += 1
     train_seconds = time.perf_counter() - started
+    if status == "ok" and (rise := loss_exploded(losses)):
+        status, effective["diverged"] = "diverged", rise
+    effective["loss_first_last"] = _loss_ends(losses)
     if status == "diverged":
         return [RunResult("diverged", math.nan, math.nan, {}, None, step, train_seconds, 0.0, dict(counts), effective)
                 for _ in test_tasks]
@@ -172,6 +177,27 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
                                      metrics, test[1], steps, train_seconds,
                                      validation_seconds + time.perf_counter() - started, run_counts, effective))
     return results
+
+
+DIVERGENCE_FACTOR = 2.0  # a run whose loss ends above this multiple of where it began has diverged
+
+
+def _loss_ends(losses: list[float]) -> list[float]:
+    window = max(1, len(losses) // 10)
+    return [sum(losses[:window]) / window, sum(losses[-window:]) / window] if losses else []
+
+
+def loss_exploded(losses: list[float]) -> str | None:
+    """A finite loss that blew up: the mean of the last 10% of steps is above DIVERGENCE_FACTOR x the
+    mean of the first 10% (e.g. 0.7 -> 2e5 at LR 1e6). Such a run predicts one class or garbage and
+    would otherwise be recorded 'ok' at chance level. A loss that merely failed to fall (an LR too
+    small) is not divergence: that run is kept as a score, and LR selection judges it."""
+    if len(losses) < 2:
+        return None
+    first, last = _loss_ends(losses)
+    if last > DIVERGENCE_FACTOR * first:
+        return f"loss rose from {first:.4g} to {last:.4g} (above {DIVERGENCE_FACTOR:g}x)"
+    return None
 
 
 def _require_split(task: TaskData, split: str) -> None:

@@ -88,28 +88,59 @@ class RunRecord:
         return self.protocol_version, self.data_fingerprint
 
 
+def _check_owned(path: Path) -> None:
+    """Read-only look at an existing file: an encoderlab results database of this schema version, or
+    an empty SQLite file; anything else is refused before a single byte is written."""
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = None
+            if "meta" in tables:
+                found = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                version = found[0] if found else None
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as err:
+        raise ValueError(f"{path}: not a usable encoderlab results database ({err})") from None
+    if not tables:
+        return
+    if version is None or not tables <= {"meta", "runs"}:
+        raise ValueError(f"{path}: not an encoderlab results database (it holds tables {', '.join(sorted(tables))}); "
+                         "left unchanged; give --results a new file")
+    if version != str(SCHEMA_VERSION):
+        raise ValueError(f"{path}: results schema version {version}, this encoderlab reads version {SCHEMA_VERSION}; "
+                         "left unchanged; use a new results file or an encoderlab of that version (version 1 rows have "
+                         "no data fingerprint and no protocol settings, so they cannot be matched to a run safely)")
+
+
 def _nullable(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
 class ResultsStore:
-    def __init__(self, path: str | Path):
+    """An encoderlab results database. An existing file is checked before anything is written to it:
+    a file of another application, or of another schema version, is refused and left unchanged.
+    ``create=False`` opens only an existing database (readers such as ``report`` never create one)."""
+
+    def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        exists = self.path.is_file() and self.path.stat().st_size > 0
+        if exists:
+            _check_owned(self.path)
+        elif not create:
+            raise FileNotFoundError(f"{self.path}: no results database (nothing has been evaluated into it yet)")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._connection = sqlite3.connect(self.path, timeout=60)
             self._connection.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
             self._connection.executescript(SCHEMA)
             with self._connection:
                 self._connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            found = self._connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+                self._connection.execute("INSERT OR IGNORE INTO meta VALUES ('application', 'encoderlab')")
         except sqlite3.DatabaseError as err:
             raise ValueError(f"{self.path}: not a usable encoderlab results database ({err})") from None
-        if found != str(SCHEMA_VERSION):
-            self._connection.close()
-            raise ValueError(f"{self.path}: results schema version {found}, this encoderlab reads version "
-                             f"{SCHEMA_VERSION}; use a new results file or an encoderlab of that version (version 1 rows have no "
-                             "data fingerprint and no protocol settings, so they cannot be matched to a run safely)")
 
     def close(self) -> None:
         self._connection.close()

@@ -336,6 +336,10 @@ def _record_to_squad(rows: list[dict]) -> list[dict]:
 def load_task(name: str, local_dir: str | Path | None = None, toyworld_seed: int = 0) -> TaskData:
     spec = get_task(name)
     data = TaskData(spec)
+    if spec.toyworld and local_dir is not None:
+        raise ConfigError(f"task {name!r} is built in (toyworld) and reads no files, so --data {name}={local_dir} would "
+                          "be ignored; for your own files use the paper task of the same schema (e.g. sst2, mnli, "
+                          "conll2003, squad_v2, msmarco)")
     if spec.toyworld:
         from encoderlab.data.toyworld import World
 

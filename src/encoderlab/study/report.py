@@ -37,7 +37,10 @@ def _collect(spec: StudySpec, shards: Path | None) -> tuple[dict, dict]:
     wanted = settings_of(protocol_identity(spec.evaluation.finetune_config(), ""))
     results = {}  # model label -> task -> {summary, runs}
     seen = {"precisions": set(), "groups": 0, "other_protocol_runs": 0}
-    with ResultsStore(spec.study_dir / "results.sqlite") as store:
+    database = spec.study_dir / "results.sqlite"
+    if not database.is_file():  # a study that never evaluated anything: an empty report, no new file
+        return results, seen
+    with ResultsStore(database, create=False) as store:
         for ref in checkpoints_of(spec, shards):
             if not (ref.path / "model.safetensors").is_file():
                 continue

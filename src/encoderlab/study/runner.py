@@ -69,8 +69,19 @@ def plan_study(spec: StudySpec) -> dict:
     from encoderlab.config import ConfigError
     from encoderlab.evaluation.tasks import get_task
 
+    finetune_config = spec.evaluation.finetune_config()
     for task in spec.evaluation.tasks:
-        get_task(task)
+        if get_task(task).type == "qa":
+            finetune_config.check_qa_windows(finetune_config.max_length)
+    sources = {get_task(t).zero_shot_from for t in spec.evaluation.tasks} - {None}
+    for task, directory in spec.evaluation.data.items():  # what the real run would reject, rejected now
+        if task not in spec.evaluation.tasks and task not in sources:
+            raise ConfigError(f"study {spec.name!r}: evaluation.data names {task!r}, which the study does not evaluate "
+                              f"(tasks: {', '.join(spec.evaluation.tasks)})")
+        if get_task(task).toyworld:
+            raise ConfigError(f"study {spec.name!r}: evaluation.data names the built-in task {task!r}, which reads no files")
+        if not Path(directory).is_dir():
+            raise ConfigError(f"study {spec.name!r}: evaluation.data {task}: directory {directory} not found")
     shards = spec.study_dir / "data" if spec.data is not None else None
     if shards is not None and not (shards / "manifest.json").is_file():
         shards = None  # before data preparation: vocabulary comes from the presets
@@ -351,7 +362,7 @@ def study_status(spec: StudySpec) -> list[dict]:
             continue
         done = diverged = 0
         if db.is_file():  # runs of this study's grid and protocol only (a database may hold others)
-            with ResultsStore(db) as store:
+            with ResultsStore(db, create=False) as store:
                 records = [r for r in store.records(model_fingerprint(ref.path)) if r.dataset in spec.evaluation.tasks
                            and r.lr in spec.evaluation.lrs and r.seed in spec.evaluation.seeds
                            and settings_of(r.protocol) == wanted]
