@@ -169,12 +169,12 @@ def test_other_decoders_need_an_explicit_causal_protocol(tiny_checkpoint, tmp_pa
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (tiny_checkpoint / name).is_file():
             (gpt2 / name).write_bytes((tiny_checkpoint / name).read_bytes())
-    with pytest.raises(ConfigError, match="decoder-only.*attention=causal"):
+    with pytest.raises(ConfigError, match="decoder-only.*--attention causal"):
         Backbone(str(gpt2))
     assert Backbone(str(gpt2), attention="causal").kind == "transformers gpt2"
     db = tmp_path / "r.sqlite"
     assert _evaluate(gpt2, db, "--tasks", "toy-sentiment") == 2  # refused: exit code 2, nothing run
-    assert _evaluate(gpt2, db, "--tasks", "toy-sentiment", "--set", "attention=causal") == 0
+    assert _evaluate(gpt2, db, "--tasks", "toy-sentiment", "--attention", "causal") == 0
     assert '"attention": "causal"' in sqlite3.connect(db).execute("SELECT protocol FROM runs").fetchone()[0]
 
 

@@ -188,7 +188,7 @@ def finetune_config_from_args(args: argparse.Namespace):
     from encoderlab.evaluation.finetune import FinetuneConfig
 
     values = {"max_steps": args.max_steps, "batch_size": args.batch_size, "max_length": args.max_length,
-              "max_eval_examples": args.max_eval_examples}
+              "max_eval_examples": args.max_eval_examples, "attention": args.attention}
     values = {k: v for k, v in values.items() if v is not None}
     strings = {f.name for f in dataclasses.fields(FinetuneConfig) if f.type in (str, "str")}
     for item in args.set or []:
@@ -442,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, help="default 32")
     ev.add_argument("--max-length", type=int, help="tokens per input (default 2048, capped at the model's positions)")
     ev.add_argument("--max-eval-examples", type=int, default=None, help="cap validation/test sizes (smoke runs)")
+    ev.add_argument("--attention", choices=("bidirectional", "causal"),
+                    help="default bidirectional (the protocol); causal is recorded with every run and shown in reports")
     ev.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="any protocol setting, e.g. adam_beta2=0.999, attention=causal, query_prefix='' "
                          "(see encoderlab.evaluation.protocol.FinetuneConfig)")

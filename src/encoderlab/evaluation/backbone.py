@@ -86,7 +86,7 @@ class Backbone(nn.Module):
                     f"{path}: {hf.get('model_type')!r} is a decoder-only architecture that encoderlab cannot import, so "
                     "transformers would run it causally, against the protocol (bidirectional for every model). "
                     "Import it if its family is supported (`encoderlab import`), or evaluate it causally on purpose "
-                    "with --set attention=causal (recorded with every run and shown in reports)")
+                    "with --attention causal (recorded with every run and shown in reports)")
             if not decoder and attention == "causal":
                 raise ConfigError(f"{path}: {hf.get('model_type')!r} is an encoder run through transformers, which has "
                                   "no causal mode; attention=causal applies to encoderlab models and decoders only")
