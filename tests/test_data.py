@@ -176,11 +176,14 @@ def test_interrupted_preparation_resumes_to_the_same_shards(tmp_path, toy_tokeni
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         prepare(source, tokenizer, "toy", out, shard_tokens=5000, batch_documents=100, progress=False)
-    partial = json.loads((out / "manifest.json").read_text())
+    assert not out.exists()  # the output appears complete or not at all; the resume point is staged beside it
+    staged = shard_module.staging_dir(out)
+    partial = json.loads((staged / "manifest.json").read_text())
     assert not partial["complete"] and 0 < len(partial["shards"])
+    assert not [p.name for p in staged.iterdir() if p.name.startswith(".")]  # no half-written temporaries
     monkeypatch.setattr(shard_module, "iter_documents", real)
     with pytest.raises(ConfigError, match="did not complete"):
-        PackedDataset(out, 64)
+        PackedDataset(staged, 64)
     manifest = prepare(source, tokenizer, "toy", out, shard_tokens=5000, batch_documents=100, progress=False)
     assert manifest["complete"] and manifest["total_documents"] == 2000
     a, b = PackedDataset(out, 64, shuffle=False), PackedDataset(shards, 64, shuffle=False)
@@ -215,10 +218,12 @@ def test_a_named_tokenizer_is_kept_beside_the_shards_with_its_mask_origin(tmp_pa
     shards = tmp_path / "shards"
     tokenizer, name, origin = tokenizer_for_shards(shards, name=str(tmp_path / "no-mask"))
     assert origin == "added" and tokenizer.mask_token_id == 3 and name == str(tmp_path / "no-mask")
-    assert (shards / "tokenizer" / "tokenizer_config.json").is_file()  # checkpoints copy it from here
+    assert not shards.exists()  # saved by prepare, with the shards
     (tmp_path / "c.txt").write_text("a b a\n")
     manifest = prepare(parse_source(str(tmp_path / "c.txt")), tokenizer, name, shards, mask_origin=origin,
                        progress=False)
     assert manifest["tokenizer"]["mask_origin"] == "added" and manifest["tokenizer"]["mask_token_id"] == 3
+    assert (shards / "tokenizer" / "tokenizer_config.json").is_file()  # checkpoints copy it from here
+    assert load_tokenizer(str(shards / "tokenizer")).mask_token_id == 3
     with pytest.raises(ConfigError, match="give a tokenizer name or a vocabulary size"):
         tokenizer_for_shards(tmp_path / "other")

@@ -288,32 +288,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _source(args: argparse.Namespace):
+    """The corpus source of a command's arguments, every value checked (ConfigError names the bad one)."""
     from encoderlab.data import parse_source
 
-    return parse_source(args.source, text_column=args.text_column, txt_mode=args.txt_mode,
-                        max_documents=args.max_documents, toyworld_documents=args.toyworld_documents,
-                        toyworld_seed=args.seed)
+    source = parse_source(args.source, text_column=args.text_column, txt_mode=args.txt_mode,
+                          max_documents=args.max_documents, toyworld_documents=args.toyworld_documents,
+                          toyworld_seed=args.seed)
+    source.identity()  # the corpus path exists and holds corpus files, before any work
+    return source
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> int:
     from encoderlab.data import iter_documents, train_tokenizer
+    from encoderlab.data.tokenizer import check_vocab_size
 
-    tokenizer = train_tokenizer(iter_documents(_source(args)), args.vocab_size, args.output, overwrite=args.overwrite)
+    check_vocab_size(args.vocab_size)
+    source = _source(args)
+    tokenizer = train_tokenizer(iter_documents(source), args.vocab_size, args.output, overwrite=args.overwrite)
     print(f"trained a byte-level BPE tokenizer of {len(tokenizer)} tokens to {args.output}")
     return 0
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from encoderlab.data import iter_documents, prepare
-    from encoderlab.data.tokenizer import tokenizer_for_shards
+    from encoderlab.data.tokenizer import check_vocab_size, tokenizer_for_shards
 
-    source = _source(args)
-    if not (args.tokenizer or args.train_tokenizer):
+    if args.tokenizer and args.train_tokenizer is not None:
+        raise ConfigError("data prepare: give --tokenizer NAME_OR_PATH or --train-tokenizer VOCAB_SIZE, not both")
+    if not (args.tokenizer or args.train_tokenizer is not None):
         raise ConfigError("data prepare: give --tokenizer NAME_OR_PATH or --train-tokenizer VOCAB_SIZE")
+    if args.train_tokenizer is not None:
+        check_vocab_size(args.train_tokenizer)
+    if args.shard_tokens < 1:
+        raise ConfigError(f"--shard-tokens {args.shard_tokens}: expected a whole number >= 1")
+    source = _source(args)
+    overwrite = getattr(args, "overwrite", False)
     tokenizer, name, origin = tokenizer_for_shards(args.output, name=args.tokenizer, train_vocab=args.train_tokenizer,
-                                                   documents=iter_documents(source))
+                                                   documents=iter_documents(source), source=source,
+                                                   overwrite=overwrite)
     manifest = prepare(source, tokenizer, name, args.output, shard_tokens=args.shard_tokens, dtype=args.dtype,
-                       mask_origin=origin, progress=not args.no_progress)
+                       mask_origin=origin, progress=not args.no_progress, overwrite=overwrite)
     t = manifest["tokenizer"]
     print(f"{args.output}: {manifest['total_documents']:,} documents, {manifest['total_tokens']:,} tokens in "
           f"{len(manifest['shards'])} shard(s), {manifest['dtype']}; tokenizer {t['name']} ({t['vocab_size']} tokens, "
@@ -343,13 +357,17 @@ def cmd_data_toyworld(args: argparse.Namespace) -> int:
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="toyworld, fineweb-edu-10BT, fineweb-edu-100BT, hf:ID[:CONFIG[:SPLIT]], or a "
-                                       "local file/folder (.txt .jsonl .parquet .tsv .csv)")
+                                       "local file/folder (.txt .jsonl .json .parquet .tsv .csv)")
     parser.add_argument("--text-column", default="text", help="column holding the text (jsonl, parquet, tsv, hf)")
     parser.add_argument("--txt-mode", choices=["file", "line", "paragraph"], default="file",
                         help=".txt files: one document per file, line or blank-line separated paragraph")
-    parser.add_argument("--max-documents", type=int, default=None)
+    parser.add_argument("--max-documents", type=int, default=None,
+                        help="read at most this many source documents (empty ones included)")
     parser.add_argument("--toyworld-documents", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0, help="toyworld seed")
+    if parser.prog.split()[-2:] == ["data", "prepare"]:  # `tokenizer train` defines its own --overwrite
+        parser.add_argument("--overwrite", action="store_true",
+                            help="rebuild an output directory prepared with other settings (else it is refused)")
 
 
 def build_parser() -> argparse.ArgumentParser:

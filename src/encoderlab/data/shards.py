@@ -3,14 +3,30 @@
 A shard is two ``.npy`` files, memory-mapped when read: the concatenated tokens of its documents
 (uint16 when the vocabulary fits, else uint32) and the document start offsets (int64, one more
 than the documents). ``manifest.json`` records the source, the tokenizer (with a fingerprint),
-per-shard and total counts, and whether preparation completed. Preparation is resumable at shard
-granularity: a restart skips the documents of the shards already listed in the manifest.
+the settings the shards were made with, per-shard and total counts; ``tokenizer/`` holds the
+tokenizer the shards were made with (checkpoints copy it from there).
+
+A preparation is one transaction. Everything is written to a staging folder beside the output
+(``.<name>.prepare``) and renamed to the output only when complete, so the output folder is only
+ever absent, the previous preparation, or the new complete one: shards, manifest and tokenizer
+always belong together. An interrupted preparation (Ctrl-C, a lost connection) resumes from the
+staging folder at shard granularity when it is run again with the same settings; a preparation
+that failed on its input (a bad file, no documents) or ran out of disk space removes it.
+
+The settings of a preparation (every setting that changes its output: the source's identity,
+max documents, text column, txt mode, the local files' sizes and times, the tokenizer's
+fingerprint, dtype, shard size) are recorded; a complete folder is reused only when they are the
+same, refused when they differ, and rebuilt only with ``overwrite``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -24,13 +40,28 @@ from encoderlab.io import atomic_write_text
 
 MANIFEST = "manifest.json"
 FORMAT = "encoderlab-shards"
+VERSION = 2
+_SHARD_NAME = re.compile(r"shard-\d{5,}")
+# What a failed `data prepare` of encoderlab < 0.2 could leave in its output folder (no manifest):
+# the tokenizer saved before the source was read, the first shard's files, temporary files.
+_LEFTOVER = re.compile(r"tokenizer|shard-\d{5,}\.(tokens|offsets)\.npy|\..*\.tmp.*")
+_DISCARD_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+
+
+def _count(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} {value!r}: expected a whole number >= {minimum}")
+    return int(value)
 
 
 def token_dtype(vocab_size: int, requested: str | None = None) -> np.dtype:
     needed = np.uint16 if vocab_size <= 2**16 else np.uint32
     if requested is None:
         return np.dtype(needed)
-    dtype = np.dtype(requested)
+    try:
+        dtype = np.dtype(requested)
+    except TypeError:
+        dtype = None
     if dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
         raise ConfigError(f"token dtype {requested!r}: expected uint16 or uint32")
     if vocab_size > np.iinfo(dtype).max + 1:
@@ -38,21 +69,167 @@ def token_dtype(vocab_size: int, requested: str | None = None) -> np.dtype:
     return dtype
 
 
+def _manifest_error(manifest_path: Path, what: str) -> ConfigError:
+    return ConfigError(f"{manifest_path}: {what}; expected the manifest written by `encoderlab data prepare`")
+
+
+def _validate_manifest(manifest, manifest_path: Path) -> dict:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ConfigError(f"{manifest_path}: not an encoderlab shard manifest")
+    fields = {"shards": list, "tokenizer": dict, "complete": bool, "total_tokens": int, "total_documents": int,
+              "dtype": str}
+    for key, kind in fields.items():
+        if not isinstance(manifest.get(key), kind) or (kind is int and isinstance(manifest[key], bool)):
+            raise _manifest_error(manifest_path, f"field {key!r} missing or not {kind.__name__}")
+    for key in ("name", "fingerprint", "vocab_size"):
+        if key not in manifest["tokenizer"]:
+            raise _manifest_error(manifest_path, f"field 'tokenizer.{key}' missing")
+    for number, shard in enumerate(manifest["shards"]):
+        if (not isinstance(shard, dict) or not isinstance(shard.get("name"), str)
+                or not _SHARD_NAME.fullmatch(shard["name"])
+                or any(not isinstance(shard.get(k), int) or isinstance(shard[k], bool) or shard[k] < 0
+                       for k in ("tokens", "documents"))):
+            raise _manifest_error(manifest_path, f"shard entry {number} is not {{name: shard-NNNNN, tokens, documents}}")
+    return manifest
+
+
 def read_manifest(path: Path) -> dict:
+    path = Path(path)
     manifest_path = path / MANIFEST
+    if not path.exists():
+        raise ConfigError(f"{path}: not found; expected a directory written by `encoderlab data prepare`")
     if not manifest_path.is_file():
         raise ConfigError(f"{path}: no {MANIFEST}; expected a directory written by `encoderlab data prepare`")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise ConfigError(f"{manifest_path}: not an encoderlab shard manifest")
-    return manifest
+    try:
+        text = manifest_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise _manifest_error(manifest_path, f"cannot read ({getattr(err, 'strerror', None) or err})") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{manifest_path}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno}); "
+                          "expected the manifest written by `encoderlab data prepare`") from None
+    return _validate_manifest(manifest, manifest_path)
+
+
+def staging_dir(output_dir: str | Path) -> Path:
+    """Where the preparation of ``output_dir`` is written until it completes (beside it)."""
+    target = Path(output_dir).resolve()
+    return target.with_name(f".{target.name}.prepare")
+
+
+def existing_preparation(path: str | Path, staged: bool = False) -> dict | None:
+    """The manifest of ``path`` (None when there is none). A broken staged manifest counts as none
+    (the staging folder is then started afresh); a broken output manifest is an error."""
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        return None
+    if not staged:
+        return read_manifest(path)
+    try:
+        return read_manifest(path)
+    except ConfigError:
+        return None
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, array)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _check_output(output_dir: Path) -> dict | None:
+    """The manifest of an existing output folder, None if there is nothing of value there (absent,
+    empty, or what a failed prepare of an older encoderlab left); refuses anything else."""
+    if not output_dir.exists():
+        return None
+    if not output_dir.is_dir():
+        raise ConfigError(f"{output_dir}: exists and is not a directory; expected a shard output directory")
+    if (output_dir / MANIFEST).exists():
+        return read_manifest(output_dir)
+    try:
+        foreign = sorted(entry.name for entry in output_dir.iterdir() if not _LEFTOVER.fullmatch(entry.name))
+    except OSError as err:
+        raise ConfigError(f"{output_dir}: cannot list ({err.strerror or err})") from None
+    if foreign:
+        raise ConfigError(f"{output_dir}: exists and holds files that are not token shards ({', '.join(foreign[:3])}"
+                          f"{', ...' if len(foreign) > 3 else ''}); choose another output directory")
+    return None
+
+
+def _check_outside_source(source: SourceConfig, output_dir: Path) -> None:
+    if source.kind != "files":
+        return
+    corpus, output = Path(source.path).resolve(), output_dir.resolve()
+    if corpus.is_dir() and (output == corpus or corpus in output.parents):
+        raise ConfigError(f"{output_dir}: inside the corpus folder {source.path}; its files would be read as corpus "
+                          "on the next prepare. Choose an output directory outside it")
+    if output == corpus or output in corpus.parents:
+        raise ConfigError(f"{output_dir}: holds the corpus {source.path}; choose another output directory")
+
+
+def _differences(previous: dict, settings: dict, info: dict, describe: str) -> list[str]:
+    """What differs between the settings a complete folder was made with and the requested ones."""
+    diffs = []
+    made_with = previous["tokenizer"]
+    if made_with["fingerprint"] != info["fingerprint"]:
+        diffs.append(f"shards were made with tokenizer {made_with['name']!r} (fingerprint {made_with['fingerprint']}), "
+                     f"not {info['name']!r} ({info['fingerprint']})")
+    old = previous.get("settings")
+    if not isinstance(old, dict):
+        version = previous.get("encoderlab_version", "?")
+        return [*diffs, (f"it was prepared by encoderlab {version}, which did not record its settings (max documents, "
+                         "text column, ...), so they cannot be checked")]
+    old_source, new_source = old.get("source") or {}, settings["source"]
+    if any(old_source.get(key) != new_source.get(key) for key in ("kind", "path", "id")):
+        diffs.append(f"shards were made from {previous.get('source')!r}, not {describe!r}")
+        old_source = new_source = {}
+    for key in sorted(set(old_source) | set(new_source)):
+        if key == "files" or old_source.get(key) == new_source.get(key):
+            continue
+        diffs.append("the corpus files changed since (names, sizes or modification times)" if key == "files_digest"
+                     else f"source {key.replace('_', ' ')} was {old_source.get(key)!r}, now {new_source.get(key)!r}")
+    for key in ("dtype", "shard_tokens"):
+        if old.get(key) != settings[key]:
+            diffs.append(f"{key.replace('_', ' ')} was {old.get(key)!r}, now {settings[key]!r}")
+    return diffs
+
+
+def _commit(staging: Path, output_dir: Path) -> None:
+    """Renames the complete staging folder to the output (replacing what was there)."""
+    target = staging.with_name(output_dir.resolve().name)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_temporaries(staging: Path) -> None:
+    with contextlib.suppress(OSError):
+        for entry in staging.iterdir():
+            if entry.name.startswith("."):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
+def _discards_staging(err: BaseException) -> bool:
+    """A failure on the input (to be fixed before a rerun) or out of disk space (free it): no resume point."""
+    return isinstance(err, ValueError) or (isinstance(err, OSError) and err.errno in _DISCARD_ERRNOS)
 
 
 def prepare(
@@ -66,78 +243,132 @@ def prepare(
     dtype: str | None = None,
     mask_origin: str = "existing",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict:
-    """Tokenizes ``source`` into shards under ``output_dir``; resumes an interrupted preparation."""
+    """Tokenizes ``source`` into shards under ``output_dir``, with ``tokenizer`` saved beside them.
+
+    All or nothing (see the module docstring): returns the manifest of a complete folder made with
+    the same settings without reading the source, refuses one made with other settings unless
+    ``overwrite``, resumes an interrupted preparation with the same settings.
+    """
     output_dir = Path(output_dir)
+    shard_tokens = _count(shard_tokens, "shard tokens", 1)
+    batch_documents = _count(batch_documents, "batch documents", 1)
     info = tokenizer_info(tokenizer, tokenizer_name, mask_origin)
+    trained = getattr(tokenizer, "encoderlab_trained", None)
+    if trained:
+        info["trained"] = dict(trained)
     array_dtype = token_dtype(info["vocab_size"], dtype)
-    manifest = {
-        "format": FORMAT, "version": 1, "encoderlab_version": encoderlab.__version__, "source": source.describe(),
-        "tokenizer": info, "dtype": array_dtype.name, "shards": [], "total_tokens": 0, "total_documents": 0,
-        "documents_consumed": 0, "empty_documents_skipped": 0, "complete": False,
-    }
-    if (output_dir / MANIFEST).is_file():
-        previous = read_manifest(output_dir)
-        if previous["tokenizer"]["fingerprint"] != info["fingerprint"]:
-            raise ConfigError(
-                f"{output_dir}: shards were made with tokenizer {previous['tokenizer']['name']!r} (fingerprint "
-                f"{previous['tokenizer']['fingerprint']}), not {tokenizer_name!r} ({info['fingerprint']}); "
-                "use another output directory"
-            )
-        if previous["source"] != manifest["source"]:
-            raise ConfigError(f"{output_dir}: shards were made from {previous['source']!r}, not {manifest['source']!r}")
-        if previous["complete"]:
+    settings = {"source": source.identity(), "tokenizer": info["fingerprint"], "dtype": array_dtype.name,
+                "shard_tokens": shard_tokens}
+    _check_outside_source(source, output_dir)
+    previous = _check_output(output_dir)
+    if previous is not None and previous["complete"] and not overwrite:
+        differences = _differences(previous, settings, info, source.describe())
+        if not differences:
             return previous
-        manifest = previous  # resume after the last complete shard
-    output_dir.mkdir(parents=True, exist_ok=True)
-    skip = manifest["documents_consumed"]
+        raise ConfigError(f"{output_dir}: already prepared with other settings: {'; '.join(differences)}. "
+                          "Pass --overwrite to rebuild it, or choose another output directory")
 
+    staging = staging_dir(output_dir)
+    manifest = None
+    if staging.exists():
+        staged = existing_preparation(staging, staged=True)
+        if (not overwrite and staged is not None and staged.get("settings") == settings and not staged["complete"]
+                and (staging / "tokenizer").is_dir()):
+            manifest = staged  # resume after its last complete shard
+            manifest["tokenizer"] = info
+        else:
+            shutil.rmtree(staging)
     bar = None
-    if progress:
-        from tqdm import tqdm
+    created = staging  # the topmost folder this call creates: removed again when the preparation is discarded
+    while not created.parent.exists():
+        created = created.parent
+    try:
+        if manifest is None:
+            staging.mkdir(parents=True)
+            tokenizer.save_pretrained(staging / ".tokenizer.tmp")
+            os.replace(staging / ".tokenizer.tmp", staging / "tokenizer")
+            manifest = {
+                "format": FORMAT, "version": VERSION, "encoderlab_version": encoderlab.__version__,
+                "source": source.describe(), "settings": settings, "tokenizer": info, "dtype": array_dtype.name,
+                "shards": [], "total_tokens": 0, "total_documents": 0, "documents_consumed": 0,
+                "empty_documents_skipped": 0, "complete": False,
+            }
+            atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        if progress:
+            from tqdm import tqdm
 
-        bar = tqdm(desc=f"prepare {output_dir.name}", unit="tok", unit_scale=True, dynamic_ncols=True)
+            bar = tqdm(desc=f"prepare {output_dir.name}", unit="tok", unit_scale=True, dynamic_ncols=True)
+        _tokenize_into(staging, manifest, source, tokenizer, array_dtype, shard_tokens, batch_documents, bar)
+        manifest["complete"] = True
+        atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        _commit(staging, output_dir)
+    except BaseException as err:
+        _remove_temporaries(staging)
+        if _discards_staging(err):
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return manifest
+
+
+def _tokenize_into(staging: Path, manifest: dict, source: SourceConfig, tokenizer, array_dtype: np.dtype,
+                   shard_tokens: int, batch_documents: int, bar) -> None:
+    """Appends the shards of the source's documents after ``manifest['documents_consumed']``; each
+    complete shard is recorded in the staged manifest (the resume point)."""
+    skip = manifest["documents_consumed"]
     pending_tokens: list[np.ndarray] = []
     pending_lengths: list[int] = []
-    pending_tokens_count = 0
-    consumed_in_shard = 0
+    state = {"tokens": 0, "consumed": 0, "empty": 0}
     started = time.perf_counter()
 
     def flush() -> None:
-        nonlocal pending_tokens, pending_lengths, pending_tokens_count, consumed_in_shard
-        if not pending_lengths and not consumed_in_shard:
+        nonlocal pending_tokens, pending_lengths
+        if not pending_lengths:
             return
         name = f"shard-{len(manifest['shards']):05d}"
-        tokens = np.concatenate(pending_tokens) if pending_tokens else np.zeros(0, dtype=array_dtype)
+        tokens = np.concatenate(pending_tokens)
         offsets = np.zeros(len(pending_lengths) + 1, dtype=np.int64)
         np.cumsum(pending_lengths, out=offsets[1:])
-        _save_npy(output_dir / f"{name}.tokens.npy", tokens)
-        _save_npy(output_dir / f"{name}.offsets.npy", offsets)
+        _save_npy(staging / f"{name}.tokens.npy", tokens)
+        _save_npy(staging / f"{name}.offsets.npy", offsets)
         manifest["shards"].append({"name": name, "tokens": int(tokens.size), "documents": len(pending_lengths)})
         manifest["total_tokens"] += int(tokens.size)
         manifest["total_documents"] += len(pending_lengths)
-        manifest["documents_consumed"] += consumed_in_shard
-        atomic_write_text(output_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        pending_tokens, pending_lengths, pending_tokens_count, consumed_in_shard = [], [], 0, 0
+        manifest["documents_consumed"] += state["consumed"]
+        manifest["empty_documents_skipped"] += state["empty"]
+        atomic_write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        pending_tokens, pending_lengths = [], []
+        state.update(tokens=0, consumed=0, empty=0)
 
     def encode(batch: list[str]) -> None:
-        nonlocal pending_tokens_count, consumed_in_shard
         texts = [t for t in batch if t.strip()]
-        manifest["empty_documents_skipped"] += len(batch) - len(texts)
-        consumed_in_shard += len(batch)
-        for ids in encode_documents(tokenizer, texts) if texts else []:
-            pending_tokens.append(np.asarray(ids, dtype=array_dtype))
-            pending_lengths.append(len(ids))
-            pending_tokens_count += len(ids)
+        encoded = iter(encode_documents(tokenizer, texts) if texts else ())
+        for text in batch:  # a shard ends after the document that fills it, whatever the batch size
+            state["consumed"] += 1
+            if not text.strip():
+                state["empty"] += 1
+                continue
+            ids = np.asarray(next(encoded), dtype=array_dtype)
+            pending_tokens.append(ids)
+            pending_lengths.append(int(ids.size))
+            state["tokens"] += int(ids.size)
             if bar is not None:
-                bar.update(len(ids))
-        if pending_tokens_count >= shard_tokens:
-            flush()
+                bar.update(int(ids.size))
+            if state["tokens"] >= shard_tokens:
+                flush()
 
     batch: list[str] = []
+    read = 0
     for index, text in enumerate(iter_documents(source)):
+        read = index + 1
         if index < skip:
             continue
+        if not isinstance(text, str):
+            raise ConfigError(f"{source.describe()}: document {index} is {type(text).__name__}, expected text")
         batch.append(text)
         if len(batch) >= batch_documents:
             encode(batch)
@@ -145,14 +376,14 @@ def prepare(
     if batch:
         encode(batch)
     flush()
+    manifest["documents_consumed"] += state["consumed"]  # trailing empty documents (no shard of their own)
+    manifest["empty_documents_skipped"] += state["empty"]
+    if read < skip:
+        raise ConfigError(f"{source.describe()}: now yields {read} documents, fewer than the {skip} an interrupted "
+                          "preparation had read; the source changed, prepare again with --overwrite")
     if manifest["total_documents"] == 0:
-        raise ConfigError(f"{source.describe()}: no non-empty documents found")
-    manifest["complete"] = True
-    manifest["prepare_seconds"] = round(time.perf_counter() - started, 3)
-    atomic_write_text(output_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    if bar is not None:
-        bar.close()
-    return manifest
+        raise ConfigError(f"{source.describe()}: no non-empty documents found ({read} read, all empty); expected text")
+    manifest["prepare_seconds"] = round(manifest.get("prepare_seconds", 0) + time.perf_counter() - started, 3)
 
 
 class _Permutation:
@@ -197,6 +428,8 @@ class PackedDataset:
     def __init__(self, path: str | Path, seq_len: int, seed: int = 0, shuffle: bool = True,
                  variable_length: bool = False):
         self.path = Path(path)
+        seq_len = _count(seq_len, "seq_len", 25 if variable_length else 1)  # variable length: cut in [12, seq_len-12)
+        seed = _count(seed, "seed", 0)
         self.manifest = read_manifest(self.path)
         if not self.manifest["complete"]:
             raise ConfigError(f"{self.path}: preparation did not complete; run `encoderlab data prepare` again to finish")
@@ -207,33 +440,58 @@ class PackedDataset:
         self.pad_id = pad if pad is not None else (tokenizer.get("eos_token_id") or 0)
         self.variable_length = variable_length
         self.tokens, self.offsets = [], []
+        longer = 0
         for shard in self.manifest["shards"]:
-            tokens_file = self.path / f"{shard['name']}.tokens.npy"
-            offsets_file = self.path / f"{shard['name']}.offsets.npy"
-            try:
-                tokens = np.load(tokens_file, mmap_mode="r")
-                offsets = np.load(offsets_file, mmap_mode="r")
-            except (OSError, ValueError) as err:
-                raise ConfigError(f"{tokens_file}: unreadable or truncated shard ({err})") from None
-            if tokens.size != shard["tokens"] or offsets.size != shard["documents"] + 1:
-                raise ConfigError(
-                    f"{tokens_file}: holds {tokens.size} tokens / {offsets.size - 1} documents, the manifest says "
-                    f"{shard['tokens']} / {shard['documents']} (truncated or replaced shard)"
-                )
+            tokens, offsets, shard_longer = self._open_shard(shard, seq_len)
             self.tokens.append(tokens)
             self.offsets.append(offsets)
+            longer += shard_longer
         self.shard_starts = np.zeros(len(self.tokens) + 1, dtype=np.int64)
         np.cumsum([t.size for t in self.tokens], out=self.shard_starts[1:])
         self.total_tokens = int(self.shard_starts[-1])
+        if self.total_tokens == 0:
+            raise ConfigError(f"{self.path / MANIFEST}: lists no tokens; expected a prepared corpus")
         self.num_sequences = -(-self.total_tokens // seq_len)
         self.num_samples = self.num_sequences * (2 if variable_length else 1)
         self._order = _Permutation(self.num_samples, seed) if shuffle else None
-        longer = sum(int((np.diff(o) > seq_len).sum()) for o in self.offsets)
         self.stats = {
             "tokens": self.total_tokens, "documents": self.manifest["total_documents"], "sequences": self.num_sequences,
             "samples": self.num_samples, "documents_longer_than_seq_len": longer,
             "padding_in_last_sequence": self.num_sequences * seq_len - self.total_tokens,
         }
+
+    def _open_shard(self, shard: dict, seq_len: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Memory-maps one shard's files, each checked against the manifest (errors name the file)."""
+        listed = f"listed in {self.path / MANIFEST}"
+        arrays = []
+        for kind in ("tokens", "offsets"):
+            file = self.path / f"{shard['name']}.{kind}.npy"
+            try:
+                arrays.append(np.load(file, mmap_mode="r", allow_pickle=False))
+            except FileNotFoundError:
+                raise ConfigError(f"{file}: missing ({listed}); prepare the corpus again") from None
+            except (OSError, ValueError) as err:
+                raise ConfigError(f"{file}: unreadable or truncated shard ({err})") from None
+        tokens, offsets = arrays
+        tokens_file = self.path / f"{shard['name']}.tokens.npy"
+        offsets_file = self.path / f"{shard['name']}.offsets.npy"
+        if tokens.ndim != 1 or tokens.dtype != np.dtype(self.manifest["dtype"]):
+            raise ConfigError(f"{tokens_file}: holds {tokens.dtype} of shape {tokens.shape}, expected 1-D "
+                              f"{self.manifest['dtype']} ({listed})")
+        if tokens.size != shard["tokens"]:
+            raise ConfigError(f"{tokens_file}: holds {tokens.size} tokens, the manifest says {shard['tokens']} "
+                              "(truncated or replaced shard)")
+        if offsets.ndim != 1 or offsets.dtype != np.int64:
+            raise ConfigError(f"{offsets_file}: holds {offsets.dtype} of shape {offsets.shape}, expected 1-D int64 "
+                              f"document offsets ({listed})")
+        if offsets.size != shard["documents"] + 1:
+            raise ConfigError(f"{offsets_file}: holds {offsets.size - 1} documents, the manifest says "
+                              f"{shard['documents']} (truncated or replaced shard)")
+        lengths = np.diff(offsets)
+        if int(offsets[0]) != 0 or int(offsets[-1]) != tokens.size or (lengths < 0).any():
+            raise ConfigError(f"{offsets_file}: not the document offsets of {tokens_file.name} (expected 0 ... "
+                              f"{tokens.size}, increasing); replaced or corrupted shard")
+        return tokens, offsets, int((lengths > seq_len).sum())
 
     def __len__(self) -> int:
         return self.num_samples

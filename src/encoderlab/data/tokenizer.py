@@ -7,6 +7,7 @@ gets a new ``<mask>`` token. The choice is recorded in the shard manifest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +17,7 @@ from encoderlab.io import atomic_directory
 
 LLAMA3_MASK = "<|reserved_special_token_0|>"
 TRAINED_SPECIALS = ["<pad>", "<s>", "</s>", "<mask>"]  # ids 0, 1, 2, 3
+MIN_TRAINED_VOCAB = 300
 
 
 def load_tokenizer(name_or_path: str):
@@ -41,23 +43,67 @@ def _load_fast(name_or_path: str):
 
 
 def tokenizer_for_shards(shard_dir: str | Path, *, name: str | None = None, train_vocab: int | None = None,
-                         documents: Iterable[str] | None = None) -> tuple:
-    """The tokenizer of a shard directory, kept in ``<shard_dir>/tokenizer``: a Hugging Face tokenizer
-    (mask token ensured, saved there once), or a byte-level BPE trained on ``documents`` (reused when
-    already there). Returns (tokenizer, name recorded in the manifest, how the mask token was set)."""
-    tokenizer_dir = Path(shard_dir) / "tokenizer"
-    if name:
+                         documents: Iterable[str] | None = None, source=None, overwrite: bool = False) -> tuple:
+    """The tokenizer to prepare ``shard_dir`` with: a Hugging Face tokenizer (mask token ensured), or a
+    byte-level BPE of ``train_vocab`` tokens trained on ``documents`` (the prepare's source). Nothing is
+    written: :func:`encoderlab.data.shards.prepare` saves it to ``<shard_dir>/tokenizer`` together with
+    the shards. A trained tokenizer is reused, not retrained, from a complete shard directory (or an
+    interrupted preparation) that was made with one of the same size from the same ``source`` (when
+    given). A complete directory made with another tokenizer is refused here, before any training,
+    unless ``overwrite``. Returns (tokenizer, name recorded in the manifest, how the mask token was set)."""
+    if name:  # a name wins over train_vocab (study specs carry a default vocabulary size)
         tokenizer = _load_fast(name)
         origin = ensure_mask_token(tokenizer)
-        if not (tokenizer_dir / "tokenizer_config.json").is_file():
-            with atomic_directory(tokenizer_dir, overwrite=True) as tmp:
-                tokenizer.save_pretrained(tmp)
         return tokenizer, name, origin
     if train_vocab is None:
         raise ConfigError(f"{shard_dir}: give a tokenizer name or a vocabulary size to train one")
-    if (tokenizer_dir / "tokenizer.json").is_file():
-        return load_tokenizer(str(tokenizer_dir)), str(tokenizer_dir), "existing"
-    return train_tokenizer(documents or [], train_vocab, tokenizer_dir), str(tokenizer_dir), "existing"
+    check_vocab_size(train_vocab)
+    from encoderlab.data.shards import existing_preparation, staging_dir
+
+    shard_dir = Path(shard_dir)
+    trained = {"vocab_size": train_vocab}
+    source_identity = source.identity() if source is not None else None
+    if not overwrite:
+        previous = existing_preparation(shard_dir)
+        if previous is not None and previous.get("complete"):
+            same_source = source_identity is None or previous.get("settings", {}).get("source") == source_identity
+            if previous["tokenizer"].get("trained") == trained and same_source:
+                return _reuse_trained(shard_dir / "tokenizer", trained), str(shard_dir / "tokenizer"), "existing"
+            made_with = previous["tokenizer"].get("trained")
+            made_with = (f"a trained tokenizer of {made_with['vocab_size']} tokens" if made_with
+                         else f"tokenizer {previous['tokenizer']['name']!r}")
+            if previous["tokenizer"].get("trained") != trained:
+                what = f"{made_with}, not --train-tokenizer {train_vocab}"
+            elif "settings" not in previous:
+                what = "an older encoderlab, which did not record its settings"
+            else:
+                what = f"other source settings (made from {previous.get('source')!r})"
+            raise ConfigError(f"{shard_dir}: already prepared with {what}; pass --overwrite to rebuild it, "
+                              "or choose another output directory")
+        staged = existing_preparation(staging_dir(shard_dir), staged=True)
+        if (staged is not None and source_identity is not None and staged["tokenizer"].get("trained") == trained
+                and staged.get("settings", {}).get("source") == source_identity):
+            with contextlib.suppress(ConfigError):  # a broken staged tokenizer: train a new one
+                tokenizer = _reuse_trained(staging_dir(shard_dir) / "tokenizer", trained)
+                if tokenizer_info(tokenizer, "")["fingerprint"] == staged["tokenizer"]["fingerprint"]:
+                    return tokenizer, str(shard_dir / "tokenizer"), "existing"
+    tokenizer = train_tokenizer(documents if documents is not None else [], train_vocab)
+    tokenizer.encoderlab_trained = trained
+    return tokenizer, str(shard_dir / "tokenizer"), "existing"
+
+
+def _reuse_trained(path: Path, trained: dict):
+    tokenizer = load_tokenizer(str(path))
+    tokenizer.encoderlab_trained = trained
+    return tokenizer
+
+
+def check_vocab_size(vocab_size) -> None:
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < MIN_TRAINED_VOCAB:
+        raise ConfigError(f"tokenizer vocab_size {vocab_size!r}: byte-level BPE needs at least {MIN_TRAINED_VOCAB} "
+                          "(256 bytes + specials)")
+    if vocab_size > 2**32:
+        raise ConfigError(f"tokenizer vocab_size {vocab_size}: at most {2**32} token ids fit the shards (uint32)")
 
 
 def ensure_mask_token(tokenizer) -> str:
@@ -72,13 +118,22 @@ def ensure_mask_token(tokenizer) -> str:
     return "added"
 
 
-def train_tokenizer(documents: Iterable[str], vocab_size: int, output_dir: str | Path, overwrite: bool = False):
-    """Trains a byte-level BPE tokenizer; special tokens <pad>=0, <s>=1, </s>=2, <mask>=3."""
+def train_tokenizer(documents: Iterable[str], vocab_size: int, output_dir: str | Path | None = None,
+                    overwrite: bool = False):
+    """Trains a byte-level BPE tokenizer; special tokens <pad>=0, <s>=1, </s>=2, <mask>=3.
+
+    Saved (atomically) to ``output_dir`` when given; an existing ``output_dir`` is refused before
+    any training unless ``overwrite``. A corpus without any non-empty document is refused."""
+    check_vocab_size(vocab_size)
+    if output_dir is not None:
+        output_dir = Path(output_dir)
+        if output_dir.exists() and not output_dir.is_dir():
+            raise ConfigError(f"{output_dir}: exists and is not a directory; expected a tokenizer output directory")
+        if output_dir.exists() and not overwrite:
+            raise FileExistsError(f"{output_dir}: already exists (pass --overwrite to replace it)")
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    if vocab_size < 300:
-        raise ConfigError(f"tokenizer vocab_size {vocab_size}: byte-level BPE needs at least 300 (256 bytes + specials)")
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -86,12 +141,25 @@ def train_tokenizer(documents: Iterable[str], vocab_size: int, output_dir: str |
         vocab_size=vocab_size, special_tokens=TRAINED_SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(documents, trainer)
+    seen = {"documents": 0}
+
+    def counted(texts):
+        for text in texts:
+            if not isinstance(text, str):
+                raise ConfigError(f"tokenizer training: a document is {type(text).__name__}, expected text")
+            if text.strip():
+                seen["documents"] += 1
+            yield text
+
+    backend.train_from_iterator(counted(documents), trainer)
+    if not seen["documents"]:
+        raise ConfigError("tokenizer training: the corpus has no non-empty documents; expected text to train on")
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", mask_token="<mask>",
     )
-    with atomic_directory(Path(output_dir), overwrite=overwrite) as tmp:
-        tokenizer.save_pretrained(tmp)
+    if output_dir is not None:
+        with atomic_directory(output_dir, overwrite=overwrite) as tmp:
+            tokenizer.save_pretrained(tmp)
     return tokenizer
 
 
