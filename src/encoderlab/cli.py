@@ -165,16 +165,30 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise ConfigError("pretrain: give a run preset or a YAML file (see `encoderlab pretrain --list`)")
+    if args.resume and args.overwrite:
+        raise ConfigError("pretrain: --resume and --overwrite are exclusive (continue a run, or replace it)")
     spec, overrides = args.config, list(args.overrides)
-    run_dir = Path(spec)
-    if args.resume and run_dir.is_dir() and (run_dir / "config.yaml").is_file():
-        spec = str(run_dir / "config.yaml")  # `--resume RUN_DIR`: the run's own resolved config
+    output = args.output
+    path = Path(spec)
+    if path.is_dir() and (path / "config.yaml").is_file():
+        # A run directory is the run itself, wherever it now lies (copied, moved, another cwd): its
+        # resolved config, with this directory as the output (not the output_dir recorded in it).
+        if not args.resume:
+            raise ConfigError(f"{path}: is a run directory; continue it with `encoderlab pretrain {path} --resume`, "
+                              "or start a run from a preset or YAML file")
+        if output and Path(output).resolve() != path.resolve():
+            raise ConfigError(f"pretrain: --resume {path} continues the run in {path}; --output {output} names "
+                              "another directory (copy the run there and resume that copy instead)")
+        spec, output = str(path / "config.yaml"), str(path)
+    elif path.is_dir() and args.resume and spec not in RUN_PRESETS:
+        raise ConfigError(f"{path}: not a run directory (no config.yaml); --resume takes a run directory "
+                          "(runs/<name>), a run preset or a YAML file")
     config = load_pretrain_config(spec, overrides)
-    if args.output:
+    if output:
         from encoderlab.training import PretrainConfig
 
-        config = PretrainConfig.from_dict({**config.to_dict(), "output_dir": args.output})
-    final = pretrain(config, resume=args.resume, progress=not args.no_progress)
+        config = PretrainConfig.from_dict({**config.to_dict(), "output_dir": output}, where=f"--output {output}")
+    final = pretrain(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only the first process reports
         print(f"final checkpoint: {final}")
     return 0
@@ -410,7 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("config", nargs="?", help="run preset (see --list), YAML file, or with --resume a run directory")
     pre.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. schedule.lr=1e-3")
     pre.add_argument("--list", action="store_true", help="list the run presets")
-    pre.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    pre.add_argument("--resume", action="store_true",
+                     help="continue from the run's latest checkpoint (a run directory: that run, wherever it lies)")
+    pre.add_argument("--overwrite", action="store_true",
+                     help="replace an existing run in the output directory (its checkpoints, metrics and config)")
     pre.add_argument("--output", help="run directory (default runs/<name>)")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.set_defaults(func=cmd_pretrain)

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 import encoderlab
@@ -78,8 +78,10 @@ def read_checkpoint_meta(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: no {CONFIG_FILE}; expected an encoderlab checkpoint directory")
     try:
         meta = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
         raise CheckpointError(f"{config_path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{config_path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != CHECKPOINT_FORMAT:
         model_type = meta.get("model_type")
         hint = (
@@ -89,6 +91,8 @@ def read_checkpoint_meta(path: str | Path) -> dict:
             else ""
         )
         raise CheckpointError(f"{config_path}: not an encoderlab checkpoint (format {meta.get('format')!r}).{hint}")
+    if not isinstance(meta.get("model"), dict):
+        raise CheckpointError(f"{config_path}: no 'model' mapping (the model config); the file is damaged")
     return meta
 
 
@@ -103,6 +107,25 @@ def require_safetensors(path: Path, name: str = WEIGHTS_FILE) -> Path:
             f"(expected {name})"
         )
     raise CheckpointError(f"{path}: no {name} found")
+
+
+def read_safetensors(file: str | Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Every tensor of safetensors ``file``; a CheckpointError naming the file when it is missing,
+    truncated or not safetensors (instead of safetensors' bare SafetensorError)."""
+    file = Path(file)
+    if not file.is_file():
+        raise CheckpointError(f"{file}: weights file not found")
+    tensors = {}
+    try:
+        with safe_open(str(file), framework="pt", device=str(device)) as handle:
+            for name in handle.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
+                tensors[name] = handle.get_tensor(name)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(
+            f"{file}: unreadable, truncated or not a safetensors file ({reason}); copy or write it again"
+        ) from None
+    return tensors
 
 
 def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
@@ -135,9 +158,6 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", **conf
         model = Encoder(config)
     model = model.to_empty(device=device)
     model.reset_rope()
-    tensors = {}
-    with safe_open(str(weights), framework="pt", device=str(device)) as handle:
-        for name in handle.keys():
-            tensors[name] = handle.get_tensor(name)
+    tensors = read_safetensors(weights, device)
     load_state_into(model, tensors, str(weights))
     return model

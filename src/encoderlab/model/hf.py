@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors import safe_open
 
 from encoderlab.io import atomic_directory
 from encoderlab.model.checkpoint import (
@@ -23,6 +22,7 @@ from encoderlab.model.checkpoint import (
     copy_tokenizer_files,
     load_checkpoint,
     load_state_into,
+    read_safetensors,
     save_checkpoint,
 )
 from encoderlab.model.config import ModelConfig
@@ -176,9 +176,51 @@ def _read_hf_config(path: Path) -> dict:
     if not config_path.is_file():
         raise CheckpointError(f"{path}: no config.json; expected a Hugging Face model directory")
     try:
-        return json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
+        config = json.loads(config_path.read_text())
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
         raise CheckpointError(f"{config_path}: not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+    return config
+
+
+_HF_INTEGERS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+_HF_OPTIONAL_INTEGERS = ("num_key_value_heads", "head_dim", "max_position_embeddings")
+_HF_TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id")
+_HF_NUMBERS = ("rope_theta", "rms_norm_eps", "initializer_range")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_hf_types(hf: dict, source: str) -> None:
+    """Every field import reads has the JSON type transformers writes: an error naming the key otherwise
+    (a string ``"vocab_size": "32000"`` would fail much later, far from its cause)."""
+    for key in _HF_INTEGERS:
+        if key not in hf:
+            raise CheckpointError(f"{source}: config.json lacks {key!r}")
+    for key in _HF_INTEGERS + _HF_OPTIONAL_INTEGERS:
+        value = hf.get(key)
+        if value is None and key in _HF_OPTIONAL_INTEGERS:
+            continue
+        if not _is_int(value) or value <= 0:
+            raise CheckpointError(f"{source}: {key} must be a positive integer, got {value!r}")
+    for key in _HF_TOKEN_IDS:
+        value = hf.get(key)
+        items = value if isinstance(value, list) and key != "mask_token_id" else [value]
+        if value is None or (items and all(_is_int(v) and v >= 0 for v in items)):
+            continue
+        also = " (or a list of them)" if key != "mask_token_id" else ""
+        raise CheckpointError(f"{source}: {key} must be a non-negative integer{also} or null, got {value!r}")
+    rope = hf.get("rope_parameters")
+    for key, value in [(k, hf.get(k)) for k in _HF_NUMBERS] + [
+            ("rope_parameters.rope_theta", rope.get("rope_theta") if isinstance(rope, dict) else None)]:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise CheckpointError(f"{source}: {key} must be a positive number, got {value!r}")
+    for key in ("rope_parameters", "rope_scaling"):
+        if hf.get(key) is not None and not isinstance(hf[key], dict):
+            raise CheckpointError(f"{source}: {key} must be a mapping or null, got {hf[key]!r}")
 
 
 def model_config_from_hf(hf: dict, source: str, name: str = "imported") -> ModelConfig:
@@ -189,6 +231,7 @@ def model_config_from_hf(hf: dict, source: str, name: str = "imported") -> Model
             f"{source}: architecture {model_type!r} is not supported; expected one of {IMPORTABLE_MODEL_TYPES} "
             "(Llama-architecture decoders or EuroBERT encoders)"
         )
+    _check_hf_types(hf, source)
     for flag in ("attention_bias", "mlp_bias"):
         if hf.get(flag):
             raise CheckpointError(f"{source}: {flag}=true is not supported (encoderlab's architecture has no biases)")
@@ -232,7 +275,14 @@ def _first(value):
 def _read_hf_tensors(path: Path) -> dict[str, torch.Tensor]:
     index = path / "model.safetensors.index.json"
     if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+            files = sorted(set(weight_map.values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise CheckpointError(
+                f"{index}: not a safetensors index (expected JSON with a 'weight_map' object; {err})") from None
+        if not all(isinstance(f, str) and f and Path(f).name == f for f in files):
+            raise CheckpointError(f"{index}: weight_map names files outside {path} or non-file values: {files[:5]}")
     elif (path / "model.safetensors").is_file():
         files = ["model.safetensors"]
     else:
@@ -241,9 +291,7 @@ def _read_hf_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json{found}")
     tensors: dict[str, torch.Tensor] = {}
     for file in files:
-        with safe_open(str(path / file), framework="pt", device="cpu") as handle:
-            for key in handle.keys():
-                tensors[key] = handle.get_tensor(key)
+        tensors.update(read_safetensors(path / file))
     return tensors
 
 

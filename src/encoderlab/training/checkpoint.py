@@ -7,11 +7,17 @@
 - ``trainer_state.json``: step, samples and tokens seen, phase, resolved run config, versions.
 ``<run>/checkpoints/latest`` names the newest complete checkpoint; it is replaced by rename
 after the checkpoint directory itself was renamed into place, so it never points at a partial one.
+A ``latest`` that names a missing or incomplete checkpoint (a copied or hand-edited run) falls back
+to the newest complete one. A write that fails (disk full) leaves neither its temporary directory
+nor a changed ``latest``; temporary directories left by a killed process (``.step-N.tmp-*``) are
+removed when the run starts again.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -34,6 +40,18 @@ STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
 LATEST = "latest"
+COMPLETE_FILES = (CONFIG_FILE, WEIGHTS_FILE, OPTIMIZER_FILE, RNG_FILE, STATE_FILE)
+_STEP_NAME = re.compile(r"step-(\d+)")
+# What encoderlab.io's atomic writers leave behind when killed: ``.step-000100.tmp-k3j2x9``
+# (tempfile.mkdtemp / mkstemp suffixes) and ``.step-000100.old-1234`` (the replaced directory).
+_STALE_NAME = re.compile(r"\.(step-\d+|latest)\.(tmp-[A-Za-z0-9_]+|old-\d+)")
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (disk full, quota, I/O error); nothing of it was kept."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 @dataclass
@@ -62,44 +80,132 @@ def save_training_checkpoint(
     directory: Path, model_state: dict[str, torch.Tensor], model_config: ModelConfig, optimizer_state: dict,
     state: TrainingState, tokenizer_dir: Path | None = None,
 ) -> Path:
+    """Writes checkpoint ``step-N`` atomically, then points ``latest`` at it.
+
+    Any failure (typically ENOSPC) raises :class:`CheckpointWriteError`, an OSError: the temporary
+    directory is gone, ``latest`` still names the previous checkpoint.
+    """
     target = directory / checkpoint_name(state.step)
     meta = {"format": CHECKPOINT_FORMAT, "encoderlab_version": encoderlab.__version__, "model": model_config.to_dict()}
     from safetensors.torch import save_file
 
-    with atomic_directory(target, overwrite=True) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / WEIGHTS_FILE),
-                  metadata={"format": "pt"})
-        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
-        if tokenizer_dir is not None:  # the checkpoint is then self-contained for evaluation and export
-            copy_tokenizer_files(tokenizer_dir, tmp)
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, tmp / RNG_FILE)
-        (tmp / STATE_FILE).write_text(json.dumps({
-            "step": state.step, "samples_seen": state.samples_seen, "tokens_seen": state.tokens_seen,
-            "kept": state.kept, "run_config": state.run_config, "encoderlab_version": encoderlab.__version__,
-            "git_revision": git_revision(), "torch_version": torch.__version__,
-        }, indent=2) + "\n")
-    atomic_write_text(directory / LATEST, target.name + "\n")
+    previous = latest_checkpoint(directory)
+    try:
+        # overwrite: a same-named directory here is an incomplete leftover or a checkpoint this
+        # (deterministic) run is re-writing after a resume from an older one.
+        with atomic_directory(target, overwrite=True) as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / WEIGHTS_FILE),
+                      metadata={"format": "pt"})
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
+            if tokenizer_dir is not None:  # the checkpoint is then self-contained for evaluation and export
+                copy_tokenizer_files(tokenizer_dir, tmp)
+            rng = {"torch": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                rng["cuda"] = torch.cuda.get_rng_state_all()
+            torch.save(rng, tmp / RNG_FILE)
+            (tmp / STATE_FILE).write_text(json.dumps({
+                "step": state.step, "samples_seen": state.samples_seen, "tokens_seen": state.tokens_seen,
+                "kept": state.kept, "run_config": state.run_config, "encoderlab_version": encoderlab.__version__,
+                "git_revision": git_revision(), "torch_version": torch.__version__,
+            }, indent=2) + "\n")
+        atomic_write_text(directory / LATEST, target.name + "\n")
+    except CheckpointError:
+        raise
+    except Exception as err:  # torch.save and safetensors report I/O failures as RuntimeError / SafetensorError
+        if not isinstance(err, OSError) and not _looks_like_io(err):
+            raise
+        raise _write_error(err, target, previous) from err
     return target
 
 
-def latest_checkpoint(directory: Path) -> Path | None:
+def _looks_like_io(err: BaseException) -> bool:
+    text = str(err).lower()
+    hints = ("no space", "os error", "errno", "file write failed", "unexpected pos", "i/o", "quota")
+    return type(err).__name__ == "SafetensorError" or any(hint in text for hint in hints)
+
+
+def _write_error(err: BaseException, target: Path, previous: Path | None) -> CheckpointWriteError:
+    code = getattr(err, "errno", None)
+    text = str(err).lower()
+    if code is None:
+        code = errno.ENOSPC if ("no space" in text or "os error 28" in text) else errno.EIO
+    reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:300] or type(err).__name__
+    kept = f"{LATEST} still names {previous.name}" if previous is not None else "the run has no checkpoint yet"
+    return CheckpointWriteError(
+        code, f"{target}: writing the checkpoint failed ({reason}); nothing of it was kept and {kept}. "
+              "Free space (or point --output elsewhere) and resume with --resume")
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a whole training checkpoint: every file there and a readable trainer state."""
+    if not (_STEP_NAME.fullmatch(path.name) and path.is_dir()):
+        return False
+    if not all((path / name).is_file() for name in COMPLETE_FILES):
+        return False
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and isinstance(state.get("step"), int)
+
+
+def complete_checkpoints(directory: Path) -> list[Path]:
+    """The complete training checkpoints of ``directory``, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if is_complete_checkpoint(p)]
+    return sorted(found, key=lambda p: int(_STEP_NAME.fullmatch(p.name).group(1)))
+
+
+def resolve_latest(directory: Path) -> tuple[Path | None, str | None]:
+    """The checkpoint to resume from, and a note when it is not the one ``latest`` names.
+
+    ``latest`` when it names a complete checkpoint; otherwise (missing, dangling or naming an
+    incomplete one) the newest complete checkpoint, with a note saying so; None when there is none.
+    """
     pointer = directory / LATEST
-    if not pointer.is_file():
-        return None
-    target = directory / pointer.read_text().strip()
-    return target if target.is_dir() else None
+    named = None
+    if pointer.is_file():
+        try:
+            named = pointer.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            named = "(unreadable)"
+        if _STEP_NAME.fullmatch(named) and is_complete_checkpoint(directory / named):
+            return directory / named, None
+    complete = complete_checkpoints(directory)
+    if not complete:
+        return None, None
+    why = f"{LATEST} names {named!r}, which is missing or incomplete" if named is not None else f"there is no {LATEST}"
+    return complete[-1], f"{directory}: {why}; using the newest complete checkpoint, {complete[-1].name}"
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    return resolve_latest(directory)[0]
+
+
+def clean_stale_temporaries(directory: Path) -> list[str]:
+    """Removes what killed checkpoint writes left in ``directory`` (only encoderlab's own temporary
+    names: ``.step-N.tmp-*``, ``.step-N.old-PID``, ``.latest.tmp-*``); returns their names."""
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in sorted(directory.iterdir()):
+        if not _STALE_NAME.fullmatch(path.name):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed
 
 
 def rotate_checkpoints(directory: Path, keep_last: int) -> None:
     """Deletes rolling checkpoints beyond the newest ``keep_last``; kept ones stay."""
     rolling = []
-    for path in sorted(directory.glob("step-*")):
-        state_file = path / STATE_FILE
-        if state_file.is_file() and not json.loads(state_file.read_text()).get("kept"):
+    for path in complete_checkpoints(directory):
+        if not json.loads((path / STATE_FILE).read_text()).get("kept"):
             rolling.append(path)
     latest = latest_checkpoint(directory)
     for path in rolling[: max(0, len(rolling) - keep_last)]:
@@ -116,15 +222,47 @@ def read_training_state(path: Path) -> dict:
             f"{path}: a model checkpoint without training state ({STATE_FILE}, {OPTIMIZER_FILE}); "
             "it can initialise a run (init_from) but not resume or branch one"
         )
-    return json.loads(state_file.read_text())
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{state_file}: unreadable or truncated trainer state ({err})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int) or not isinstance(
+            state.get("run_config"), dict):
+        raise CheckpointError(f"{state_file}: not a trainer state (expected a mapping with 'step' and 'run_config')")
+    return state
+
+
+def _load_pickled_state(file: Path, what: str):
+    """A ``torch.save`` file of tensors and plain types, read with ``weights_only=True``."""
+    import pickle
+
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing; the checkpoint has no {what}")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests turning the weights-only check off, i.e. running whatever code the
+        # file holds: never repeated here.
+        raise CheckpointError(
+            f"{file}: refused: the {what} holds Python objects other than tensors and plain types, which encoderlab "
+            "never unpickles; this is not a checkpoint encoderlab wrote"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{file}: unreadable or truncated {what} ({first})") from None
 
 
 def load_optimizer_state(path: Path) -> dict:
-    return torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+    state = _load_pickled_state(path / OPTIMIZER_FILE, "optimizer state")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path / OPTIMIZER_FILE}: not an optimizer state (a {type(state).__name__})")
+    return state
 
 
 def load_rng_state(path: Path) -> None:
-    rng = torch.load(path / RNG_FILE, map_location="cpu", weights_only=True)
+    rng = _load_pickled_state(path / RNG_FILE, "RNG state")
+    if not isinstance(rng, dict) or not isinstance(rng.get("torch"), torch.Tensor):
+        raise CheckpointError(f"{path / RNG_FILE}: not an RNG state (expected a mapping with a 'torch' tensor)")
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])

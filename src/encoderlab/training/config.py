@@ -9,6 +9,7 @@ from the weights of a converged checkpoint (``init_from``) with a schedule of it
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,16 @@ class PhaseConfig:
                 raise ConfigError(f"phase (mlm): mask_ratio must be in (0, 1), got {self.mask_ratio}")
         elif self.mask_ratio is not None:
             raise ConfigError("phase (clm): mask_ratio is only meaningful for mlm phases")
+        fractions = {"mask_fraction": self.mask_fraction, "random_fraction": self.random_fraction,
+                     "keep_fraction": self.keep_fraction}
+        bad = {k: v for k, v in fractions.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ConfigError(f"phase: {', '.join(f'{k} {v}' for k, v in bad.items())}: expected a fraction in [0, 1]")
+        if not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-6):
+            raise ConfigError(
+                f"phase: mask_fraction + random_fraction + keep_fraction must be 1, got "
+                f"{self.mask_fraction} + {self.random_fraction} + {self.keep_fraction} = {sum(fractions.values()):g}"
+            )
 
     @property
     def label(self) -> str:
@@ -105,6 +116,7 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if not self.phases:
             raise ConfigError(f"run {self.name!r}: at least one phase is needed")
+        self._check_ranges()
         total = self.total_steps
         s = self.schedule
         if s.warmup_steps < 0 or s.decay_steps < 0:
@@ -134,14 +146,45 @@ class PretrainConfig:
                 f"run {self.name!r}: MLM phases need a mask token, but the model/tokenizer has none "
                 "(set model.mask_token_id)"
             )
-        if self.loss_chunk_size <= 0:
-            raise ConfigError(f"run {self.name!r}: loss_chunk_size must be a positive number of rows, "
-                              f"got {self.loss_chunk_size}")
         if self.init_from and self.branch_from:
             raise ConfigError(f"run {self.name!r}: init_from and branch_from are exclusive")
         bad = [k for k in self.checkpoint_steps if not 0 < k <= total]
         if bad:
             raise ConfigError(f"run {self.name!r}: checkpoint_steps {bad} are outside 1..{total}")
+
+    def _check_ranges(self) -> None:
+        """Counts, intervals and rates that must be positive (or in range): a ConfigError naming the
+        field now, instead of a ZeroDivisionError (or a silent no-op) after the run directory is written."""
+        where = f"run {self.name!r}"
+        positive = {"global_batch_tokens": self.global_batch_tokens, "micro_batch_size": self.micro_batch_size,
+                    "checkpoint_every": self.checkpoint_every, "log_every": self.log_every,
+                    "keep_last": self.keep_last, "loss_chunk_size": self.loss_chunk_size,
+                    "data.seq_len": self.data.seq_len, "data.mean_document_length": self.data.mean_document_length}
+        for key, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+        for key, value in (("seed", self.seed), ("data.seed", self.data.seed)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{where}: {key} must be a non-negative integer (it seeds numpy), got {value!r}")
+        if self.data.variable_length and self.data.seq_len <= 24:
+            raise ConfigError(f"{where}: data.variable_length cuts each sequence at a position in [12, seq_len - 12); "
+                              f"data.seq_len must be more than 24, got {self.data.seq_len}")
+        s, o = self.schedule, self.optimizer
+        numbers = {"schedule.lr": s.lr, "schedule.final_lr": s.final_lr, "optimizer.eps": o.eps,
+                   "optimizer.weight_decay": o.weight_decay, "optimizer.grad_clip": o.grad_clip}
+        for key, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or (
+                    math.isinf(value) and key != "optimizer.grad_clip"):
+                raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
+        for key, low, strict in (("schedule.lr", 0, True), ("schedule.final_lr", 0, False),
+                                 ("optimizer.eps", 0, True), ("optimizer.weight_decay", 0, False),
+                                 ("optimizer.grad_clip", 0, True)):
+            value = numbers[key]
+            if value < low or (strict and value == low):
+                extra = " (.inf for no clipping)" if key == "optimizer.grad_clip" else ""
+                raise ConfigError(f"{where}: {key} must be {'positive' if strict else '>= 0'}{extra}, got {value}")
+        if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
+            raise ConfigError(f"{where}: optimizer.betas must be two numbers in [0, 1), got {o.betas}")
 
     @property
     def total_steps(self) -> int:

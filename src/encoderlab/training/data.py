@@ -20,6 +20,9 @@ from encoderlab.objectives import TokenBatch
 from encoderlab.training.config import DataConfig
 
 SYNTHETIC_SPECIAL = {"pad": 0, "bos": 1, "eos": 2, "mask": 3}
+# Shard directories up to this many tokens have every token id checked against the model's vocabulary
+# before training (one pass over the memory-mapped shards); larger ones are checked batch by batch.
+SCAN_TOKENS_LIMIT = 1 << 28
 _FIRST_REGULAR = 4
 
 
@@ -100,21 +103,80 @@ def build_source(config: DataConfig, model: ModelConfig) -> SampleSource:
                 f"data.source {config.source!r}: the tokenizer's {role} token is {theirs}, the model config says "
                 f"{ours} (set model.{role}_token_id={theirs})"
             )
+    check_token_range(dataset, model.vocab_size, config.source)
     return dataset
+
+
+def check_token_range(dataset, vocab_size: int, source: str) -> None:
+    """Token ids of the shards must index the model's embedding (0 .. vocab_size - 1): checked from the
+    manifest and, for shard directories up to ``SCAN_TOKENS_LIMIT`` tokens, on every token."""
+    manifest = dataset.manifest
+    hint = (f"the model's vocab_size is {vocab_size}; the shards' tokenizer {manifest['tokenizer'].get('name')!r} has "
+            f"{manifest['tokenizer'].get('vocab_size')} tokens (set model.vocab_size, or prepare the shards again)")
+    recorded = manifest.get("max_token_id")
+    if isinstance(recorded, int) and recorded >= vocab_size:
+        raise ConfigError(f"data.source {source!r}: the manifest's max_token_id {recorded} is beyond the model's "
+                          f"vocabulary; {hint}")
+    try:
+        if np.iinfo(np.dtype(manifest.get("dtype", "uint32"))).max < vocab_size:
+            return  # the shards' dtype cannot hold an id that large
+    except TypeError:
+        pass
+    if dataset.total_tokens > SCAN_TOKENS_LIMIT:
+        return  # checked batch by batch (micro_batches)
+    for shard, tokens in zip(manifest["shards"], dataset.tokens):
+        if tokens.size and (top := int(tokens.max())) >= vocab_size:
+            raise ConfigError(f"data.source {source!r}: shard {shard['name']} holds token id {top}, beyond the "
+                              f"model's vocabulary; {hint}")
+
+
+def shard_tokenizer(config: DataConfig, dataset) -> Path | None:
+    """The tokenizer directory training copies into checkpoints (``<data.source>/tokenizer``), after
+    checking it is the tokenizer the shards were made with (the manifest's fingerprint)."""
+    if config.source == "synthetic":
+        return None
+    tokenizer_dir = Path(config.source) / "tokenizer"
+    if not (tokenizer_dir / "tokenizer_config.json").is_file():
+        return None
+    from encoderlab.data.tokenizer import load_tokenizer, tokenizer_info
+
+    recorded = dataset.manifest["tokenizer"]
+    if not recorded.get("fingerprint"):
+        raise ConfigError(f"data.source {config.source!r}: the manifest records no tokenizer fingerprint, so "
+                          f"{tokenizer_dir} cannot be checked against the shards; prepare the shards again")
+    found = tokenizer_info(load_tokenizer(str(tokenizer_dir)), str(tokenizer_dir))
+    if found["fingerprint"] != recorded["fingerprint"]:
+        raise ConfigError(
+            f"data.source {config.source!r}: the tokenizer in {tokenizer_dir} (fingerprint {found['fingerprint']}, "
+            f"{found['vocab_size']} tokens) is not the one the shards were made with ({recorded.get('name')!r}, "
+            f"fingerprint {recorded['fingerprint']}, {recorded.get('vocab_size')} tokens); checkpoints would carry a "
+            "tokenizer that does not match their training data. Put the original tokenizer back, or prepare the "
+            "shards again with this one"
+        )
+    return tokenizer_dir
 
 
 def micro_batches(
     source: SampleSource, step: int, global_batch: int, micro_batch: int, rank: int, world_size: int,
-    device: torch.device,
+    device: torch.device, vocab_size: int | None = None,
 ) -> list[TokenBatch]:
-    """The micro-batches of ``rank`` for optimizer step ``step``."""
+    """The micro-batches of ``rank`` for optimizer step ``step``; with ``vocab_size``, a token id
+    outside the vocabulary is a ConfigError naming the sample (not an IndexError in the embedding)."""
     per_rank = global_batch // world_size
     first = step * global_batch + rank * per_rank
     batches = []
     for start in range(first, first + per_rank, micro_batch):
         indices = list(range(start, start + micro_batch))
         samples = [source.sample(i) for i in indices]
-        ids = torch.from_numpy(np.stack([s[0] for s in samples]))
+        stacked = np.stack([s[0] for s in samples])
+        if vocab_size is not None and stacked.size and (stacked.max() >= vocab_size or stacked.min() < 0):
+            row = int(np.flatnonzero((stacked >= vocab_size).any(axis=1) | (stacked < 0).any(axis=1))[0])
+            bad = stacked[row][(stacked[row] >= vocab_size) | (stacked[row] < 0)][0]
+            where = getattr(source, "path", type(source).__name__)
+            raise ConfigError(f"data {where}: sample {indices[row]} (step {step}) holds token id {int(bad)}, outside "
+                              f"the model's vocabulary 0..{vocab_size - 1}; set model.vocab_size or prepare the shards "
+                              "again")
+        ids = torch.from_numpy(stacked)
         docs = torch.from_numpy(np.stack([s[1] for s in samples]))
         batch = TokenBatch(ids, torch.tensor(indices, dtype=torch.int64), docs)
         batches.append(batch.to(device, non_blocking=True))

@@ -9,6 +9,7 @@ counts are summed across ranks, and each micro-batch contributes ``loss_sum / gl
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from pathlib import Path
 
@@ -18,21 +19,24 @@ from torch import nn
 from encoderlab.config import ConfigError
 from encoderlab.io import atomic_write_text
 from encoderlab.model import CheckpointError, ModelConfig, build_encoder, load_checkpoint
-from encoderlab.model.checkpoint import read_checkpoint_meta
+from encoderlab.model.checkpoint import read_checkpoint_meta, read_safetensors
 from encoderlab.objectives import CLMObjective, MLMObjective
 from encoderlab.training import distributed as D
 from encoderlab.training.checkpoint import (
     TrainingState,
+    clean_stale_temporaries,
+    complete_checkpoints,
     latest_checkpoint,
     load_optimizer_state,
     load_rng_state,
     read_training_state,
+    resolve_latest,
     rotate_checkpoints,
     save_training_checkpoint,
 )
 from encoderlab.training.config import PretrainConfig
-from encoderlab.training.data import build_source, micro_batches
-from encoderlab.training.metrics import MetricsLogger, peak_bf16_flops
+from encoderlab.training.data import build_source, micro_batches, shard_tokenizer
+from encoderlab.training.metrics import MetricsLogger, peak_bf16_flops, truncate_metrics
 from encoderlab.training.schedule import wsd_lr
 
 ARCHITECTURE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
@@ -80,14 +84,42 @@ def build_objectives(config: PretrainConfig) -> list:
     return objectives
 
 
+# What a run writes in its directory; --overwrite removes these (and nothing else) before a new run.
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "config.yaml")
+
+
+def _inside(path: str | Path, directory: Path) -> bool:
+    return Path(path).resolve().is_relative_to(directory.resolve())
+
+
 class Trainer:
+    """One run. Everything is validated here, before anything is written; :meth:`run` writes."""
+
     def __init__(self, config: PretrainConfig, ctx: D.DistributedContext, resume: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, overwrite: bool = False):
         self.config = config
         self.ctx = ctx
         self.progress = progress and ctx.is_main
         self.run_dir = config.run_dir
         self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.overwrite = overwrite
+        self.notes: list[str] = []  # printed by the main process when the run starts
+        if resume and overwrite:
+            raise ConfigError(f"run {config.name!r}: resume and overwrite are exclusive (continue the run in "
+                              f"{self.run_dir}, or replace it)")
+        existing = complete_checkpoints(self.checkpoint_dir)
+        if existing and not resume and not overwrite:
+            names = ", ".join(p.name for p in existing[-3:])
+            raise FileExistsError(
+                f"{self.run_dir}: already holds a run ({len(existing)} checkpoint(s), up to {names}); continue it "
+                "with --resume, replace it with --overwrite, or choose another --output"
+            )
+        if overwrite:
+            for key in ("init_from", "branch_from"):
+                source = getattr(config, key)
+                if source and _inside(source, self.run_dir):
+                    raise ConfigError(f"run {config.name!r}: {key} {source} lies inside {self.run_dir}, which "
+                                      "--overwrite would delete; copy it elsewhere first")
         per_step = config.micro_batch_size * ctx.world_size
         if config.global_batch_samples % per_step:
             raise ConfigError(
@@ -96,8 +128,10 @@ class Trainer:
             )
         self.accumulation = config.global_batch_samples // per_step
         self.source = build_source(config.data, config.model)  # fails fast, before the model
-        tokenizer_dir = Path(config.data.source) / "tokenizer"
-        self.tokenizer_dir = tokenizer_dir if (tokenizer_dir / "tokenizer_config.json").is_file() else None
+        self.tokenizer_dir = shard_tokenizer(config.data, self.source)  # the shards' own tokenizer, or an error
+        if self.tokenizer_dir is None and config.data.source != "synthetic":
+            self.notes.append(f"warning: {Path(config.data.source) / 'tokenizer'} has no tokenizer (no "
+                              "tokenizer_config.json); the checkpoints will carry none")
         available = len(self.source) if hasattr(self.source, "__len__") else None
         needed = config.total_steps * config.global_batch_samples
         if available is not None and needed > available and ctx.is_main:
@@ -111,9 +145,12 @@ class Trainer:
         # Where the run starts: fresh, resumed, branched (full state) or initialised (weights only).
         start_from, self.start_state = None, None
         if resume:
-            start_from = latest_checkpoint(self.checkpoint_dir)
+            start_from, note = resolve_latest(self.checkpoint_dir)
             if start_from is None:
-                raise CheckpointError(f"{self.run_dir}: nothing to resume (no checkpoints/latest in this run)")
+                raise CheckpointError(f"{self.run_dir}: nothing to resume (no complete checkpoint in "
+                                      f"{self.checkpoint_dir})")
+            if note:
+                self.notes.append(f"note: {note}")
             self.start_state = read_training_state(start_from)
             saved, now = _trajectory(self.start_state["run_config"]), _trajectory(config.to_dict())
             changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
@@ -154,6 +191,8 @@ class Trainer:
     def _check_branch(self, source: Path) -> None:
         config, state = self.config, self.start_state
         parent = state["run_config"]
+        if not isinstance(parent.get("model"), dict):
+            raise CheckpointError(f"{source}: its trainer state records no model config (run_config.model)")
         _check_same_architecture(config.model, ModelConfig.from_dict(parent["model"]), str(source))
         for key in ("global_batch_tokens", "seed", "data"):
             if parent.get(key) != config.to_dict()[key]:
@@ -166,9 +205,7 @@ class Trainer:
             )
 
     def _saved_weights(self, path: Path) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
-
-        return load_file(str(path / "model.safetensors"))
+        return read_safetensors(path / "model.safetensors")  # a truncated file is a CheckpointError naming it
 
     def _build_model(self, start_from: Path | None) -> nn.Module:
         config, device = self.config, self.ctx.device
@@ -200,7 +237,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batches = micro_batches(self.source, step, config.global_batch_samples, config.micro_batch_size,
-                                ctx.rank, ctx.world_size, ctx.device)
+                                ctx.rank, ctx.world_size, ctx.device, vocab_size=config.model.vocab_size)
         global_count = self._count_targets(objective, batches, step)
         loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
         is_ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
@@ -229,26 +266,59 @@ class Trainer:
     def _save(self, step: int, kept: bool) -> Path | None:
         model_state = D.full_model_state(self.model)
         optimizer_state = D.full_optimizer_state(self.model, self.optimizer)
-        path = None
+        path, error = None, None
         if self.ctx.is_main:
             samples = step * self.config.global_batch_samples
             state = TrainingState(step=step, samples_seen=samples, tokens_seen=samples * self.config.data.seq_len,
                                   run_config=self.config.to_dict(), kept=kept)
-            path = save_training_checkpoint(self.checkpoint_dir, model_state, self.config.model, optimizer_state, state,
-                                            tokenizer_dir=self.tokenizer_dir)
-            rotate_checkpoints(self.checkpoint_dir, self.config.keep_last)
-        D.barrier()
+            try:
+                path = save_training_checkpoint(self.checkpoint_dir, model_state, self.config.model, optimizer_state,
+                                                state, tokenizer_dir=self.tokenizer_dir)
+                rotate_checkpoints(self.checkpoint_dir, self.config.keep_last)
+            except Exception as err:  # noqa: BLE001 (re-raised below, once every rank knows)
+                error = err  # every rank stops, instead of the others waiting at a barrier for ever
+        failed = D.all_reduce_sum(torch.tensor(0.0 if error is None else 1.0, device=self.ctx.device))
+        if error is not None:
+            raise error
+        if failed.item():
+            raise TrainingError(f"the main process could not write checkpoint step {step}; stopping")
         return path
+
+    def _prepare_run_dir(self) -> None:
+        """Main process, before the first step: replace (--overwrite) or tidy the run directory."""
+        run_dir = self.run_dir
+        if self.overwrite:
+            removed = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+            for name in removed:
+                target = run_dir / name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+            if removed:
+                print(f"overwrite: removed the previous run's {', '.join(removed)} from {run_dir}", flush=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stale = clean_stale_temporaries(self.checkpoint_dir)
+        if stale:
+            print(f"removed {len(stale)} stale temporary checkpoint file(s)/director(ies) left by an interrupted "
+                  f"write in {self.checkpoint_dir}: {', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}",
+                  flush=True)
+        dropped = truncate_metrics(run_dir / "metrics.jsonl", self.start_step)
+        if dropped:
+            print(f"metrics.jsonl: dropped {dropped} record(s) of steps after step {self.start_step}, where this run "
+                  "starts (or unreadable), so each step is logged once", flush=True)
 
     def run(self) -> Path:
         config, ctx = self.config, self.ctx
         total = config.total_steps
         logger = None
         if ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            for note in self.notes:
+                print(note, flush=True)
+            self._prepare_run_dir()
             atomic_write_text(self.run_dir / "config.yaml", config.to_yaml())
             logger = MetricsLogger(self.run_dir, config.name, config.to_dict(), config.tensorboard, config.wandb,
-                                   config.wandb_project)
+                                   config.wandb_project, start_step=self.start_step)
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -321,11 +391,15 @@ class Trainer:
         return final if final is not None else self.checkpoint_dir / f"step-{total:06d}"
 
 
-def pretrain(config: PretrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Runs (or resumes) ``config``; returns the final checkpoint directory."""
+def pretrain(config: PretrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> Path:
+    """Runs (or resumes) ``config``; returns the final checkpoint directory.
+
+    A run directory that already holds checkpoints is refused unless ``resume`` (continue it) or
+    ``overwrite`` (delete its checkpoints, metrics and config, then start again).
+    """
     ctx = D.init_distributed()
     try:
-        return Trainer(config, ctx, resume=resume, progress=progress).run()
+        return Trainer(config, ctx, resume=resume, progress=progress, overwrite=overwrite).run()
     finally:
         D.shutdown_distributed()
 

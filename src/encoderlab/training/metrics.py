@@ -21,8 +21,33 @@ def peak_bf16_flops(device: torch.device) -> float | None:
     return next((value for key, value in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
+def truncate_metrics(path: Path, last_step: int) -> int:
+    """Keeps one record per step up to ``last_step`` in ``path`` (rewritten atomically), so a run
+    resumed from the checkpoint of step ``last_step`` does not log steps twice; records of later
+    steps, repeated steps (the last is kept) and unreadable lines (a write cut by a kill) go.
+    Returns the number of lines dropped."""
+    from encoderlab.io import atomic_write_text
+
+    if not path.is_file():
+        return 0
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    by_step: dict[int, str] = {}
+    for line in lines:
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(step, int) and step <= last_step:
+            by_step[step] = line
+    dropped = len(lines) - len(by_step)
+    if dropped:
+        atomic_write_text(path, "".join(by_step[step] + "\n" for step in sorted(by_step)))
+    return dropped
+
+
 class MetricsLogger:
-    def __init__(self, run_dir: Path, run_name: str, config: dict, tensorboard: bool, wandb: bool, project: str):
+    def __init__(self, run_dir: Path, run_name: str, config: dict, tensorboard: bool, wandb: bool, project: str,
+                 start_step: int = 0):
         self.path = run_dir / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a")
@@ -33,7 +58,9 @@ class MetricsLogger:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise ConfigError("tensorboard: true needs the `tensorboard` package (pip install tensorboard)") from None
-            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            # purge_step: events of steps after the resumed checkpoint are dropped, as in metrics.jsonl
+            self._tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"),
+                                     purge_step=start_step + 1 if start_step else None)
         if wandb:
             try:
                 import wandb as wandb_module
