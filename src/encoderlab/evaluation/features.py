@@ -62,7 +62,7 @@ def qa_features(backbone: Backbone, rows: list[dict], config: FinetuneConfig, li
         context_ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
         prefix = backbone.frame(question)
         room = limit - len(prefix) - 1
-        step = room - config.doc_stride  # >= doc_stride (check_qa_windows): each token in at most two windows
+        step = room - config.doc_stride  # >= room / 4 (check_qa_windows): each token in at most four windows
         if step <= 0:  # a tokenizer that frames with more than one start/sep token
             raise ConfigError(f"QA window: {room} context tokens per window with doc_stride {config.doc_stride} "
                               "(lower doc_stride or raise max_length)")

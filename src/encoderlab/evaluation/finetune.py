@@ -141,7 +141,7 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
             break
         with autocast:
             loss = _loss(spec.type, backbone, head, batch, device, config)
-        losses.append(float(loss))
+        losses.append(loss.detach().item())
         if not math.isfinite(losses[-1]):
             status = "diverged"
             effective["diverged"] = f"non-finite loss at step {step}"

@@ -81,16 +81,19 @@ class FinetuneConfig:
             raise ConfigError(f"fine-tuning config: weight_decay must be >= 0, got {self.weight_decay}")
 
     def check_qa_windows(self, limit: int) -> None:
-        """QA windows hold [start] question [sep] context [sep]. After the longest question
-        (``max_question_tokens``), a window of ``limit`` tokens must leave at least 2 x doc_stride
-        context tokens, so consecutive windows advance by at least doc_stride tokens and each
-        context token is in at most two windows (else a long context explodes into windows)."""
+        """QA windows hold [start] question [sep] context [sep]; consecutive windows share doc_stride
+        context tokens, so they advance by (context room - doc_stride). After the longest question
+        (``max_question_tokens``) a window of ``limit`` tokens must leave room for at least
+        4/3 x doc_stride context tokens: windows then advance by at least a quarter of their context
+        and each context token is in at most four windows (at ``max_length`` 128 and the default
+        stride 128 a window advanced by one token: 20 questions became 9,979 windows)."""
         room = limit - self.max_question_tokens - 3
-        if room < max(1, 2 * self.doc_stride):
+        if room <= 0 or 3 * room < 4 * self.doc_stride:
             raise ConfigError(
                 f"fine-tuning config: max_length {limit} leaves {max(room, 0)} context tokens per QA window after "
-                f"a question of up to max_question_tokens={self.max_question_tokens}; QA needs at least "
-                f"2 x doc_stride = {2 * self.doc_stride} (lower doc_stride or max_question_tokens, or raise max_length)")
+                f"a question of up to max_question_tokens={self.max_question_tokens}; with doc_stride "
+                f"{self.doc_stride} QA needs at least {-(-4 * self.doc_stride // 3)} (lower doc_stride or "
+                "max_question_tokens, or raise max_length)")
 
     def settings(self) -> dict:
         """Every setting, as recorded with each run."""
