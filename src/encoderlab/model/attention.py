@@ -16,6 +16,18 @@ Backends:
   path on GPU when available.
 - ``flex``: FlexAttention with a block-sparse mask; skips fully masked tiles. The GPU path when
   varlen attention is not available, and the one for arbitrary mask patterns.
+
+Features of imported decoder families, by backend (the paper's architecture uses none of them):
+
+| feature | sdpa | flex | varlen |
+|---|---|---|---|
+| q/k/v biases, q/k norms, norm placements, GeGLU, embedding scale | yes | yes | yes |
+| sliding window (when shorter than the batch's rows) | yes (dense mask) | refused | refused |
+| ``query_pre_attn_scalar`` (a non-default scale) | yes | refused | refused |
+| attention logit soft-capping | yes (explicit softmax) | refused | refused |
+
+Refused means a ValueError naming the feature when that backend is asked for explicitly; ``auto``
+then picks ``sdpa``.
 """
 
 from __future__ import annotations
@@ -84,9 +96,16 @@ def varlen_available() -> bool:
     return _varlen_attn is not None
 
 
-def resolve_backend(backend: str, device: torch.device) -> Literal["sdpa", "flex", "varlen"]:
+def resolve_backend(backend: str, device: torch.device,
+                    sdpa_features: tuple[str, ...] | list[str] = ()) -> Literal["sdpa", "flex", "varlen"]:
+    """The kernel to run; ``sdpa_features`` names features of the model that only sdpa implements."""
     if backend not in BACKENDS:
         raise ValueError(f"attention backend: expected one of {BACKENDS}, got {backend!r}")
+    if sdpa_features:
+        if backend in ("auto", "sdpa"):
+            return "sdpa"
+        raise ValueError(f"attention backend {backend!r} does not support {', '.join(sdpa_features)} of this model; "
+                         "use attn_backend='sdpa' (or 'auto')")
     if backend == "auto":
         if device.type != "cuda":
             return "sdpa"
@@ -104,6 +123,8 @@ def build_layout(
     attention_mask: Tensor | None = None,
     isolate_documents: bool = True,
     backend: str = "auto",
+    sliding_window: int | None = None,
+    sdpa_features: tuple[str, ...] | list[str] = (),
 ) -> SequenceLayout:
     """Builds the attention layout of a batch.
 
@@ -116,6 +137,10 @@ def build_layout(
         isolate_documents: False reproduces the authors' code, where packed documents attend to
             each other and positions run on across them (padding is still masked).
         backend: ``auto`` (varlen, else flex, on CUDA; sdpa elsewhere), ``sdpa``, ``flex`` or ``varlen``.
+        sliding_window: keys within this many tokens of the query, the query included (causal:
+            ``0 <= q - k < window``; bidirectional: ``|q - k| < window``, as transformers). No
+            effect on rows not longer than the window.
+        sdpa_features: model features only sdpa implements (see the module docstring).
     """
     if mode not in ATTENTION_MODES:
         raise ValueError(f"attention mode: expected one of {ATTENTION_MODES}, got {mode!r}")
@@ -125,7 +150,11 @@ def build_layout(
         if tensor is not None and tuple(tensor.shape) != (batch, length):
             raise ValueError(f"{name}: expected shape {(batch, length)} like input_ids, got {tuple(tensor.shape)}")
     causal = mode == "causal"
-    chosen = resolve_backend(backend, device)
+    if sliding_window is not None and sliding_window >= length:
+        sliding_window = None  # every key is inside the window: the unwindowed (fast) path
+    if sliding_window is not None:
+        sdpa_features = [*sdpa_features, f"sliding_window {sliding_window}"]
+    chosen = resolve_backend(backend, device, sdpa_features)
 
     segments = None  # (B, T) segment ids whose equality decides attention; None = one segment per row
     if document_ids is not None and isolate_documents:
@@ -139,9 +168,11 @@ def build_layout(
             valid = document_ids.to(device) != PAD_DOCUMENT
         segments = torch.where(valid, 0, PAD_DOCUMENT).long()
 
-    if segments is None:
+    if segments is None and sliding_window is None:
         positions = torch.arange(length, device=device).expand(batch, length)
         return SequenceLayout(causal=causal, positions=positions, backend=chosen)
+    if segments is None:  # one document per row, but the window needs a mask
+        segments = torch.zeros(batch, length, dtype=torch.long, device=device)
 
     # Without isolation the segments are only real-vs-padding, so positions run on across packed
     # documents as in the authors' code (and still skip left padding).
@@ -150,6 +181,10 @@ def build_layout(
         allowed = segments[:, None, :, None] == segments[:, None, None, :]
         if causal:
             allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        if sliding_window is not None:
+            index = torch.arange(length, device=device)
+            distance = index[:, None] - index[None, :]  # (T, T) query minus key
+            allowed = allowed & (distance.abs() < sliding_window)
         return SequenceLayout(causal=causal, positions=positions, backend=chosen, dense_mask=allowed)
     if chosen == "varlen":
         # A segment starts wherever its position is 0 (row starts included). nonzero() syncs with the
@@ -214,8 +249,37 @@ def _varlen_attention(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout) -
     return out.view(batch, length, heads, dim)
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout) -> Tensor:
-    """Scaled dot-product attention of (B, T, H, D) queries on (B, T, H_kv, D) keys/values; (B, T, H, D) out."""
+def _softcapped_attention(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout, scale: float | None,
+                          softcap: float) -> Tensor:
+    """Attention with ``softcap * tanh(scores / softcap)`` logits (Gemma 2): an explicit softmax,
+    (B, H, T, D) in and out, since no fused kernel takes a soft-cap."""
+    if q.shape[1] != k.shape[1]:
+        groups = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scores = (q @ k.transpose(-1, -2)).float() * scale  # (B, H, T, T)
+    scores = torch.tanh(scores / softcap) * softcap
+    allowed = layout.dense_mask
+    if allowed is None and layout.causal:
+        length = q.shape[2]
+        allowed = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    return scores.softmax(dim=-1).to(v.dtype) @ v
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout, *, scale: float | None = None,
+           softcap: float | None = None) -> Tensor:
+    """Scaled dot-product attention of (B, T, H, D) queries on (B, T, H_kv, D) keys/values; (B, T, H, D) out.
+
+    ``scale`` (default head_dim**-0.5) and ``softcap`` are for imported decoders; sdpa only."""
+    if softcap is not None:
+        if layout.backend != "sdpa":
+            raise ValueError(f"attention backend {layout.backend!r} does not support attention logit soft-capping")
+        return _softcapped_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), layout, scale,
+                                     softcap).transpose(1, 2)
+    if scale is not None and layout.backend != "sdpa":
+        raise ValueError(f"attention backend {layout.backend!r} does not support a non-default attention scale")
     if layout.backend == "varlen" and layout.cu_seqlens is not None:
         return _varlen_attention(q, k, v, layout)
     # The other kernels take (B, H, T, D): transposed views, no copies.
@@ -227,12 +291,12 @@ def attend(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout) -> Tensor:
         # small (T x kv_dim per row) and removes the hazard on every device.
         out = _flex_attention(q, k, v.contiguous(), layout.block_mask, gqa)
     elif layout.dense_mask is None:
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=layout.causal, enable_gqa=gqa)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=layout.causal, enable_gqa=gqa, scale=scale)
     else:
         if gqa:
             # Memory-efficient SDPA kernels do not all take GQA with a mask; repeat KV heads instead.
             groups = q.shape[1] // k.shape[1]
             k = k.repeat_interleave(groups, dim=1)
             v = v.repeat_interleave(groups, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.dense_mask)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.dense_mask, scale=scale)
     return out.transpose(1, 2)

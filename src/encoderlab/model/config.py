@@ -10,6 +10,7 @@ from typing import Any, Literal
 from encoderlab.config import ConfigError, check_keys, from_dict, load_yaml
 
 AttentionBackend = Literal["auto", "sdpa", "flex", "varlen"]
+LAYER_TYPES = ("full", "sliding")
 
 LLAMA3_SPECIAL_TOKENS = {"bos_token_id": 128000, "eos_token_id": 128001, "mask_token_id": 128002}
 
@@ -18,7 +19,11 @@ LLAMA3_SPECIAL_TOKENS = {"bos_token_id": 128000, "eos_token_id": 128001, "mask_t
 class ModelConfig:
     """Architecture of the EuroBERT-style (Llama-like) encoder.
 
-    Fields describe weights, except ``attn_backend`` which only picks the attention kernel.
+    Fields describe weights, except ``attn_backend`` which only picks the attention kernel and
+    ``bidirectional_sliding_window``, a recorded choice of how sliding layers attend bidirectionally.
+    The fields after ``attn_backend`` are the variations of the decoder families encoderlab imports
+    (Mistral, Qwen2/3, Gemma 2/3, OLMo 2); their defaults are the paper's architecture, whose code
+    path they leave untouched.
     """
 
     name: str = "custom"
@@ -41,6 +46,26 @@ class ModelConfig:
     pad_token_id: int | None = None
     mask_token_id: int | None = None
     attn_backend: AttentionBackend = "auto"
+    # -- decoder-family variations (defaults: the paper's Llama-style architecture) ------------
+    attention_bias: bool = False  # biases on the q/k/v projections, none on the output (Qwen2)
+    qk_norm: Literal["none", "head", "full"] = "none"  # RMSNorm of q and k before RoPE: per head
+    # (Qwen3, Gemma 3) or over all heads at once (OLMo 2)
+    norm_offset: float = 0.0  # RMSNorms scale by (norm_offset + weight): 1.0 for Gemma, weights init 0
+    block_norms: Literal["pre", "sandwich", "post"] = "pre"  # pre-norm (Llama); pre and post norms
+    # around attention and MLP (Gemma 2/3); norms after attention and MLP only (OLMo 2)
+    mlp_activation: Literal["silu", "gelu_tanh"] = "silu"  # the gated MLP's gate: SwiGLU or GeGLU (Gemma)
+    scale_embeddings: bool = False  # embeddings times sqrt(hidden_size) (Gemma)
+    query_pre_attn_scalar: float | None = None  # attention scale scalar**-0.5 (Gemma); None: head_dim**-0.5
+    attn_logit_softcap: float | None = None  # cap * tanh(scores / cap) before the softmax (Gemma 2)
+    final_logit_softcap: float | None = None  # the same on the LM logits (Gemma 2)
+    sliding_window: int | None = None  # keys within this many tokens (query included) on sliding layers
+    layer_types: list[str] | None = None  # per layer "full" or "sliding"; None: all sliding when
+    # sliding_window is set (Mistral), else all full
+    rope_local_theta: float | None = None  # RoPE base of the sliding layers (Gemma 3); None: rope_theta
+    # Bidirectional attention on sliding layers: "full" (the whole document, the default for an
+    # encoder) or "window" (keys within sliding_window on either side, as Gemma 3's
+    # use_bidirectional_attention). Causal attention always honours the window.
+    bidirectional_sliding_window: Literal["full", "window"] = "full"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size"):
@@ -59,6 +84,50 @@ class ModelConfig:
             raise ConfigError(
                 f"ModelConfig: num_heads {self.num_heads} must be a multiple of num_kv_heads {self.num_kv_heads} (GQA)"
             )
+        choices = {"qk_norm": ("none", "head", "full"), "block_norms": ("pre", "sandwich", "post"),
+                   "mlp_activation": ("silu", "gelu_tanh"), "bidirectional_sliding_window": ("full", "window")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"ModelConfig.{name}: expected one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("query_pre_attn_scalar", "attn_logit_softcap", "final_logit_softcap", "rope_local_theta"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"ModelConfig.{name}: expected a positive number or null, got {value!r}")
+        if self.sliding_window is not None and self.sliding_window <= 0:
+            raise ConfigError(f"ModelConfig.sliding_window: expected a positive integer or null, got {self.sliding_window}")
+        if self.layer_types is not None:
+            self.layer_types = list(self.layer_types)
+            if len(self.layer_types) != self.num_layers or not set(self.layer_types) <= set(LAYER_TYPES):
+                raise ConfigError(f"ModelConfig.layer_types: expected {self.num_layers} entries from {LAYER_TYPES}, "
+                                  f"got {self.layer_types}")
+            if "sliding" in self.layer_types and self.sliding_window is None:
+                raise ConfigError("ModelConfig.layer_types: sliding layers need sliding_window")
+
+    def layer_type(self, index: int) -> str:
+        """``full`` or ``sliding``: how layer ``index`` attends."""
+        if self.layer_types is not None:
+            return self.layer_types[index]
+        return "sliding" if self.sliding_window is not None else "full"
+
+    def sdpa_only_features(self) -> list[str]:
+        """Attention features of this model that only the ``sdpa`` backend implements (the sliding
+        window is checked per batch: it matters only for sequences longer than the window)."""
+        features = []
+        if self.query_pre_attn_scalar is not None:
+            features.append("query_pre_attn_scalar")
+        if self.attn_logit_softcap is not None:
+            features.append("attn_logit_softcap")
+        return features
+
+    @property
+    def is_paper_architecture(self) -> bool:
+        """True when no decoder-family variation is set: what EuroBERT/Llama exports can represent."""
+        return not self.family_features()
+
+    def family_features(self) -> list[str]:
+        """Names of the decoder-family fields set away from the paper's architecture."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return [name for name in FAMILY_FIELDS if getattr(self, name) != defaults[name]]
 
     # -- presets ---------------------------------------------------------------------------
     @classmethod
@@ -105,8 +174,11 @@ class ModelConfig:
         """Parameters of the transformer blocks and final norm (embedding and LM head excluded)."""
         d = self.hidden_size
         attention = d * self.q_dim + 2 * d * self.kv_dim + self.q_dim * d
+        if self.attention_bias:
+            attention += self.q_dim + 2 * self.kv_dim
+        attention += {"none": 0, "head": 2 * self.head_dim, "full": self.q_dim + self.kv_dim}[self.qk_norm]
         mlp = 3 * d * self.intermediate_size
-        norms = 2 * d
+        norms = {"pre": 2, "sandwich": 4, "post": 2}[self.block_norms] * d
         return self.num_layers * (attention + mlp + norms) + d
 
     def num_parameters(self, include_head: bool = True) -> int:
@@ -128,6 +200,13 @@ class ModelConfig:
         head = self.vocab_size * d
         attention = 12 * self.num_layers * self.num_heads * self.head_dim * seq_len
         return 6 * body_matmul + 6 * head * head_fraction + attention
+
+
+FAMILY_FIELDS = (
+    "attention_bias", "qk_norm", "norm_offset", "block_norms", "mlp_activation", "scale_embeddings",
+    "query_pre_attn_scalar", "attn_logit_softcap", "final_logit_softcap", "sliding_window", "layer_types",
+    "rope_local_theta",
+)
 
 
 # Paper presets: exactly the dimensions of SYSTEM.md section 1 (Llama-3 vocabulary).

@@ -4,6 +4,10 @@
 RMSNorm, SwiGLU, RoPE (rotate-half pairing, as Hugging Face Llama/EuroBERT), grouped-query
 attention, no biases, no dropout, untied LM head, init N(0, init_std). The query/key/value and
 gate/up projections are fused into single matmuls for speed; the HF interop splits them.
+
+The decoder families encoderlab imports differ from that architecture in a few config fields
+(``ModelConfig``: q/k/v biases, q/k norms, the (1 + w) RMSNorm, norm placement, GeGLU, embedding
+scale, attention scale and soft-caps, sliding windows); each is a branch here, not a class.
 """
 
 from __future__ import annotations
@@ -29,15 +33,17 @@ class EncoderOutput:
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
+    def __init__(self, dim: int, eps: float, offset: float = 0.0):
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.offset = offset  # Gemma scales by (1 + weight), its weights starting at 0
+        self.weight = nn.Parameter(torch.full((dim,), 1.0 - offset))
 
     def forward(self, x: Tensor) -> Tensor:
         # The residual stream is fp32 (fp32 embedding + autocast matmul outputs), so this normalises
         # in fp32 as HF Llama does; F.rms_norm saves only its input and the inverse RMS.
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        weight = self.weight + self.offset if self.offset else self.weight
+        return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
 
 
 def rope_inverse_frequencies(config: ModelConfig) -> tuple[Tensor, float]:
@@ -72,13 +78,23 @@ class Attention(nn.Module):
         self.num_heads = config.num_heads
         self.num_kv_heads = config.num_kv_heads
         self.head_dim = config.head_dim
-        self.qkv = nn.Linear(config.hidden_size, config.q_dim + 2 * config.kv_dim, bias=False)
+        self.qkv = nn.Linear(config.hidden_size, config.q_dim + 2 * config.kv_dim, bias=config.attention_bias)
         self.out = nn.Linear(config.q_dim, config.hidden_size, bias=False)
+        self.qk_norm = config.qk_norm
+        if config.qk_norm != "none":
+            per_head = config.qk_norm == "head"
+            q_size, k_size = (config.head_dim, config.head_dim) if per_head else (config.q_dim, config.kv_dim)
+            self.q_norm = RMSNorm(q_size, config.norm_eps, config.norm_offset)
+            self.k_norm = RMSNorm(k_size, config.norm_eps, config.norm_offset)
+        self.scale = None if config.query_pre_attn_scalar is None else config.query_pre_attn_scalar**-0.5
+        self.softcap = config.attn_logit_softcap
 
     def forward(self, x: Tensor, layout: SequenceLayout, cos: Tensor, sin: Tensor) -> Tensor:
         batch, length, _ = x.shape
         q_dim, kv_dim = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         q, k, v = self.qkv(x).split([q_dim, kv_dim, kv_dim], dim=-1)
+        if self.qk_norm == "full":  # OLMo 2: over all heads, before the head split
+            q, k = self.q_norm(q), self.k_norm(k)
         # (B, T, H, D), the projection's own memory order: RoPE and the varlen kernel read it as
         # is; the other kernels get (B, H, T, D) transposed views. (Measured on an H100 on
         # 2026-11-26: this did not change RoPE's slow backward kernel, 0.42 ms a layer at 210m,
@@ -86,33 +102,65 @@ class Attention(nn.Module):
         q = q.view(batch, length, self.num_heads, self.head_dim)
         k = k.view(batch, length, self.num_kv_heads, self.head_dim)
         v = v.view(batch, length, self.num_kv_heads, self.head_dim)
+        if self.qk_norm == "head":  # Qwen3, Gemma 3: per head
+            q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, k, cos, sin)
-        out = attend(q, k, v, layout)
+        if self.scale is None and self.softcap is None:
+            out = attend(q, k, v, layout)
+        else:
+            out = attend(q, k, v, layout, scale=self.scale, softcap=self.softcap)
         return self.out(out.reshape(batch, length, q_dim))
 
 
 class SwiGLU(nn.Module):
+    """The gated MLP: ``down(act(gate) * up)`` with SiLU (SwiGLU) or tanh-approximated GELU (GeGLU)."""
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.gate_up = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=False)
         self.down = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.activation = config.mlp_activation
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)
+        if self.activation == "gelu_tanh":  # Gemma's gelu_pytorch_tanh
+            return self.down(F.gelu(gate, approximate="tanh") * up)
         return self.down(silu_mul(gate, up))
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig):
+    """One transformer layer; ``config.block_norms`` places its norms:
+
+    - ``pre`` (Llama, the paper): ``x + attn(norm(x))``, then ``x + mlp(norm(x))``;
+    - ``sandwich`` (Gemma 2/3): ``x + post_norm(attn(norm(x)))``, the same around the MLP;
+    - ``post`` (OLMo 2): ``x + post_norm(attn(x))``, then ``x + post_norm(mlp(x))``.
+    """
+
+    def __init__(self, config: ModelConfig, layer_type: str = "full"):
         super().__init__()
-        self.attn_norm = RMSNorm(config.hidden_size, config.norm_eps)
+        self.block_norms = config.block_norms
+        self.layer_type = layer_type  # "full" or "sliding": which layout and RoPE table it reads
+        d, eps, offset = config.hidden_size, config.norm_eps, config.norm_offset
+        if config.block_norms != "post":
+            self.attn_norm = RMSNorm(d, eps, offset)
         self.attn = Attention(config)
-        self.mlp_norm = RMSNorm(config.hidden_size, config.norm_eps)
+        if config.block_norms != "pre":
+            self.attn_post_norm = RMSNorm(d, eps, offset)
+        if config.block_norms != "post":
+            self.mlp_norm = RMSNorm(d, eps, offset)
         self.mlp = SwiGLU(config)
+        if config.block_norms != "pre":
+            self.mlp_post_norm = RMSNorm(d, eps, offset)
 
     def forward(self, x: Tensor, layout: SequenceLayout, cos: Tensor, sin: Tensor) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), layout, cos, sin)
-        return x + self.mlp(self.mlp_norm(x))
+        if self.block_norms == "pre":
+            x = x + self.attn(self.attn_norm(x), layout, cos, sin)
+            return x + self.mlp(self.mlp_norm(x))
+        if self.block_norms == "sandwich":
+            x = x + self.attn_post_norm(self.attn(self.attn_norm(x), layout, cos, sin))
+            return x + self.mlp_post_norm(self.mlp(self.mlp_norm(x)))
+        x = x + self.attn_post_norm(self.attn(x, layout, cos, sin))
+        return x + self.mlp_post_norm(self.mlp(x))
 
 
 class Encoder(nn.Module):
@@ -122,31 +170,47 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
-        self.norm = RMSNorm(config.hidden_size, config.norm_eps)
+        self.layers = nn.ModuleList(Block(config, config.layer_type(i)) for i in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.norm_eps, config.norm_offset)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         inv_freq, self.rope_scale = rope_inverse_frequencies(config)
         self.register_buffer("rope_inv_freq", inv_freq, persistent=False)
+        self.rope_local_scale = 1.0
+        if config.rope_local_theta is not None:  # Gemma 3's sliding layers: plain RoPE of another base
+            local_freq, self.rope_local_scale = rope_inverse_frequencies(self._local_rope_config())
+            self.register_buffer("rope_local_inv_freq", local_freq, persistent=False)
         self.reset_parameters()
+
+    def _local_rope_config(self) -> ModelConfig:
+        return self.config.replace(rope_theta=self.config.rope_local_theta, rope_scaling=None)
 
     def reset_rope(self) -> None:
         """Recomputes the RoPE table (needed after building on the meta device)."""
         inv_freq, self.rope_scale = rope_inverse_frequencies(self.config)
         self.rope_inv_freq = inv_freq.to(self.embed.weight.device)
+        if self.config.rope_local_theta is not None:
+            local_freq, self.rope_local_scale = rope_inverse_frequencies(self._local_rope_config())
+            self.rope_local_inv_freq = local_freq.to(self.embed.weight.device)
 
     def reset_parameters(self) -> None:
         std = self.config.init_std
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, mean=0.0, std=std)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, RMSNorm):
-                nn.init.ones_(module.weight)
+                nn.init.constant_(module.weight, 1.0 - module.offset)
 
-    def rope_tables(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, T, 1, D) cos and sin for the given (B, T) positions, in fp32 (broadcast over heads)."""
-        freqs = positions[..., None].float() * self.rope_inv_freq.to(positions.device)
+    def rope_tables(self, positions: Tensor, local: bool = False) -> tuple[Tensor, Tensor]:
+        """(B, T, 1, D) cos and sin for the given (B, T) positions, in fp32 (broadcast over heads);
+        ``local``: the sliding layers' table (``rope_local_theta``)."""
+        inv_freq, scale = self.rope_inv_freq, self.rope_scale
+        if local:
+            inv_freq, scale = self.rope_local_inv_freq, self.rope_local_scale
+        freqs = positions[..., None].float() * inv_freq.to(positions.device)
         angles = torch.cat((freqs, freqs), dim=-1)[:, :, None]
-        return angles.cos() * self.rope_scale, angles.sin() * self.rope_scale
+        return angles.cos() * scale, angles.sin() * scale
 
     def forward(
         self,
@@ -181,22 +245,41 @@ class Encoder(nn.Module):
                 f"input_ids: sequence length {input_ids.shape[1]} exceeds max_position_embeddings "
                 f"{self.config.max_position_embeddings} of model {self.config.name!r}"
             )
-        layout = build_layout(
-            input_ids, mode=attention, document_ids=document_ids, attention_mask=attention_mask,
-            isolate_documents=isolate_documents, backend=self.config.attn_backend,
+        config = self.config
+        layout_options = dict(
+            mode=attention, document_ids=document_ids, attention_mask=attention_mask,
+            isolate_documents=isolate_documents, backend=config.attn_backend,
+            sdpa_features=config.sdpa_only_features(),
         )
-        hidden = self.hidden_states(input_ids, layout)
+        layout = build_layout(input_ids, **layout_options)
+        sliding_layout = None
+        if any(layer.layer_type == "sliding" for layer in self.layers):
+            windowed = attention == "causal" or config.bidirectional_sliding_window == "window"
+            sliding_layout = layout
+            if windowed:
+                sliding_layout = build_layout(input_ids, sliding_window=config.sliding_window, **layout_options)
+        hidden = self.hidden_states(input_ids, layout, sliding_layout)
         logits = None
         if logits_at is not None:
             logits = self.lm_logits(hidden, None if isinstance(logits_at, str) and logits_at == "all" else logits_at)
         head_output = head(hidden, self.lm_head.weight) if head is not None else None
         return EncoderOutput(hidden_states=hidden, logits=logits, head_output=head_output)
 
-    def hidden_states(self, input_ids: Tensor, layout: SequenceLayout) -> Tensor:
+    def hidden_states(self, input_ids: Tensor, layout: SequenceLayout,
+                      sliding_layout: SequenceLayout | None = None) -> Tensor:
+        """Final-norm hidden states; ``sliding_layout`` is what sliding layers read (default ``layout``)."""
         cos, sin = self.rope_tables(layout.positions)
+        local = (cos, sin)
+        if self.config.rope_local_theta is not None:
+            local = self.rope_tables(layout.positions, local=True)
         x = self.embed(input_ids)
+        if self.config.scale_embeddings:  # Gemma: sqrt(hidden) rounded to the activations' dtype
+            x = x * torch.tensor(self.config.hidden_size**0.5, dtype=x.dtype)
         for layer in self.layers:
-            x = layer(x, layout, cos, sin)
+            if layer.layer_type == "sliding":
+                x = layer(x, sliding_layout or layout, *local)
+            else:
+                x = layer(x, layout, cos, sin)
         return self.norm(x)
 
     def lm_logits(self, hidden_states: Tensor, positions: Tensor | None = None) -> Tensor:
@@ -208,7 +291,9 @@ class Encoder(nn.Module):
                 hidden_states = hidden_states[positions]
             else:
                 hidden_states = hidden_states.flatten(0, 1)[positions]
-        return self.lm_head(hidden_states)
+        logits = self.lm_head(hidden_states)
+        cap = self.config.final_logit_softcap
+        return logits if cap is None else torch.tanh(logits / cap) * cap
 
     def num_parameters(self, include_head: bool = True) -> int:
         total = sum(p.numel() for p in self.parameters())

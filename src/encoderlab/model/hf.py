@@ -4,8 +4,12 @@
 - ``llama``    -> ``LlamaForCausalLM`` (a CLM model used as a decoder).
 
 Both are native transformers architectures: no remote code is needed to load the export. Import
-accepts the same two formats and any Llama-architecture decoder (the paper's recommended start
-for continued pretraining). Layout translation lives here, never in the model's forward.
+accepts the same two formats and the decoder families people continue pretraining from (the
+paper's recommended start): Llama (SmolLM2 too), Mistral, Qwen2/2.5, Qwen3, Gemma 2, Gemma 3
+(text) and OLMo 2. Their differences become fields of the one ``ModelConfig`` (see
+``FAMILY_FIELDS``); a model that uses any of them has no EuroBERT/Llama export (transformers has
+no class that runs those architectures bidirectionally), so its native checkpoint is the
+evaluation path. Layout translation lives here, never in the model's forward.
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ from encoderlab.model.encoder import Encoder
 
 ExportTarget = Literal["eurobert", "llama"]
 EXPORT_TARGETS = ("eurobert", "llama")
-IMPORTABLE_MODEL_TYPES = ("eurobert", "llama")
+IMPORTABLE_MODEL_TYPES = ("eurobert", "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "olmo2")
+_GEMMA_TYPES = ("gemma2", "gemma3_text")
+# encoderlab norm name -> Hugging Face name, per norm placement (ModelConfig.block_norms)
+_HF_NORM_NAMES = {
+    "pre": {"attn_norm": "input_layernorm", "mlp_norm": "post_attention_layernorm"},
+    "sandwich": {"attn_norm": "input_layernorm", "attn_post_norm": "post_attention_layernorm",
+                 "mlp_norm": "pre_feedforward_layernorm", "mlp_post_norm": "post_feedforward_layernorm"},
+    "post": {"attn_post_norm": "post_attention_layernorm", "mlp_post_norm": "post_feedforward_layernorm"},
+}
 
 
 def _hf_config(config: ModelConfig, target: ExportTarget):
@@ -94,11 +106,13 @@ def to_hf_state_dict(model: Encoder) -> dict[str, torch.Tensor]:
 
 
 def from_hf_state_dict(tensors: dict[str, torch.Tensor], config: ModelConfig, source: str) -> dict[str, torch.Tensor]:
-    """Hugging Face Llama/EuroBERT weights under encoderlab names (projections fused)."""
+    """Hugging Face weights (Llama layout, with the variations ``config`` announces) under encoderlab
+    names (projections fused). Tensors the config did not announce (a bias, a norm) are an error."""
 
     def take(name: str) -> torch.Tensor:
         if name not in tensors:
-            raise CheckpointError(f"{source}: tensor {name!r} is missing; expected a Llama/EuroBERT layout")
+            raise CheckpointError(f"{source}: tensor {name!r} is missing; expected the layout its config.json "
+                                  "announces (Llama layout with the family's biases and norms)")
         return tensors.pop(name)
 
     tensors = dict(tensors)
@@ -120,13 +134,18 @@ def from_hf_state_dict(tensors: dict[str, torch.Tensor], config: ModelConfig, so
         if gate.shape != up.shape:
             raise CheckpointError(f"{source}: {src}mlp gate/up shapes differ: {tuple(gate.shape)} vs {tuple(up.shape)}")
         out.update({
-            dst + "attn_norm.weight": take(src + "input_layernorm.weight"),
             dst + "attn.qkv.weight": torch.cat(parts, dim=0),
             dst + "attn.out.weight": take(src + "self_attn.o_proj.weight"),
-            dst + "mlp_norm.weight": take(src + "post_attention_layernorm.weight"),
             dst + "mlp.gate_up.weight": torch.cat([gate, up], dim=0),
             dst + "mlp.down.weight": take(src + "mlp.down_proj.weight"),
         })
+        for ours, theirs in _HF_NORM_NAMES[config.block_norms].items():
+            out[dst + ours + ".weight"] = take(src + theirs + ".weight")
+        if config.attention_bias:
+            out[dst + "attn.qkv.bias"] = torch.cat([take(src + f"self_attn.{p}_proj.bias") for p in "qkv"])
+        if config.qk_norm != "none":
+            out[dst + "attn.q_norm.weight"] = take(src + "self_attn.q_norm.weight")
+            out[dst + "attn.k_norm.weight"] = take(src + "self_attn.k_norm.weight")
     leftovers = sorted(k for k in tensors if not k.endswith("rotary_emb.inv_freq"))
     if leftovers:
         raise CheckpointError(f"{source}: unexpected tensors for this architecture: {leftovers[:5]}")
@@ -153,6 +172,11 @@ def export_hf(
     else:
         source_dir = Path(checkpoint)
         model = load_checkpoint(source_dir)
+    if not model.config.is_paper_architecture:
+        raise ValueError(
+            f"export --target {target}: the model uses {', '.join(model.config.family_features())} (an imported "
+            "decoder family), which EuroBERT/Llama cannot represent, and transformers has no class that runs it "
+            "bidirectionally; keep its encoderlab checkpoint as the evaluation path")
     hf_cls = EuroBertForMaskedLM if target == "eurobert" else LlamaForCausalLM
     hf_config = _hf_config(model.config, target)
     with torch.device("meta"):
@@ -224,25 +248,38 @@ def _check_hf_types(hf: dict, source: str) -> None:
 
 
 def model_config_from_hf(hf: dict, source: str, name: str = "imported") -> ModelConfig:
-    """encoderlab config of a Hugging Face Llama/EuroBERT config dict."""
+    """encoderlab config of a Hugging Face config dict of one of ``IMPORTABLE_MODEL_TYPES``."""
     model_type = hf.get("model_type")
     if model_type not in IMPORTABLE_MODEL_TYPES:
         raise CheckpointError(
             f"{source}: architecture {model_type!r} is not supported; expected one of {IMPORTABLE_MODEL_TYPES} "
-            "(Llama-architecture decoders or EuroBERT encoders)"
+            "(Llama/SmolLM2, Mistral, Qwen2/2.5, Qwen3, Gemma 2, Gemma 3 text and OLMo 2 decoders, EuroBERT encoders)"
         )
     _check_hf_types(hf, source)
-    for flag in ("attention_bias", "mlp_bias"):
-        if hf.get(flag):
-            raise CheckpointError(f"{source}: {flag}=true is not supported (encoderlab's architecture has no biases)")
-    if hf.get("hidden_act", "silu") != "silu":
-        raise CheckpointError(f"{source}: hidden_act {hf.get('hidden_act')!r} is not supported; expected 'silu'")
+    family = _family_fields(hf, model_type, source)
     rope = dict(hf.get("rope_parameters") or {})
+    if model_type == "gemma3_text" and isinstance(rope.get("full_attention"), dict):
+        # transformers 5: one RoPE per layer type; the sliding layers' is a plain RoPE of another base
+        local = rope.get("sliding_attention") or {}
+        if local.get("rope_type", "default") != "default":
+            raise CheckpointError(f"{source}: scaled RoPE on sliding layers ({local}) is not supported")
+        family["rope_local_theta"] = float(local.get("rope_theta", 10_000.0))
+        rope = dict(rope["full_attention"])
+    elif model_type == "gemma3_text" and hf.get("rope_local_base_freq") is not None:  # older config.json
+        family["rope_local_theta"] = float(hf["rope_local_base_freq"])
     theta = rope.pop("rope_theta", hf.get("rope_theta", 10_000.0))
     if not rope and hf.get("rope_scaling"):
         rope = dict(hf["rope_scaling"])
         rope.setdefault("rope_type", rope.pop("type", "default"))
     scaling = rope if rope.get("rope_type", "default") != "default" else None
+    if scaling is not None:
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+        if scaling["rope_type"] not in ROPE_INIT_FUNCTIONS:
+            raise CheckpointError(f"{source}: rope_type {scaling['rope_type']!r} is unknown to transformers; "
+                                  f"known: {sorted(ROPE_INIT_FUNCTIONS)}")
+    if family.get("rope_local_theta") == float(theta) and scaling is None:
+        family.pop("rope_local_theta")  # one RoPE for every layer
     mask_token_id = hf.get("mask_token_id")
     try:
         return ModelConfig(
@@ -263,9 +300,64 @@ def model_config_from_hf(hf: dict, source: str, name: str = "imported") -> Model
             eos_token_id=_first(hf.get("eos_token_id")),
             pad_token_id=_first(hf.get("pad_token_id")),
             mask_token_id=mask_token_id,
+            **family,
         )
     except KeyError as err:
         raise CheckpointError(f"{source}: config.json lacks {err.args[0]!r}") from None
+
+
+def _family_fields(hf: dict, model_type: str, source: str) -> dict:
+    """The ``ModelConfig`` variation fields of one decoder family, from its config.json; features
+    encoderlab does not implement are refused by name."""
+    gemma = model_type in _GEMMA_TYPES
+    refused = ["mlp_bias"]
+    if model_type != "qwen2":  # Qwen2 has q/k/v biases unannounced; elsewhere the flag adds an o_proj bias
+        refused.append("attention_bias")
+    for flag in refused:
+        if hf.get(flag):
+            raise CheckpointError(f"{source}: {flag}=true is not supported for {model_type!r} (encoderlab's "
+                                  "architecture has q/k/v biases at most, no output or MLP biases)")
+    act_key = "hidden_activation" if gemma and "hidden_activation" in hf else "hidden_act"
+    expected_act = "gelu_pytorch_tanh" if gemma else "silu"
+    if hf.get(act_key, expected_act) != expected_act:
+        raise CheckpointError(f"{source}: {act_key} {hf.get(act_key)!r} is not supported; expected {expected_act!r}")
+    fields: dict = {}
+    if model_type == "qwen2":
+        fields["attention_bias"] = True
+    if model_type in ("qwen3", "gemma3_text"):
+        fields["qk_norm"] = "head"
+    if model_type == "olmo2":
+        fields.update(qk_norm="full", block_norms="post")
+    if gemma:
+        fields.update(norm_offset=1.0, block_norms="sandwich", mlp_activation="gelu_tanh", scale_embeddings=True,
+                      query_pre_attn_scalar=float(hf.get("query_pre_attn_scalar", 256)),
+                      attn_logit_softcap=hf.get("attn_logit_softcapping"),
+                      final_logit_softcap=hf.get("final_logit_softcapping"))
+        if hf.get("use_bidirectional_attention"):  # EmbeddingGemma-style: windows both ways
+            fields["bidirectional_sliding_window"] = "window"
+    # sliding windows: Mistral slides on every layer; Qwen2/3 (use_sliding_window) and Gemma per layer_types
+    window = hf.get("sliding_window")
+    if model_type in ("qwen2", "qwen3") and not hf.get("use_sliding_window"):
+        window = None
+    if model_type in ("llama", "eurobert", "olmo2"):
+        window = None
+    if model_type == "gemma3_text" and hf.get("use_bidirectional_attention") and _is_int(window):
+        # Gemma3TextConfig saves 2 * (w - 1) and runs with w = saved // 2 + 1 ("exclusive bounds")
+        window = window // 2 + 1
+    if window is not None:
+        if not _is_int(window) or window <= 0:
+            raise CheckpointError(f"{source}: sliding_window must be a positive integer or null, got {window!r}")
+        types = hf.get("layer_types")
+        if types is None and model_type == "mistral":
+            types = ["sliding_attention"] * hf["num_hidden_layers"]
+        if types is None:
+            raise CheckpointError(f"{source}: sliding_window is set but config.json has no layer_types")
+        names = {"sliding_attention": "sliding", "full_attention": "full"}
+        if not isinstance(types, list) or any(t not in names for t in types):
+            raise CheckpointError(f"{source}: layer_types must list 'full_attention'/'sliding_attention', got {types!r}")
+        if "sliding_attention" in types:
+            fields.update(sliding_window=window, layer_types=[names[t] for t in types])
+    return fields
 
 
 def _first(value):
