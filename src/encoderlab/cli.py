@@ -260,12 +260,20 @@ def cmd_study_run(args: argparse.Namespace) -> int:
     if getattr(args, "dry_run", False):
         from encoderlab.study.runner import plan_study
 
-        plan = plan_study(spec)
+        plan = plan_study(spec, throughput=getattr(args, "throughput", None))
+        if getattr(args, "json", False):
+            print(json.dumps(plan, indent=2))
+            return 0
+        hours = lambda h: "n/a" if h is None else f"{h:,.1f}"  # noqa: E731
         for run in plan["pretraining_runs"]:
-            print(f"pretrain {run['run']:<34} {run['preset']:<28} {run['steps']:>6} steps  {run['phases']}  "
+            branch = f", branch at step {run['branch_from_step']}" if run.get("branch_from_step") else ""
+            print(f"pretrain {run['run']:<34} {run['preset']:<28} {run['steps']:>6} steps{branch}  {run['phases']}  "
+                  f"{run['tokens'] / 1e9:,.1f}B tokens  {hours(run['device_hours'])} {plan['device']}-hours  "
                   f"({run['checkpoints']} checkpoint(s) evaluated)")
-        print(f"{len(plan['pretraining_runs'])} pretraining runs ({plan['pretraining_steps']:,} steps), "
-              f"{plan['checkpoints']} checkpoints x {plan['finetuning_runs_per_checkpoint']} fine-tuning runs "
+        print(f"pretraining: {len(plan['pretraining_runs'])} runs, {plan['pretraining_steps']:,} optimizer steps "
+              f"(branches counted once), {plan['pretraining_tokens'] / 1e9:,.1f}B real tokens, "
+              f"{hours(plan['device_hours'])} {plan['device']}-hours projected ({plan['throughput_source']})")
+        print(f"fine-tuning: {plan['checkpoints']} checkpoints x {plan['finetuning_runs_per_checkpoint']} runs "
               f"({len(spec.evaluation.tasks)} tasks x {len(spec.evaluation.lrs)} LRs x {len(spec.evaluation.seeds)} "
               f"seeds) = {plan['finetuning_runs']:,} fine-tuning runs")
         return 0
@@ -495,7 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--output", help="study directory (default studies/<name>)")
         sub.add_argument("--no-progress", action="store_true")
         if verb == "run":
-            sub.add_argument("--dry-run", action="store_true", help="validate and list every run, run nothing")
+            sub.add_argument("--dry-run", action="store_true",
+                             help="validate and list every run with its steps, tokens and projected device-hours; "
+                                  "run nothing")
+            sub.add_argument("--json", action="store_true", help="with --dry-run: print the plan as one JSON object")
+            sub.add_argument("--throughput", metavar="FILE",
+                             help="with --dry-run: a benchmarks/pretrain_throughput.py output (throughput.json or "
+                                  ".jsonl) whose rows replace the shipped H100 figures")
         sub.set_defaults(func=func)
     study.set_defaults(func=lambda args: (study.print_help(), 0)[1])
     rep_parser = commands.add_parser("report", help="write a study's report (HTML + Markdown) from its results")

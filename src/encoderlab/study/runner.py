@@ -49,9 +49,42 @@ def pretrain_config(spec: StudySpec, run, shards: Path | None):
         overrides.append(f"data.source={shards}")
         tokenizer = json.loads((shards / "manifest.json").read_text())["tokenizer"]
         overrides.append(f"model.vocab_size={max(tokenizer['vocab_size'], 8)}")
-    if run.evaluate_steps:
-        overrides.append(f"checkpoint_steps={sorted(set(run.evaluate_steps))}")
+    branches = branch_points_of(spec).get(run.name, set())
+    if branches:  # a branch point past the end is refused by plan_study, naming the branch
+        total = load_pretrain_config(run.preset, overrides).total_steps
+        branches = {s for s in branches if 0 < s <= total}
+    kept = set(run.evaluate_steps) | branches
+    if kept:  # exactly the checkpoints the study evaluates and its branches start from
+        overrides.append(f"checkpoint_steps={sorted(kept)}")
     return load_pretrain_config(run.preset, overrides)
+
+
+def _branch_source(spec: StudySpec, run) -> tuple[str, int] | None:
+    """(parent run, step) when ``run`` branches (``branch_from``, set in the study) from a checkpoint
+    ``{study_dir}/runs/<parent>/checkpoints/step-N`` of a run of this study; None otherwise."""
+    import re
+
+    value = None
+    for item in run.overrides:
+        if item.startswith("branch_from="):
+            value = item.split("=", 1)[1].replace("{study_dir}", str(spec.study_dir))
+    if not value:
+        return None
+    runs = Path(spec.study_dir) / "runs"
+    match = re.fullmatch(re.escape(str(runs)) + r"/([^/]+)/checkpoints/step-(\d+)/?", value)
+    if match and match.group(1) in {r.name for r in spec.runs}:
+        return match.group(1), int(match.group(2))
+    return None
+
+
+def branch_points_of(spec: StudySpec) -> dict[str, set[int]]:
+    """For each run of the study, the steps its branches (runs of the study) start from."""
+    points: dict[str, set[int]] = {}
+    for run in spec.runs:
+        source = _branch_source(spec, run)
+        if source is not None:
+            points.setdefault(source[0], set()).add(source[1])
+    return points
 
 
 def checkpoints_of(spec: StudySpec, shards: Path | None) -> list[CheckpointRef]:
@@ -64,11 +97,18 @@ def checkpoints_of(spec: StudySpec, shards: Path | None) -> list[CheckpointRef]:
     return refs
 
 
-def plan_study(spec: StudySpec) -> dict:
-    """Validates ``spec`` without running anything and counts its pretraining and fine-tuning runs."""
+def plan_study(spec: StudySpec, throughput: str | None = None) -> dict:
+    """Validates ``spec`` without running anything and counts what it will run: pretraining steps
+    (a branch counts only the steps after its branch point), real tokens, projected device-hours
+    (:mod:`encoderlab.study.cost`; ``throughput``: a benchmarks output file replacing the shipped
+    H100 figures it measures) and fine-tuning runs."""
     from encoderlab.config import ConfigError
     from encoderlab.evaluation.tasks import get_task
+    from encoderlab.study.cost import ThroughputTable, run_cost
 
+    table = ThroughputTable.shipped()
+    if throughput:
+        table = table.updated_from(throughput)
     finetune_config = spec.evaluation.finetune_config()
     for task in spec.evaluation.tasks:
         if get_task(task).type == "qa":
@@ -85,25 +125,66 @@ def plan_study(spec: StudySpec) -> dict:
     shards = spec.study_dir / "data" if spec.data is not None else None
     if shards is not None and not (shards / "manifest.json").is_file():
         shards = None  # before data preparation: vocabulary comes from the presets
+    configs = {run.name: pretrain_config(spec, run, shards) for run in spec.runs}  # unknown presets and keys fail here
     pretraining = []
     for run in spec.runs:
-        config = pretrain_config(spec, run, shards)  # unknown presets and keys fail here
+        config = configs[run.name]
         bad = [s for s in run.evaluate_steps if not 0 < s < config.total_steps]
         if bad:
             raise ConfigError(f"study {spec.name!r}, run {run.name!r}: evaluate_steps {bad} are not intermediate steps "
                               f"of its {config.total_steps} steps")
-        import re
-
-        branch = re.search(r"step-(\d+)", config.branch_from or "")
-        steps = config.total_steps - (int(branch.group(1)) if branch else 0)  # a decay branch runs its tail only
-        pretraining.append({"run": run.name, "preset": run.preset, "steps": steps,
+        first = _check_branch(spec, run, config, configs)  # a branch runs only the steps after its branch point
+        cost = run_cost(config, first, table)
+        pretraining.append({"run": run.name, "preset": run.preset, "steps": cost["steps"], "tokens": cost["tokens"],
+                            "device_hours": cost["device_hours"], "branch_from_step": first or None,
                             "phases": " -> ".join(f"{p.label} {p.steps}" for p in config.phases),
-                            "checkpoints": len(run.evaluate_steps) + 1})
+                            "checkpoints": len(run.evaluate_steps) + 1,
+                            **({"no_throughput_for": cost["no_throughput_for"]} if cost["no_throughput_for"] else {})})
     checkpoints = sum(p["checkpoints"] for p in pretraining)
     grid = len(spec.evaluation.tasks) * len(spec.evaluation.lrs) * len(spec.evaluation.seeds)
-    return {"pretraining_runs": pretraining, "checkpoints": checkpoints, "finetuning_runs_per_checkpoint": grid,
-            "finetuning_runs": checkpoints * grid,
-            "pretraining_steps": sum(p["steps"] for p in pretraining)}
+    hours = [p["device_hours"] for p in pretraining]
+    return {"study": spec.name, "pretraining_runs": pretraining, "checkpoints": checkpoints,
+            "finetuning_runs_per_checkpoint": grid, "finetuning_runs": checkpoints * grid,
+            "pretraining_steps": sum(p["steps"] for p in pretraining),
+            "pretraining_tokens": sum(p["tokens"] for p in pretraining),
+            "device_hours": None if any(h is None for h in hours) else round(sum(hours), 1),
+            "device": table.device, "throughput_source": table.source}
+
+
+def _check_branch(spec: StudySpec, run, config, configs: dict) -> int:
+    """The step a run branches from (0 for a run from scratch), after checking the branch point:
+    a stable-phase (non-decayed) checkpoint its parent keeps, on the parent's trajectory."""
+    import re
+
+    from encoderlab.config import ConfigError
+    from encoderlab.training.checkpoint import check_branch_point, complete_checkpoints, read_training_state
+
+    if not config.branch_from:
+        return 0
+    where = f"study {spec.name!r}, run {run.name!r}"
+    source = _branch_source(spec, run)
+    if source is not None:  # a run of this study: checked against its resolved config
+        parent_name, step = source
+        parent = configs[parent_name]
+        check_branch_point(config.to_dict(), parent.to_dict(), step, where=f"{where} (branch_from {parent_name} step {step})")
+        if step not in parent.checkpoint_steps and step != parent.total_steps:
+            raise ConfigError(f"{where}: branch point step {step} is not a kept checkpoint of run {parent_name!r}")
+        done = complete_checkpoints(parent.run_dir / "checkpoints")
+        reached = int(re.search(r"(\d+)$", done[-1].name).group(1)) if done else 0
+        if reached > step and not (parent.run_dir / "checkpoints" / f"step-{step:06d}" / "model.safetensors").is_file():
+            raise ConfigError(f"{where}: branch point step {step} of run {parent_name!r} was not kept, and that run is "
+                              f"already at step {reached}; it would have to be trained again from scratch")
+        return step
+    path = Path(config.branch_from)
+    match = re.fullmatch(r"step-(\d+)", path.name)
+    if not match:
+        raise ConfigError(f"{where}: branch_from {path} is not a step-N checkpoint of a run")
+    if path.is_dir():  # an existing checkpoint elsewhere: checked now, not when its turn comes
+        state = read_training_state(path)
+        check_branch_point(config.to_dict(), state["run_config"], state["step"], where=f"{where} (branch_from {path})")
+        return state["step"]
+    raise ConfigError(f"{where}: branch_from {path} does not exist and is not a checkpoint of a run of this study "
+                      f"({{study_dir}}/runs/<run>/checkpoints/step-N)")
 
 
 def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 import encoderlab
+from encoderlab.config import ConfigError
 from encoderlab.io import atomic_directory, atomic_write_text
 from encoderlab.model import CheckpointError, ModelConfig
 from encoderlab.model.checkpoint import (
@@ -266,3 +267,54 @@ def load_rng_state(path: Path) -> None:
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+# What a branch shares with its parent up to the branch point: everything that shapes the first k steps.
+BRANCH_SHARED_KEYS = ("global_batch_tokens", "seed", "data", "optimizer", "isolate_documents", "loss_chunk_size")
+
+
+def _phase_prefix(phases: list[dict], steps: int) -> list[tuple]:
+    """The phases (objective and masking settings) that run the first ``steps`` steps."""
+    out, done = [], 0
+    for phase in phases:
+        if done >= steps:
+            break
+        take = min(phase["steps"], steps - done)
+        out.append((phase.get("objective"), phase.get("mask_ratio"), phase.get("mask_fraction", 1.0),
+                    phase.get("random_fraction", 0.0), phase.get("keep_fraction", 0.0), take))
+        done += take
+    return out
+
+
+def check_branch_point(child: dict, parent: dict, step: int, where: str) -> None:
+    """Refuses a branch (``branch_from``) of run config ``child`` from step ``step`` of run config
+    ``parent`` unless the branch is the parent's own trajectory up to ``step``: a stable-phase
+    (non-decayed) checkpoint of the parent, the same data, batch, seed, optimizer, warmup and peak LR,
+    and the same phases (objective, masking) for the first ``step`` steps. ``where`` names the
+    branch (run and step) in the ConfigError."""
+    name, parent_name = child.get("name"), parent.get("name")
+    parent_total = sum(p["steps"] for p in parent["phases"])
+    child_total = sum(p["steps"] for p in child["phases"])
+    decay_start = parent_total - parent["schedule"]["decay_steps"]
+    if not 0 < step <= parent_total:
+        raise ConfigError(f"{where}: run {name!r} branches from step {step} of run {parent_name!r}, which has "
+                          f"{parent_total} steps")
+    if step > decay_start:
+        raise ConfigError(
+            f"{where}: run {name!r} branches from step {step} of run {parent_name!r}, a decayed checkpoint (its LR "
+            f"decays from step {decay_start}); a branch needs a stable-phase (non-decayed) checkpoint at or before "
+            f"step {decay_start}")
+    if not step < child_total - child["schedule"]["decay_steps"] + 1:
+        raise ConfigError(f"{where}: run {name!r}: branch point step {step} is not before the decay of this "
+                          f"{child_total}-step run (decay starts at step {child_total - child['schedule']['decay_steps']})")
+    for key in BRANCH_SHARED_KEYS:
+        if parent.get(key) != child.get(key):
+            raise ConfigError(f"{where}: run {name!r} differs from its parent {parent_name!r} in {key!r}, so the "
+                              f"branch would not continue the parent's first {step} steps")
+    for key in ("lr", "warmup_steps"):
+        if parent["schedule"].get(key) != child["schedule"].get(key):
+            raise ConfigError(f"{where}: run {name!r} differs from its parent {parent_name!r} in schedule.{key}: the "
+                              f"LR of its first {step} steps would not be the parent's")
+    if _phase_prefix(parent["phases"], step) != _phase_prefix(child["phases"], step):
+        raise ConfigError(f"{where}: run {name!r}'s first {step} steps are not the phases of its parent "
+                          f"{parent_name!r} (objective or masking differ before the branch point)")

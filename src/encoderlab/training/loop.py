@@ -24,6 +24,7 @@ from encoderlab.objectives import CLMObjective, MLMObjective
 from encoderlab.training import distributed as D
 from encoderlab.training.checkpoint import (
     TrainingState,
+    check_branch_point,
     clean_stale_temporaries,
     complete_checkpoints,
     latest_checkpoint,
@@ -194,15 +195,14 @@ class Trainer:
         if not isinstance(parent.get("model"), dict):
             raise CheckpointError(f"{source}: its trainer state records no model config (run_config.model)")
         _check_same_architecture(config.model, ModelConfig.from_dict(parent["model"]), str(source))
-        for key in ("global_batch_tokens", "seed", "data"):
-            if parent.get(key) != config.to_dict()[key]:
-                raise ConfigError(f"{source}: branch differs from its parent run in {key!r}: the data order would change")
         k = state["step"]
         if not k < config.total_steps - config.schedule.decay_steps + 1:
             raise ConfigError(
                 f"{source}: branch point step {k} is not before the decay of this {config.total_steps}-step run "
                 f"(decay starts at step {config.total_steps - config.schedule.decay_steps})"
             )
+        # the same trajectory up to k: a stable-phase checkpoint, same data, optimizer, warmup, phases
+        check_branch_point(config.to_dict(), parent, k, where=str(source))
 
     def _saved_weights(self, path: Path) -> dict[str, torch.Tensor]:
         return read_safetensors(path / "model.safetensors")  # a truncated file is a CheckpointError naming it

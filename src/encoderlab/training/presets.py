@@ -4,11 +4,13 @@ Paper runs (SYSTEM.md section 2, paper-digest section 2):
 - ``{size}-clm-42k`` and ``{size}-mlm{20,30,40,50}-42k`` for size in 210m, 610m, 1b;
 - decay branches ``610m-{clm,mlm40}-{12k,22k}`` off the 42k runs' stable checkpoints;
 - two-stage ``610m-clm{s}-mlm40-{B}`` for the budgets 12k / 22k / 42k and CLM shares 25/50/75%,
-  ``1b-clm10k-mlm40-42k`` and ``610m-clm40k-mlm{20,30,40,50}-42k`` (masking ratio after CLM);
+  ``1b-clm10k-mlm40-42k`` and ``610m-clm40k-mlm{20,30,40,50}-42k`` (masking ratio after CLM), each a
+  branch from the CLM 42k run's stable checkpoint at the switch (the CLM prefix is not trained again);
 - continued pretraining ``610m-{clm,mlm40}-dec42k-mlm40-{44k,54k,64k}`` (2k / 12k / 22k MLM-40
   steps from the decayed 42k checkpoints).
 The paper's batch is 2,304 variable-length samples (mean ~1,024 tokens); with fixed 2,048-token
-packing the same 2,359,296 tokens per step are 1,152 samples. Paths of the checkpoints that
+packing the same 2,359,296 tokens per step are 1,152 samples. The 42k runs keep the stable
+checkpoints their branches start from. Paths of the checkpoints that
 branches and CPT start from follow the default run directories (``runs/<name>``); override
 ``branch_from`` / ``init_from`` to point elsewhere.
 
@@ -18,6 +20,7 @@ last 2,000 steps (1,000 for the 2k run).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from encoderlab.config import ConfigError
@@ -96,14 +99,19 @@ def _build_registry() -> dict[str, Callable[[], dict[str, Any]]]:
             add(name, lambda n=name, lab=label, ph=phase, b=budget: _paper(
                 n, "610m", [ph(b)], branch_from=_ckpt(f"610m-{lab}-42k", b - 2000)))
     # two-stage CLM -> MLM-40 under fixed budgets (MLM continues from the non-decayed CLM state)
+    # Each branches from the CLM run's stable (non-decayed) checkpoint at the switch, with its optimizer
+    # state: the same trajectory as training the CLM prefix again, without the cost (tests/test_branching.py).
     for budget, splits in TWO_STAGE_SPLITS.items():
         for clm_steps in splits:
             name = f"610m-clm{_k(clm_steps)}-mlm40-{_k(budget)}"
-            add(name, lambda n=name, b=budget, c=clm_steps: _paper(n, "610m", [_clm(c), _mlm(b - c, 40)]))
-    add("1b-clm10k-mlm40-42k", lambda: _paper("1b-clm10k-mlm40-42k", "1b", [_clm(10_000), _mlm(32_000, 40)]))
+            add(name, lambda n=name, b=budget, c=clm_steps: _paper(
+                n, "610m", [_clm(c), _mlm(b - c, 40)], branch_from=_ckpt("610m-clm-42k", c)))
+    add("1b-clm10k-mlm40-42k", lambda: _paper("1b-clm10k-mlm40-42k", "1b", [_clm(10_000), _mlm(32_000, 40)],
+                                              branch_from=_ckpt("1b-clm-42k", 10_000)))
     for ratio in MASK_RATIOS:
         name = f"610m-clm40k-mlm{ratio}-42k"
-        add(name, lambda n=name, r=ratio: _paper(n, "610m", [_clm(40_000), _mlm(2_000, r)]))
+        add(name, lambda n=name, r=ratio: _paper(n, "610m", [_clm(40_000), _mlm(2_000, r)],
+                                                 branch_from=_ckpt("610m-clm-42k", 40_000)))
     # continued pretraining from the decayed 42k checkpoints
     for start in ("clm", "mlm40"):
         for extra_steps in (2_000, 12_000, 22_000):
@@ -118,7 +126,34 @@ def _build_registry() -> dict[str, Callable[[], dict[str, Any]]]:
         add(f"{size}-clm-mlm40", lambda s=size, n=steps: _small(f"{s}-clm-mlm40", s, [_clm(n // 2), _mlm(n - n // 2, 40)]))
         add(f"{size}-clm-dec-mlm40", lambda s=size, n=steps: _small(
             f"{s}-clm-dec-mlm40", s, [_mlm(n // 2, 40)], init_from=_ckpt(f"{s}-clm", n)))
-    return registry
+    return _keep_branch_points(registry)
+
+
+_BRANCH_PATH = re.compile(r"runs/([^/]+)/checkpoints/step-(\d+)/?")
+
+
+def branch_points(presets: dict[str, dict[str, Any]]) -> dict[str, set[int]]:
+    """For each preset, the steps other presets branch from (``branch_from`` runs/<name>/.../step-N)."""
+    points: dict[str, set[int]] = {}
+    for data in presets.values():
+        match = _BRANCH_PATH.fullmatch(data.get("branch_from") or "")
+        if match and match.group(1) in presets:
+            points.setdefault(match.group(1), set()).add(int(match.group(2)))
+    return points
+
+
+def _keep_branch_points(registry: dict[str, Callable[[], dict[str, Any]]]) -> dict[str, Callable[[], dict[str, Any]]]:
+    """Base runs keep (never rotate away) the stable checkpoints their branches start from."""
+    points = branch_points({name: factory() for name, factory in registry.items()})
+
+    def keeping(factory: Callable[[], dict[str, Any]], steps: set[int]) -> Callable[[], dict[str, Any]]:
+        def build() -> dict[str, Any]:
+            data = factory()
+            data["checkpoint_steps"] = sorted(set(data.get("checkpoint_steps", [])) | steps)
+            return data
+        return build
+
+    return {name: keeping(factory, points[name]) if name in points else factory for name, factory in registry.items()}
 
 
 RUN_PRESETS = _build_registry()
