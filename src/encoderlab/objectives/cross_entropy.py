@@ -16,9 +16,15 @@ from torch import Tensor
 IGNORE_INDEX = -100
 
 
-def _chunk_loss_and_grad(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """Summed cross-entropy of one chunk and d(loss)/d(logits), ignoring ``IGNORE_INDEX`` rows."""
+def _chunk_loss_and_grad(logits: Tensor, targets: Tensor, softcap: float | None = None) -> tuple[Tensor, Tensor]:
+    """Summed cross-entropy of one chunk and d(loss)/d(logits), ignoring ``IGNORE_INDEX`` rows.
+
+    ``softcap`` (Gemma 2's final logit soft-cap) scores ``softcap * tanh(logits / softcap)``."""
     logits_f = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    capped = None
+    if softcap is not None:
+        capped = torch.tanh(logits_f / softcap)
+        logits_f = capped * softcap
     valid = targets != IGNORE_INDEX
     safe_targets = targets.clamp(min=0)
     lse = torch.logsumexp(logits_f, dim=-1)
@@ -31,6 +37,8 @@ def _chunk_loss_and_grad(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tenso
     is_target = torch.arange(logits.shape[1], device=logits.device)[None, :] == safe_targets[:, None]
     grad = torch.exp(logits_f - lse[:, None]) - is_target.to(logits_f.dtype)
     grad = torch.where(valid[:, None], grad, 0.0)
+    if capped is not None:  # chain rule through the cap: d(c tanh(z / c))/dz = 1 - tanh^2
+        grad = grad * (1 - capped * capped)
     return loss, grad.to(logits.dtype)
 
 
@@ -81,7 +89,8 @@ def _compute_dtype(device: torch.device, default: torch.dtype) -> torch.dtype:
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, chunk_size: int) -> Tensor:
+    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, chunk_size: int,
+                softcap: float | None = None) -> Tensor:
         dtype = _compute_dtype(hidden.device, hidden.dtype)
         chunk_fn = _chunk_fn(hidden.device)
         w = weight.to(dtype)
@@ -93,7 +102,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
         loss = torch.zeros((), dtype=accumulate, device=hidden.device)
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size].to(dtype)
-            chunk_loss, grad_logits = chunk_fn(h @ w.T, targets[start : start + chunk_size])
+            chunk_targets = targets[start : start + chunk_size]
+            if softcap is None:
+                chunk_loss, grad_logits = chunk_fn(h @ w.T, chunk_targets)
+            else:
+                chunk_loss, grad_logits = chunk_fn(h @ w.T, chunk_targets, softcap)
             loss += chunk_loss
             if needs_grad:
                 grad_hidden[start : start + chunk_size] = grad_logits @ w
@@ -109,10 +122,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss: Tensor):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_loss.to(grad_hidden.dtype), (grad_weight * grad_loss).to(ctx.weight_dtype), None, None
+        return (grad_hidden * grad_loss.to(grad_hidden.dtype), (grad_weight * grad_loss).to(ctx.weight_dtype), None,
+                None, None)
 
 
-def linear_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, chunk_size: int = 4096) -> Tensor:
+def linear_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, chunk_size: int = 4096,
+                         softcap: float | None = None) -> Tensor:
     """Sum over rows of ``cross_entropy(hidden @ weight.T, targets)``; rows with target -100 are ignored.
 
     Args:
@@ -120,10 +135,11 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, targets: Tensor, chunk_
         weight: (V, d) LM head weight.
         targets: (N,) class ids, or -100 to ignore a row.
         chunk_size: rows per chunk; peak extra memory is about chunk_size x V x 6 bytes.
+        softcap: final logit soft-cap of the model (Gemma 2), or None.
     """
     if hidden.dim() != 2 or targets.shape != hidden.shape[:1]:
         raise ValueError(f"linear_cross_entropy: expected hidden (N, d) and targets (N,), got "
                          f"{tuple(hidden.shape)} and {tuple(targets.shape)}")
     if chunk_size <= 0:
         raise ValueError(f"linear_cross_entropy: chunk_size must be positive, got {chunk_size}")
-    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk_size)
+    return _LinearCrossEntropy.apply(hidden, weight, targets, chunk_size, softcap)

@@ -1,4 +1,5 @@
-"""Pretraining objectives: CLM (causal, next token) and MLM (bidirectional, masked tokens).
+"""Pretraining objectives: CLM (causal, next token), MLM (bidirectional, masked tokens) and MNTP
+(LLM2Vec's masked next-token prediction: bidirectional, masked token i predicted at position i-1).
 
 An objective turns a batch of packed token sequences into a summed loss and the number of
 predicted tokens; the training loop divides by the global count, so the loss is token-weighted
@@ -59,9 +60,10 @@ class CLMObjective:
     name = "clm"
     attention: Literal["causal"] = "causal"
 
-    def __init__(self, chunk_size: int = 4096, isolate_documents: bool = True):
+    def __init__(self, chunk_size: int = 4096, isolate_documents: bool = True, logit_softcap: float | None = None):
         self.chunk_size = chunk_size
         self.isolate_documents = isolate_documents
+        self.logit_softcap = logit_softcap  # the model's final_logit_softcap (Gemma 2)
 
     def prediction_mask(self, batch: TokenBatch) -> Tensor:
         """(B, T) True where position t predicts token t+1 of the same document."""
@@ -84,7 +86,8 @@ class CLMObjective:
         targets = torch.roll(batch.input_ids, shifts=-1, dims=1).flatten().index_select(0, index)
 
         def head(hidden: Tensor, weight: Tensor) -> Tensor:
-            return linear_cross_entropy(hidden.flatten(0, 1).index_select(0, index), weight, targets, self.chunk_size)
+            return linear_cross_entropy(hidden.flatten(0, 1).index_select(0, index), weight, targets, self.chunk_size,
+                                        self.logit_softcap)
 
         out = model(
             batch.input_ids, attention=self.attention, document_ids=batch.document_ids,
@@ -120,6 +123,7 @@ class MLMObjective:
         chunk_size: int = 4096,
         isolate_documents: bool = True,
         sparse_head: bool = True,
+        logit_softcap: float | None = None,
     ):
         if not 0.0 < ratio < 1.0:
             raise ValueError(f"MLM masking ratio: expected a value in (0, 1), got {ratio}")
@@ -139,6 +143,7 @@ class MLMObjective:
         self.isolate_documents = isolate_documents
         # False reproduces the authors' code: logits at every position, unselected ones ignored.
         self.sparse_head = sparse_head
+        self.logit_softcap = logit_softcap  # the model's final_logit_softcap (Gemma 2)
         special = sorted(set(special_token_ids) | {mask_token_id})
         self._special = torch.tensor(special, dtype=torch.long)
         regular = torch.ones(vocab_size, dtype=torch.bool)
@@ -180,12 +185,12 @@ class MLMObjective:
 
             def head(hidden: Tensor, weight: Tensor) -> Tensor:  # the LM head only at selected positions
                 return linear_cross_entropy(hidden.flatten(0, 1).index_select(0, index), weight, targets,
-                                            self.chunk_size)
+                                            self.chunk_size, self.logit_softcap)
         else:
             targets = torch.where(selected, batch.input_ids, IGNORE_INDEX).flatten()
 
             def head(hidden: Tensor, weight: Tensor) -> Tensor:
-                return linear_cross_entropy(hidden.flatten(0, 1), weight, targets, self.chunk_size)
+                return linear_cross_entropy(hidden.flatten(0, 1), weight, targets, self.chunk_size, self.logit_softcap)
 
         out = model(
             corrupted, attention=self.attention, document_ids=batch.document_ids,
@@ -194,4 +199,46 @@ class MLMObjective:
         return LossOutput(out.head_output, selected.sum())
 
 
-__all__ = ["CLMObjective", "MLMObjective", "TokenBatch", "LossOutput", "IGNORE_INDEX"]
+class MNTPObjective(MLMObjective):
+    """Masked next-token prediction (LLM2Vec, BehnamGhader et al. 2024, arXiv 2404.05961).
+
+    Tokens are selected and corrupted exactly as MLM, attention is bidirectional, but the token at
+    a selected position i is predicted from the hidden state at i-1, as the decoder's LM head was
+    trained to. A selected token that opens a document (nothing before it in the document) has no
+    position to be predicted from and is not a target.
+    """
+
+    name = "mntp"
+
+    def targets(self, batch: TokenBatch, step: int) -> tuple[Tensor, Tensor]:
+        """(corrupted input ids, (B, T) mask of the predicted positions i, whose source is i-1)."""
+        corrupted, selected = self.corrupt(batch, step)
+        has_previous = torch.zeros_like(selected)
+        if batch.document_ids is None:
+            has_previous[:, 1:] = True
+        elif self.isolate_documents:
+            has_previous[:, 1:] = batch.document_ids[:, 1:] == batch.document_ids[:, :-1]
+        else:
+            has_previous[:, 1:] = batch.document_ids[:, :-1] != PAD_DOCUMENT
+        return corrupted, selected & has_previous
+
+    def num_targets(self, batch: TokenBatch, step: int) -> Tensor:
+        return self.targets(batch, step)[1].sum()
+
+    def __call__(self, model: nn.Module, batch: TokenBatch, step: int) -> LossOutput:
+        corrupted, predicted = self.targets(batch, step)
+        index = flat_positions(predicted)  # flat positions i of the targets; i - 1 stays in the row
+        targets = batch.input_ids.flatten().index_select(0, index)
+
+        def head(hidden: Tensor, weight: Tensor) -> Tensor:  # the LM head at i - 1 only
+            return linear_cross_entropy(hidden.flatten(0, 1).index_select(0, index - 1), weight, targets,
+                                        self.chunk_size, self.logit_softcap)
+
+        out = model(
+            corrupted, attention=self.attention, document_ids=batch.document_ids,
+            isolate_documents=self.isolate_documents, head=head,
+        )
+        return LossOutput(out.head_output, predicted.sum())
+
+
+__all__ = ["CLMObjective", "MLMObjective", "MNTPObjective", "TokenBatch", "LossOutput", "IGNORE_INDEX"]
