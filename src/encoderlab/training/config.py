@@ -22,9 +22,9 @@ from encoderlab.model import ModelConfig
 
 @dataclass(kw_only=True)
 class PhaseConfig:
-    objective: Literal["clm", "mlm"]
+    objective: Literal["clm", "mlm", "mntp"]  # mntp: LLM2Vec's masked next-token prediction
     steps: int
-    mask_ratio: float | None = None  # MLM only: selection probability p in (0, 1)
+    mask_ratio: float | None = None  # MLM/MNTP only: selection probability p in (0, 1)
     mask_fraction: float = 1.0  # of selected tokens: replaced by the mask token (authors' default 100%)
     random_fraction: float = 0.0  # ... by a random regular token
     keep_fraction: float = 0.0  # ... left unchanged
@@ -32,9 +32,9 @@ class PhaseConfig:
     def __post_init__(self) -> None:
         if self.steps <= 0:
             raise ConfigError(f"phase: steps must be positive, got {self.steps}")
-        if self.objective == "mlm":
+        if self.objective in ("mlm", "mntp"):
             if self.mask_ratio is None or not 0.0 < self.mask_ratio < 1.0:
-                raise ConfigError(f"phase (mlm): mask_ratio must be in (0, 1), got {self.mask_ratio}")
+                raise ConfigError(f"phase ({self.objective}): mask_ratio must be in (0, 1), got {self.mask_ratio}")
         elif self.mask_ratio is not None:
             raise ConfigError("phase (clm): mask_ratio is only meaningful for mlm phases")
         fractions = {"mask_fraction": self.mask_fraction, "random_fraction": self.random_fraction,
@@ -50,7 +50,7 @@ class PhaseConfig:
 
     @property
     def label(self) -> str:
-        return "clm" if self.objective == "clm" else f"mlm{round(self.mask_ratio * 100)}"
+        return "clm" if self.objective == "clm" else f"{self.objective}{round(self.mask_ratio * 100)}"
 
 
 @dataclass(kw_only=True)
@@ -141,7 +141,7 @@ class PretrainConfig:
                 f"run {self.name!r}: the global batch of {self.global_batch_samples} samples is not a multiple of "
                 f"micro_batch_size {self.micro_batch_size}"
             )
-        if any(p.objective == "mlm" for p in self.phases) and self.model.mask_token_id is None:
+        if any(p.objective in ("mlm", "mntp") for p in self.phases) and self.model.mask_token_id is None:
             raise ConfigError(
                 f"run {self.name!r}: MLM phases need a mask token, but the model/tokenizer has none "
                 "(set model.mask_token_id)"
