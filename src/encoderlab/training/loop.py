@@ -20,7 +20,8 @@ from encoderlab.config import ConfigError
 from encoderlab.io import atomic_write_text
 from encoderlab.model import CheckpointError, ModelConfig, build_encoder, load_checkpoint
 from encoderlab.model.checkpoint import read_checkpoint_meta, read_safetensors
-from encoderlab.objectives import CLMObjective, MLMObjective
+from encoderlab.model.config import FAMILY_FIELDS
+from encoderlab.objectives import CLMObjective, MLMObjective, MNTPObjective
 from encoderlab.training import distributed as D
 from encoderlab.training.checkpoint import (
     TrainingState,
@@ -41,7 +42,7 @@ from encoderlab.training.metrics import MetricsLogger, peak_bf16_flops, truncate
 from encoderlab.training.schedule import wsd_lr
 
 ARCHITECTURE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
-                       "intermediate_size", "rope_theta", "rope_scaling", "norm_eps")
+                       "intermediate_size", "rope_theta", "rope_scaling", "norm_eps", *FAMILY_FIELDS)
 # Settings that do not change the trajectory of a run: a resume may change them.
 NON_TRAJECTORY_KEYS = ("log_every", "tensorboard", "wandb", "wandb_project", "checkpoint_every", "keep_last",
                        "output_dir", "compile", "checkpoint_steps")
@@ -74,13 +75,15 @@ def build_objectives(config: PretrainConfig) -> list:
     for phase in config.phases:
         if phase.objective == "clm":
             objectives.append(CLMObjective(chunk_size=config.loss_chunk_size,
-                                           isolate_documents=config.isolate_documents))
+                                           isolate_documents=config.isolate_documents,
+                                           logit_softcap=model.final_logit_softcap))
         else:
-            objectives.append(MLMObjective(
+            masked = MNTPObjective if phase.objective == "mntp" else MLMObjective
+            objectives.append(masked(
                 phase.mask_ratio, mask_token_id=model.mask_token_id, vocab_size=model.vocab_size,
                 special_token_ids=special, mask_fraction=phase.mask_fraction, random_fraction=phase.random_fraction,
                 keep_fraction=phase.keep_fraction, seed=config.seed, isolate_documents=config.isolate_documents,
-                chunk_size=config.loss_chunk_size,
+                chunk_size=config.loss_chunk_size, logit_softcap=model.final_logit_softcap,
             ))
     return objectives
 
