@@ -1,0 +1,146 @@
+"""``encoderlab cpt``: continued MLM (or MNTP) pretraining from a Hugging Face decoder, in one command.
+
+The paper's most practical finding is that MLM continued pretraining of a CLM-pretrained model
+beats continuing MLM-only training. This module turns a local decoder checkpoint (any family of
+``encoderlab.model.hf.IMPORTABLE_MODEL_TYPES``) into a continued-pretraining run:
+
+1. import: every shape comes from the checkpoint's config.json (nothing typed by hand), written as
+   an encoderlab checkpoint under ``<output>/init``;
+2. mask token: the shards' tokenizer's (``encoderlab data prepare`` gives every tokenizer one:
+   an existing mask, Llama-3's ``<|reserved_special_token_0|>``, or an added ``<mask>``); an id past
+   the decoder's embedding grows the embedding and head by the missing rows (initialised to the
+   mean embedding); the choice is recorded in ``<output>/cpt.json`` and the run config;
+3. the run: the paper's CPT schedule (the ``*-dec42k-mlm40-*`` presets: lr 5e-4, 200 re-warmup
+   steps, linear decay over the last min(2,000, steps / 2) steps; the warmup is capped at a tenth
+   of the run for short runs), AdamW and batch as every paper run, the decoder's tokenizer (the
+   shards') carried into every checkpoint. It is an ordinary run: torchrun/FSDP2, resume, studies.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from encoderlab.config import ConfigError
+from encoderlab.io import atomic_write_text
+from encoderlab.model import CheckpointError, import_hf, save_checkpoint
+from encoderlab.training.config import PretrainConfig, apply_overrides
+
+PAPER_CPT_LR = 5e-4
+PAPER_CPT_WARMUP = 200
+PAPER_CPT_DECAY = 2000
+PAPER_BATCH_TOKENS = 2_359_296
+OBJECTIVES = ("mlm", "mntp")
+
+
+def cpt_schedule(steps: int) -> dict[str, Any]:
+    """The paper's CPT schedule for a run of ``steps`` (see the module docstring)."""
+    return {"lr": PAPER_CPT_LR, "warmup_steps": max(1, min(PAPER_CPT_WARMUP, steps // 10)),
+            "decay_steps": max(1, min(PAPER_CPT_DECAY, steps // 2))}
+
+
+def _shard_mask(data: str) -> tuple[int | None, dict]:
+    manifest_path = Path(data) / "manifest.json"
+    if not manifest_path.is_file():
+        raise ConfigError(f"--data {data}: no manifest.json; expected token shards from `encoderlab data prepare` "
+                          "made with the decoder's tokenizer")
+    tokenizer = json.loads(manifest_path.read_text()).get("tokenizer") or {}
+    return tokenizer.get("mask_token_id"), tokenizer
+
+
+def _grow_vocabulary(model, vocab_size: int):
+    """The model with embedding and head grown to ``vocab_size`` rows (new rows: the mean embedding)."""
+    from encoderlab.model import Encoder
+
+    old = model.config.vocab_size
+    grown = Encoder(model.config.replace(vocab_size=vocab_size))
+    state = model.state_dict()
+    for name in ("embed.weight", "lm_head.weight"):
+        rows = state[name]
+        state[name] = torch.cat([rows, rows.mean(0, keepdim=True).expand(vocab_size - old, -1)])
+    grown.load_state_dict(state)
+    return grown
+
+
+def prepare_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_ratio: float = 0.4,
+                steps: int = 12_000, output: str | Path | None = None, seq_len: int | None = None,
+                global_batch_tokens: int | None = None, micro_batch_size: int | None = None,
+                overrides: list[str] | None = None, overwrite: bool = False, resume: bool = False) -> PretrainConfig:
+    """Imports ``hf_dir`` and returns the CPT run config (validated before anything is written
+    except the imported start checkpoint, ``<output>/init``)."""
+    hf_dir = Path(hf_dir)
+    if output is not None and overwrite and (Path(output) / "cpt.json").is_file():
+        import shutil
+
+        shutil.rmtree(output)  # a previous cpt run there: its start checkpoint, checkpoints and metrics
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"cpt --objective: expected one of {OBJECTIVES}, got {objective!r}")
+    if not isinstance(steps, int) or steps <= 0:
+        raise ConfigError(f"cpt --steps: expected a positive integer, got {steps!r}")
+    mask_id, shard_tokenizer = _shard_mask(data)
+    model = import_hf(hf_dir)  # in memory: every shape from config.json, errors before anything is written
+    config = model.config
+    name = f"{hf_dir.name}-cpt-{objective}{round(mask_ratio * 100)}-{steps}"
+    output = Path(output) if output is not None else Path("runs") / name
+    if mask_id is None:
+        raise ConfigError(f"--data {data}: the shards' tokenizer records no mask token id; prepare them again "
+                          "with `encoderlab data prepare` (it gives every tokenizer a mask token)")
+    mask_choice = {"mask_token_id": mask_id, "mask_token": shard_tokenizer.get("mask_token"),
+                   "origin": shard_tokenizer.get("mask_origin", "existing"), "decoder_vocab_size": config.vocab_size}
+    if mask_id >= config.vocab_size:
+        if mask_id - config.vocab_size >= 1024:
+            raise ConfigError(
+                f"{hf_dir}: the shards' mask token id {mask_id} lies {mask_id - config.vocab_size + 1} rows past the "
+                f"decoder's {config.vocab_size}-row embedding; no free id for a mask token. Prepare the shards with "
+                "the decoder's own tokenizer")
+        model = _grow_vocabulary(model, mask_id + 1)
+        mask_choice["grown_to"] = mask_id + 1
+    model.config.mask_token_id = mask_id
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):  # the tokenizer's: kept out of the masking
+        if shard_tokenizer.get(key) is not None:
+            setattr(model.config, key, shard_tokenizer[key])
+    init_dir = output / "init"
+    reuse = resume and init_dir.is_dir()  # a resumed cpt run keeps the start it was made from
+    if init_dir.exists() and not overwrite and not reuse:
+        raise FileExistsError(f"{init_dir}: already exists (the imported start of a cpt run); pass --overwrite or "
+                              "choose another --output")
+    tokenizer_dir = Path(data) / "tokenizer"
+    if not reuse:
+        save_checkpoint(model, init_dir, tokenizer_dir=tokenizer_dir if tokenizer_dir.is_dir() else None,
+                        overwrite=overwrite, extra={"imported_from": str(hf_dir), "cpt_mask": mask_choice})
+    seq_len = seq_len or min(2048, config.max_position_embeddings)
+    run = {
+        "name": name, "model": model.config.to_dict(),
+        "phases": [{"objective": objective, "steps": steps, "mask_ratio": mask_ratio}],
+        "global_batch_tokens": global_batch_tokens or PAPER_BATCH_TOKENS,
+        "micro_batch_size": micro_batch_size or 12,
+        "data": {"source": str(data), "seq_len": seq_len},
+        "schedule": cpt_schedule(steps), "init_from": str(init_dir),
+        "checkpoint_every": max(1, min(1000, steps)), "log_every": max(1, min(10, steps // 10)),
+        "output_dir": str(output),
+    }
+    if micro_batch_size is None:  # the largest of 12, 8, 4, 2, 1 that divides the global batch
+        samples = run["global_batch_tokens"] // seq_len
+        run["micro_batch_size"] = next(m for m in (12, 8, 4, 2, 1) if samples % m == 0)
+    if overrides:
+        run = apply_overrides(run, overrides, where="cpt override")
+    try:
+        run_config = PretrainConfig.from_dict(run, where=f"cpt run {name!r}")
+    except ConfigError:
+        if not reuse:
+            import shutil
+
+            shutil.rmtree(init_dir, ignore_errors=True)
+        raise
+    atomic_write_text(output / "cpt.json", json.dumps(
+        {"hf_dir": str(hf_dir), "model_type": json.loads((hf_dir / "config.json").read_text()).get("model_type"),
+         "objective": objective, "mask_ratio": mask_ratio, "steps": steps, "mask": mask_choice,
+         "bidirectional_sliding_window": model.config.bidirectional_sliding_window,
+         "schedule": run_config.schedule.__dict__, "init_from": str(init_dir)}, indent=2) + "\n")
+    return run_config
+
+
+__all__ = ["cpt_schedule", "prepare_cpt", "CheckpointError"]
