@@ -81,6 +81,14 @@ class DataConfig:
     seed: int = 0  # the global sample order (shards) or the stream (synthetic)
     shuffle: bool = True  # shards: a seeded permutation of the packed sequences
     variable_length: bool = False  # shards: the paper's samples, each 2,048-token block cut in two
+    # variable_length: both pieces of each cut block travel in one row (documents isolated by the
+    # attention, so each piece sees only itself): every row holds seq_len real tokens, no padding.
+    # false: one piece per row, the rest padding (~half the real tokens per step).
+    pack: bool = True
+    # continued pretraining (init_from a training checkpoint): "continue" reads on from the parent's data
+    # position (unique tokens, as the paper); "zero" from sample 0 (the parent's own samples again)
+    start: Literal["continue", "zero"] = "continue"
+    offset: int = 0  # global sample index read by step 0; set from init_from when start is "continue"
     mean_document_length: int = 512  # synthetic source only
 
 
@@ -163,7 +171,7 @@ class PretrainConfig:
         for key, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
-        for key, value in (("seed", self.seed), ("data.seed", self.data.seed)):
+        for key, value in (("seed", self.seed), ("data.seed", self.data.seed), ("data.offset", self.data.offset)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{where}: {key} must be a non-negative integer (it seeds numpy), got {value!r}")
         if self.data.variable_length and self.data.seq_len <= 24:

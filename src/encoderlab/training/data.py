@@ -88,8 +88,14 @@ def build_source(config: DataConfig, model: ModelConfig) -> SampleSource:
             f"data.source {config.source!r}: not a shard directory (no {MANIFEST}); prepare one with "
             "`encoderlab data prepare`, or use 'synthetic'"
         )
+    packed = config.variable_length and config.pack
     dataset = PackedDataset(path, config.seq_len, seed=config.seed, shuffle=config.shuffle,
-                            variable_length=config.variable_length)
+                            variable_length=config.variable_length and not packed)
+    if packed:
+        if config.seq_len <= 24:
+            raise ConfigError(f"data.seq_len {config.seq_len}: variable_length cuts at a position in [12, seq_len - 12); "
+                              "it must be more than 24")
+        dataset = PackedCuts(dataset)
     tokenizer = dataset.manifest["tokenizer"]
     if tokenizer["vocab_size"] > model.vocab_size:
         raise ConfigError(
@@ -105,6 +111,35 @@ def build_source(config: DataConfig, model: ModelConfig) -> SampleSource:
             )
     check_token_range(dataset, model.vocab_size, config.source)
     return dataset
+
+
+class PackedCuts:
+    """Variable-length samples, packed: row ``i`` is packed sequence ``i`` of ``dataset`` (built
+    without ``variable_length``) cut in two at the position the unpacked variable-length samples use
+    (uniform in [12, seq_len - 12), seeded by the sequence), the cut being a document boundary. The
+    attention isolates documents, so each piece is the sample it would be alone in a padded row,
+    and a row carries ``seq_len`` real tokens instead of ~half."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.seq_len, self.seed = dataset.seq_len, dataset.seed
+        self.manifest, self.path = dataset.manifest, dataset.path
+        self.tokens, self.total_tokens = dataset.tokens, dataset.total_tokens
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        ids, docs = self.dataset.sample(index)
+        index %= len(self.dataset)
+        order = self.dataset._order
+        sequence = order(index) if order is not None else index
+        cut = int(np.random.default_rng([self.seed, sequence]).integers(12, self.seq_len - 12))
+        if docs[cut] >= 0:  # a new segment from the cut on (padding, -1, stays padding)
+            real = docs >= 0
+            docs = docs.copy()
+            docs[cut:][real[cut:]] += 1 + docs[cut - 1] - docs[cut]
+        return ids, docs
 
 
 def check_token_range(dataset, vocab_size: int, source: str) -> None:
@@ -158,12 +193,13 @@ def shard_tokenizer(config: DataConfig, dataset) -> Path | None:
 
 def micro_batches(
     source: SampleSource, step: int, global_batch: int, micro_batch: int, rank: int, world_size: int,
-    device: torch.device, vocab_size: int | None = None,
+    device: torch.device, vocab_size: int | None = None, offset: int = 0,
 ) -> list[TokenBatch]:
-    """The micro-batches of ``rank`` for optimizer step ``step``; with ``vocab_size``, a token id
+    """The micro-batches of ``rank`` for optimizer step ``step``, reading the global order from sample
+    ``offset`` on (continued pretraining after its parent's data); with ``vocab_size``, a token id
     outside the vocabulary is a ConfigError naming the sample (not an IndexError in the embedding)."""
     per_rank = global_batch // world_size
-    first = step * global_batch + rank * per_rank
+    first = offset + step * global_batch + rank * per_rank
     batches = []
     for start in range(first, first + per_rank, micro_batch):
         indices = list(range(start, start + micro_batch))

@@ -101,6 +101,7 @@ class Trainer:
 
     def __init__(self, config: PretrainConfig, ctx: D.DistributedContext, resume: bool = False,
                  progress: bool = True, overwrite: bool = False):
+        config = resolve_data_start(config)
         self.config = config
         self.ctx = ctx
         self.progress = progress and ctx.is_main
@@ -137,7 +138,7 @@ class Trainer:
             self.notes.append(f"warning: {Path(config.data.source) / 'tokenizer'} has no tokenizer (no "
                               "tokenizer_config.json); the checkpoints will carry none")
         available = len(self.source) if hasattr(self.source, "__len__") else None
-        needed = config.total_steps * config.global_batch_samples
+        needed = config.data.offset + config.total_steps * config.global_batch_samples
         if available is not None and needed > available and ctx.is_main:
             print(f"warning: run {config.name!r} reads {needed} samples but {config.data.source} holds {available}; "
                   f"the order repeats after {available} samples ({needed / available:.2f} epochs)", flush=True)
@@ -240,7 +241,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batches = micro_batches(self.source, step, config.global_batch_samples, config.micro_batch_size,
-                                ctx.rank, ctx.world_size, ctx.device, vocab_size=config.model.vocab_size)
+                                ctx.rank, ctx.world_size, ctx.device, vocab_size=config.model.vocab_size,
+                                offset=config.data.offset)
+        self._real_tokens += sum((b.document_ids >= 0).sum() if b.document_ids is not None else b.input_ids.numel()
+                                 for b in batches)
         global_count = self._count_targets(objective, batches, step)
         loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
         is_ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
@@ -329,6 +333,7 @@ class Trainer:
             bar = tqdm(total=total, initial=self.start_step, desc=config.name, unit="step", dynamic_ncols=True)
         tokens_per_step = config.global_batch_tokens
         interval_start, interval_steps = time.perf_counter(), 0
+        self._real_tokens = torch.zeros((), dtype=torch.int64, device=ctx.device)  # this rank's, since the last record
         final = None
         nonfinite = torch.zeros((), dtype=torch.bool, device=ctx.device)
         interval_loss = torch.zeros((), dtype=torch.float64, device=ctx.device)
@@ -359,6 +364,8 @@ class Trainer:
                         torch.cuda.synchronize(ctx.device)
                     elapsed = time.perf_counter() - interval_start
                     tokens_per_s = interval_steps * tokens_per_step / elapsed
+                    real = D.all_reduce_sum(self._real_tokens.to(torch.float64)).item()  # non-padding, all ranks
+                    self._real_tokens.zero_()
                     _, phase = config.phase_at(step)
                     f = 1.0 if phase.objective == "clm" else phase.mask_ratio
                     flops = config.model.flops_per_token(config.data.seq_len, head_fraction=f)
@@ -368,6 +375,8 @@ class Trainer:
                         "lr": lr.item(),
                         "grad_norm": grad_norm.item(), "tokens_per_s": tokens_per_s,
                         "tokens_seen": done * tokens_per_step, "head_fraction": f,
+                        # real (non-padding) input tokens: per step (mean since the last record) and per second
+                        "real_tokens_per_step": real / interval_steps, "real_tokens_per_s": real / elapsed,
                         "mfu": (tokens_per_s / ctx.world_size * flops / self.peak_flops) if self.peak_flops else None,
                         "precision": self.precision, "world_size": ctx.world_size,
                     }
@@ -392,6 +401,36 @@ class Trainer:
             if logger is not None:
                 logger.close()
         return final if final is not None else self.checkpoint_dir / f"step-{total:06d}"
+
+
+def resolve_data_start(config: PretrainConfig) -> PretrainConfig:
+    """Continued pretraining (``init_from`` a training checkpoint) with ``data.start: continue``
+    reads on from where its parent stopped: ``data.offset`` becomes the parent's offset plus the
+    samples it consumed (recorded in config.yaml and every checkpoint). A parent trained on other
+    data is refused (set ``data.start=zero``); a plain model checkpoint (no trainer state) records no
+    data position, so the run reads from ``data.offset`` as configured."""
+    import dataclasses
+
+    if not config.init_from or config.data.start != "continue":
+        return config
+    from encoderlab.training.checkpoint import STATE_FILE
+
+    source = Path(config.init_from)
+    if not (source / STATE_FILE).is_file():
+        return config
+    state = read_training_state(source)
+    parent = dict(state["run_config"].get("data") or {})
+    ours = dataclasses.asdict(config.data)
+    same = ("source", "seq_len", "seed", "shuffle", "variable_length", "pack", "mean_document_length")
+    diff = [k for k in same if k in parent and parent[k] != ours[k]]
+    if diff:
+        details = ", ".join(f"{k}: parent {parent[k]!r} vs run {ours[k]!r}" for k in diff)
+        raise ConfigError(
+            f"run {config.name!r}: init_from {source} (run {state['run_config'].get('name')!r}, step {state['step']}) "
+            f"was trained on other data ({details}), so there is no position to continue from; set data.start=zero "
+            "to read this data from its first sample, or use the parent's data")
+    offset = int(parent.get("offset", 0)) + int(state.get("samples_seen", state["step"] * config.global_batch_samples))
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, offset=offset))
 
 
 def pretrain(config: PretrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> Path:
