@@ -426,11 +426,19 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_model_info)
     model.set_defaults(func=lambda args: (model.print_help(), 0)[1])
 
-    export = commands.add_parser("export", help="export an encoderlab checkpoint to a Hugging Face format")
+    export = commands.add_parser(
+        "export", help="export an encoderlab checkpoint to a Hugging Face or sentence-transformers format",
+        description="Targets: eurobert (transformers' EuroBertForMaskedLM, bidirectional), llama (LlamaForCausalLM, "
+                    "decoder use), sentence-transformers (a SentenceTransformer folder: the EuroBERT export, mean "
+                    "pooling, prompts query='Query: ' and document='Document: '). Models imported from other decoder "
+                    "families (Mistral sliding windows, Qwen2 biases, Qwen3/OLMo 2 q/k norms, Gemma 2/3) are "
+                    "refused: no transformers class runs those architectures bidirectionally, so their encoderlab "
+                    "checkpoint stays the evaluation path.")
     export.add_argument("checkpoint", help="encoderlab checkpoint directory")
     export.add_argument("output", help="output directory (written atomically)")
-    export.add_argument("--target", choices=["eurobert", "llama"], default="eurobert",
-                        help="EuroBertForMaskedLM (bidirectional use) or LlamaForCausalLM (decoder use)")
+    export.add_argument("--target", choices=["eurobert", "llama", "sentence-transformers"], default="eurobert",
+                        help="EuroBertForMaskedLM (bidirectional use), LlamaForCausalLM (decoder use) or a "
+                             "sentence-transformers folder (mean pooling, IR prompts)")
     export.add_argument("--tokenizer", help="directory with tokenizer files to include")
     export.add_argument("--overwrite", action="store_true")
     export.set_defaults(func=cmd_export)

@@ -32,8 +32,10 @@ from encoderlab.model.checkpoint import (
 from encoderlab.model.config import ModelConfig
 from encoderlab.model.encoder import Encoder
 
-ExportTarget = Literal["eurobert", "llama"]
-EXPORT_TARGETS = ("eurobert", "llama")
+ExportTarget = Literal["eurobert", "llama", "sentence-transformers"]
+EXPORT_TARGETS = ("eurobert", "llama", "sentence-transformers")
+# The retrieval prefixes of the evaluation protocol (FinetuneConfig.query_prefix / document_prefix)
+SENTENCE_TRANSFORMERS_PROMPTS = {"query": "Query: ", "document": "Document: "}
 IMPORTABLE_MODEL_TYPES = ("eurobert", "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "olmo2")
 _GEMMA_TYPES = ("gemma2", "gemma3_text")
 # encoderlab norm name -> Hugging Face name, per norm placement (ModelConfig.block_norms)
@@ -164,6 +166,8 @@ def export_hf(
     """Writes a transformers checkpoint (safetensors + config + tokenizer files) to ``output_dir``."""
     if target not in EXPORT_TARGETS:
         raise ValueError(f"export target: expected one of {EXPORT_TARGETS}, got {target!r}")
+    if target == "sentence-transformers":
+        return export_sentence_transformers(checkpoint, output_dir, tokenizer_dir=tokenizer_dir, overwrite=overwrite)
     from transformers import EuroBertForMaskedLM, LlamaForCausalLM
 
     if isinstance(checkpoint, Encoder):
@@ -192,6 +196,54 @@ def export_hf(
         hf_model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer_source is not None:
             copy_tokenizer_files(tokenizer_source, tmp)
+    return output_dir
+
+
+def export_sentence_transformers(
+    checkpoint: str | Path | Encoder,
+    output_dir: str | Path,
+    *,
+    tokenizer_dir: str | Path | None = None,
+    overwrite: bool = False,
+    max_seq_length: int | None = None,
+) -> Path:
+    """A sentence-transformers model folder: the encoder as transformers' EuroBERT (bidirectional),
+    mean pooling, and the protocol's IR prefixes as prompts ``query`` / ``document``.
+
+    ``SentenceTransformer(path)`` loads it without remote code. A model of an imported decoder
+    family (q/k norms, biases, Gemma norms, ...) is refused: transformers has no class that runs
+    those architectures bidirectionally; its encoderlab checkpoint stays the evaluation path.
+    Needs the ``sentence-transformers`` package.
+    """
+    try:
+        from sentence_transformers import SentenceTransformer
+        try:  # sentence-transformers >= 6 moved the modules; the old path still imports, with a warning
+            from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+        except ImportError:
+            from sentence_transformers.models import Pooling, Transformer
+    except ImportError:
+        raise ValueError("export --target sentence-transformers needs the sentence-transformers package "
+                         "(pip install sentence-transformers)") from None
+    model = checkpoint if isinstance(checkpoint, Encoder) else load_checkpoint(checkpoint)
+    if tokenizer_dir is None and not isinstance(checkpoint, Encoder):
+        tokenizer_dir = checkpoint if (Path(checkpoint) / "tokenizer_config.json").is_file() else None
+    if tokenizer_dir is None:
+        raise ValueError("export --target sentence-transformers: the checkpoint has no tokenizer files; pass --tokenizer")
+    output_dir = Path(output_dir)
+    with atomic_directory(output_dir, overwrite=overwrite) as tmp:
+        transformer_dir = export_hf(model, tmp / "eurobert", "eurobert", tokenizer_dir=tokenizer_dir)
+        length = min(max_seq_length or 2048, model.config.max_position_embeddings)
+        body = Transformer(str(transformer_dir), max_seq_length=length)
+        pooling = Pooling(model.config.hidden_size, pooling_mode="mean")
+        st_model = SentenceTransformer(modules=[body, pooling], prompts=dict(SENTENCE_TRANSFORMERS_PROMPTS),
+                                       similarity_fn_name="cosine", device="cpu")
+        st_model.save(str(tmp / "model"))
+        for item in (tmp / "model").iterdir():
+            item.rename(tmp / item.name)
+        (tmp / "model").rmdir()
+        import shutil
+
+        shutil.rmtree(tmp / "eurobert")
     return output_dir
 
 
@@ -425,4 +477,4 @@ def import_hf(
     return model
 
 
-__all__ = ["export_hf", "import_hf", "to_hf_state_dict", "from_hf_state_dict", "model_config_from_hf"]
+__all__ = ["export_hf", "export_sentence_transformers", "import_hf", "to_hf_state_dict", "from_hf_state_dict", "model_config_from_hf"]
