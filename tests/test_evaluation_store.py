@@ -47,3 +47,16 @@ def test_model_fingerprint_follows_the_weights(tmp_path, tiny_model):
     assert model_fingerprint(a) == model_fingerprint(b)
     with pytest.raises(ValueError, match="no safetensors"):
         model_fingerprint(tmp_path)
+
+
+def test_a_full_database_is_an_error_that_names_it_and_keeps_what_was_there(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultsStore(path) as store:
+        assert store.add(record(seed=0))
+        pages = store._connection.execute("PRAGMA page_count").fetchone()[0]
+        store._connection.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own 'database or disk is full'
+        big = record(seed=1)
+        big.test_items = [0.5] * 200_000
+        with pytest.raises(OSError, match=r"r.sqlite: could not record the run of toy-sentiment .*full"):
+            store.add(big)
+        assert store.count() == 1 and not store.has(big.key)

@@ -163,18 +163,25 @@ class ResultsStore:
         """Stores ``record``; returns False (and changes nothing) if the run is already there."""
         if record.status not in ("ok", "diverged"):
             raise ValueError(f"run status: expected 'ok' or 'diverged', got {record.status!r}")
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.key, record.model_fingerprint, record.model_name, record.dataset, float(record.lr),
-                 int(record.seed), record.protocol_version, record.data_fingerprint,
-                 json.dumps(record.protocol, sort_keys=True), record.status, _nullable(record.validation_score),
-                 _nullable(record.test_score), json.dumps(record.metrics),
-                 json.dumps(record.test_items) if record.test_items is not None else None, record.steps,
-                 record.train_seconds, record.eval_seconds, json.dumps(record.provenance),
-                 datetime.now(timezone.utc).isoformat()),
-            )
+        try:
+            with self._transaction() as db:
+                cursor = self._insert(db, record)
+        except sqlite3.OperationalError as err:  # disk full, database locked too long, read-only file
+            raise OSError(f"{self.path}: could not record the run of {record.dataset} (lr {record.lr:g}, seed "
+                          f"{record.seed}): {err}; nothing of it was written") from None
         return cursor.rowcount == 1
+
+    def _insert(self, db: sqlite3.Connection, record: RunRecord) -> sqlite3.Cursor:
+        return db.execute(
+            "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.key, record.model_fingerprint, record.model_name, record.dataset, float(record.lr),
+             int(record.seed), record.protocol_version, record.data_fingerprint,
+             json.dumps(record.protocol, sort_keys=True), record.status, _nullable(record.validation_score),
+             _nullable(record.test_score), json.dumps(record.metrics),
+             json.dumps(record.test_items) if record.test_items is not None else None, record.steps,
+             record.train_seconds, record.eval_seconds, json.dumps(record.provenance),
+             datetime.now(timezone.utc).isoformat()),
+        )
 
     def records(self, model_fingerprint: str | None = None, dataset: str | None = None) -> list[RunRecord]:
         query, args = "SELECT * FROM runs WHERE 1=1", []
