@@ -41,30 +41,22 @@ def _evaluate(model, *extra):
             "--max-length", "128", "--max-eval-examples", "8", "--no-progress", *extra)
 
 
-def test_results_database_of_another_application_is_left_untouched(model, tmp_path):
-    other = tmp_path / "app.sqlite"
-    connection = sqlite3.connect(other)
-    connection.execute("CREATE TABLE users (name TEXT)")
-    connection.execute("INSERT INTO users VALUES ('ada')")
+@pytest.mark.parametrize("name, statements, expected", [
+    ("app.sqlite", ["CREATE TABLE users (name TEXT)", "INSERT INTO users VALUES ('ada')"],
+     "not an encoderlab results database"),  # another application's file
+    ("r.sqlite", ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                  "INSERT INTO meta VALUES ('schema_version', '9')", "CREATE TABLE runs (run_key TEXT PRIMARY KEY)"],
+     "schema version 9"),  # a newer encoderlab's
+])
+def test_results_database_not_ours_is_left_untouched(model, tmp_path, name, statements, expected):
+    path = tmp_path / name
+    connection = sqlite3.connect(path)
+    for statement in statements:
+        connection.execute(statement)
     connection.commit()
     connection.close()
-    message = refused(tmp_path, *_evaluate(model, "--tasks", "toy-sentiment", "--results", str(other)),
-                      names=str(other))
-    assert "not an encoderlab results database" in message
-    assert not (tmp_path / "app.sqlite-wal").exists()
-
-
-def test_results_database_of_a_newer_schema_is_refused_unchanged(model, tmp_path):
-    newer = tmp_path / "r.sqlite"
-    connection = sqlite3.connect(newer)
-    connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    connection.execute("INSERT INTO meta VALUES ('schema_version', '9')")
-    connection.execute("CREATE TABLE runs (run_key TEXT PRIMARY KEY)")
-    connection.commit()
-    connection.close()
-    message = refused(tmp_path, *_evaluate(model, "--tasks", "toy-sentiment", "--results", str(newer)),
-                      names=str(newer))
-    assert "schema version 9" in message
+    message = refused(tmp_path, *_evaluate(model, "--tasks", "toy-sentiment", "--results", str(path)), names=str(path))
+    assert expected in message and not (tmp_path / f"{name}-wal").exists()
 
 
 @pytest.mark.parametrize("extra, names", [
