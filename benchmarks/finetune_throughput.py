@@ -60,7 +60,12 @@ def main(argv=None) -> int:
         checkpoint = save_checkpoint(build_encoder(config, seed=0), Path(tmp) / "model", tokenizer_dir=Path(tmp) / "tok")
         for name, kind in TASKS.items():
             task = load_task(name)
-            ft = FinetuneConfig(max_steps=args.steps, batch_size=32, max_length=args.max_length, max_eval_examples=256)
+            # the step rate is what is measured: every task trains --steps (TC too, not its full epoch),
+            # and QA windows scale with a short max_length (the protocol's 64/128 need >= 238 tokens)
+            question = min(64, args.max_length // 8)
+            stride = min(128, 3 * (args.max_length - question - 3) // 4)
+            ft = FinetuneConfig(max_steps=args.steps, batch_size=32, max_length=args.max_length, max_eval_examples=256,
+                                tc_full_epoch=False, max_question_tokens=question, doc_stride=stride)
             train_times, eval_times, run_alone, run_shared = [], [], [], []
             cache = FeatureCache()
             finetune(str(checkpoint), task, lr=1e-4, seed=0, config=ft, features=cache)  # fills the cache
