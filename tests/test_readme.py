@@ -52,6 +52,8 @@ NOT_RUN = {  # command -> why it cannot run here, and what is checked instead
     "uner-en,squad,squad_v2,record,msmarco,nq,mldr-en": "a 610m checkpoint and the hub's datasets",
     "encoderlab evaluate path/to/EuroBERT-210m --tasks sst2,conll2003": "EuroBERT's weights from the hub",
     "encoderlab demo": "~9 min; `study run` of a small study runs below",
+    "encoderlab cpt path/to/Qwen3-0.6B --data data/shards-qwen3 --objective mlm --mask-ratio 0.4 --steps 12000":
+    "a Qwen3 checkpoint from the hub and 12,000 steps (tests/test_cpt.py runs cpt from a tiny random Qwen3)",
 }
 
 
@@ -65,8 +67,12 @@ def test_commands_that_cannot_run_here_still_resolve():
     from encoderlab.evaluation.tasks import get_task
     from encoderlab.training.config import load_pretrain_config
 
+    from encoderlab.cli import build_parser
+
     for command in NOT_RUN:
         words = shlex.split(command)
+        if words[0] == "encoderlab":
+            build_parser().parse_args(words[1:])  # the sub-command and its flags exist
         if "pretrain" in words:
             at = words.index("pretrain")
             load_pretrain_config(words[at + 1], words[at + 2 :])  # the preset and its overrides are valid
@@ -127,6 +133,8 @@ WORKFLOW = [
     ("encoderlab data inspect data/toyworld --seq-len 256", None),
     ("encoderlab pretrain mini-clm-mlm40 data.source=data/toyworld",
      lambda w: ["pretrain", "mini-clm-mlm40", "data.source=data/toyworld", *MINI_BUDGET]),
+    ("encoderlab export CKPT out/st --target sentence-transformers",
+     lambda w: ["export", MINI_CKPT, "out/st", "--target", "sentence-transformers"]),
     ("encoderlab data toyworld out/toyworld-tasks", None),
     ("encoderlab evaluate runs/mini-clm-mlm40/checkpoints/step-000300 --lrs 1e-4,5e-4 --seeds 0,1,2",
      lambda w: ["evaluate", MINI_CKPT, "--lrs", "1e-4,5e-4", "--seeds", "0,1,2",
