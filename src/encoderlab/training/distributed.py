@@ -54,7 +54,12 @@ def init_distributed() -> DistributedContext:
 
 
 def shutdown_distributed() -> None:
+    """Destroys the process group once the objects that hold its backend (wrapped models, pending
+    work) are collected, so gloo's threads are not left to interpreter exit."""
     if dist.is_initialized():
+        import gc
+
+        gc.collect()
         dist.destroy_process_group()
 
 

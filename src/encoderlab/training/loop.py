@@ -440,8 +440,16 @@ def pretrain(config: PretrainConfig, resume: bool = False, progress: bool = True
     ``overwrite`` (delete its checkpoints, metrics and config, then start again).
     """
     ctx = D.init_distributed()
+    trainer = None
     try:
-        return Trainer(config, ctx, resume=resume, progress=progress, overwrite=overwrite).run()
+        trainer = Trainer(config, ctx, resume=resume, progress=progress, overwrite=overwrite)
+        final = trainer.run()
+        D.barrier()  # on success only: no rank tears its side down while another still talks to it
+        return final
     finally:
+        # The wrapped model (DDP's reducer, FSDP2's hooks) keeps the process group's backend alive; left
+        # to interpreter exit, gloo's worker threads are torn down with the interpreter and the process
+        # can abort ("terminate called without an active exception"). Free it, then destroy the group.
+        del trainer
         D.shutdown_distributed()
 
