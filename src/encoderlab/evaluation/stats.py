@@ -8,7 +8,9 @@ Protocol (fixing the flaws listed in anchors.md part B):
 - a diverged run (non-finite loss) keeps its row: it scores NaN, counts in the stability analysis,
   and an LR where more than half of the seeds diverged cannot be selected;
 - two models are compared with a paired permutation test over test items (scores averaged over
-  seeds), with Holm's correction when several comparisons are reported.
+  seeds), with Holm's correction when several comparisons are reported;
+- a claim about two models (the report's paper findings) is a paired t-test over fine-tuning seeds
+  (the same seed fine-tunes both), with a verdict at level 0.05.
 """
 
 from __future__ import annotations
@@ -93,12 +95,62 @@ def category_summary(per_dataset_seed_scores: dict[str, dict[int, float] | list[
     seed); plain lists are taken as already aligned by position."""
     columns = list(per_dataset_seed_scores.values())
     if all(isinstance(c, dict) for c in columns):
-        common = sorted(set.intersection(*(set(c) for c in columns)))
-        per_seed = [float(np.mean([c[seed] for c in columns])) for seed in common]
+        per_seed = list(seedwise_mean(columns).values())
     else:
         seeds = min(len(c) for c in columns)
         per_seed = [float(np.mean([c[i] for c in columns])) for i in range(seeds)]
     return t_interval(per_seed, confidence)
+
+
+def seedwise_mean(columns: Sequence[dict[int, float]]) -> dict[int, float]:
+    """Seed by seed, the mean of ``columns`` (scores keyed by seed), over the seeds every column has."""
+    if not columns:
+        return {}
+    common = sorted(set.intersection(*(set(c) for c in columns)))
+    return {seed: float(np.mean([c[seed] for c in columns])) for seed in common}
+
+
+def lr_spread_by_seed(runs: Sequence[RunScore]) -> dict[int, float]:
+    """LR sensitivity per fine-tuning seed: the best minus the worst test score of that seed across
+    the LR grid. Diverged runs (NaN) are left out; a seed needs two LRs with a finite score."""
+    by_seed: dict[int, list[float]] = defaultdict(list)
+    for run in runs:
+        if math.isfinite(run.test):
+            by_seed[run.seed].append(run.test)
+    return {seed: max(v) - min(v) for seed, v in sorted(by_seed.items()) if len(v) > 1}
+
+
+def paired_seed_test(a: dict[int, float], b: dict[int, float], margin: float = 0.0,
+                     confidence: float = 0.95) -> dict:
+    """Paired t-test over fine-tuning seeds of ``a - b`` (scores keyed by seed; only seeds both have).
+
+    Tests whether ``a - b + margin`` is 0 (two-sided): with ``margin`` 0, whether A and B differ;
+    with a margin, whether A is within ``margin`` of B or better (non-inferiority). Returns the mean
+    difference ``a - b`` with its t-interval, the p-value, the seeds and their differences. Fewer
+    than two seeds: no test (p NaN); differences all equal: p 0 (1 when they are all ``-margin``)."""
+    from scipy import stats as scipy_stats
+
+    seeds = sorted(set(a) & set(b))
+    diffs = np.asarray([a[s] - b[s] for s in seeds], dtype=float)
+    mean, low, high = t_interval(diffs, confidence) if seeds else (math.nan,) * 3
+    shifted = diffs + margin
+    if shifted.size < 2:
+        p = math.nan
+    elif np.ptp(shifted) <= 1e-12 * max(1.0, float(np.abs(shifted).max())):
+        p = 1.0 if abs(float(shifted[0])) <= 1e-12 else 0.0
+    else:
+        p = float(scipy_stats.ttest_1samp(shifted, 0.0).pvalue)
+    return {"difference": mean, "ci_low": low, "ci_high": high, "p_value": p, "margin": margin, "n": len(seeds),
+            "seeds": seeds, "differences": diffs.tolist()}
+
+
+def verdict(test: dict, alpha: float = 0.05) -> str:
+    """``reproduced`` when the claim (``a - b > -margin``) holds at level ``alpha``, ``contradicted``
+    when its opposite (``a - b < -margin``) does, ``inconclusive`` otherwise (or with no test)."""
+    p = test["p_value"]
+    if not math.isfinite(p) or p >= alpha or not math.isfinite(test["difference"]):
+        return "inconclusive"
+    return "reproduced" if test["difference"] + test["margin"] > 0 else "contradicted"
 
 
 def stability(runs: Sequence[RunScore]) -> dict:

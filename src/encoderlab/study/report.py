@@ -3,7 +3,8 @@
 Tables in the paper's form (per task and per category: test mean with its 95% CI over seeds at
 the LR selected on validation; best in bold; significance marks from paired permutation tests
 with Holm's correction), figures (objective comparison bars with CIs, score vs fine-tuning LR per
-model), and provenance (spec, versions, hardware, wall time per stage).
+model), the paper's findings tested on the study's runs (``findings.py``), and provenance (spec, versions,
+hardware, wall time per stage). Every report also writes ``summary.json`` (``summary.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from encoderlab.evaluation.store import ResultsStore, model_fingerprint
 from encoderlab.evaluation.sweep import run_scores
 from encoderlab.evaluation.tasks import get_task
 from encoderlab.io import atomic_write_text
+from encoderlab.study.findings import INTRO as FINDINGS_INTRO
+from encoderlab.study.findings import evaluate_findings, findings_lines
 from encoderlab.study.spec import StudySpec
+from encoderlab.study.summary import write_summary
 
 
 def _collect(spec: StudySpec, shards: Path | None) -> tuple[dict, dict]:
@@ -66,7 +70,8 @@ def _collect(spec: StudySpec, shards: Path | None) -> tuple[dict, dict]:
                     except ValueError:  # every LR diverged: shown as such, never dropped
                         summary = None
                     results.setdefault(name, {})[task] = {"summary": summary, "runs": scores,
-                                                          "stability": stability(scores) if summary else None}
+                                                          "stability": stability(scores) if summary else None,
+                                                          "model": label, "group": (protocol, data)}
     return results, seen
 
 
@@ -129,6 +134,11 @@ def _run_facts(spec: StudySpec, shards: Path | None) -> dict:
     for ref in checkpoints_of(spec, shards):
         config = configs[ref.run]
         label = ref.run if ref.final else f"{ref.run}@{ref.step}"
+        if next(r for r in spec.runs if r.name == ref.run).random_init:  # no pretraining: no objective
+            facts[label] = {"run": ref.run, "step": 0, "final": True, "size": config.model.name, "mask_ratio": None,
+                            "single_phase": False, "clm_share": 0.0, "total_steps": 0, "cpt_parent": None,
+                            "parent_steps": 0, "objectives": [], "random_init": True}
+            continue
         mlm = [p for p in config.phases if p.objective == "mlm"]
         clm_steps = sum(p.steps for p in config.phases if p.objective == "clm")
         parent = next((other for other in configs if config.init_from and f"/runs/{other}/" in config.init_from), None)
@@ -137,6 +147,7 @@ def _run_facts(spec: StudySpec, shards: Path | None) -> dict:
             "mask_ratio": mlm[-1].mask_ratio if mlm else None, "single_phase": len(config.phases) == 1,
             "clm_share": clm_steps / config.total_steps, "total_steps": config.total_steps, "cpt_parent": parent,
             "parent_steps": configs[parent].total_steps if parent else 0,
+            "objectives": [p.objective for p in config.phases], "random_init": False,
         }
     return facts
 
@@ -165,7 +176,7 @@ def _study_figures(spec: StudySpec, results: dict, category_rows: dict, facts: d
         return float(np.mean(values)) if values else math.nan
 
     figures = {}
-    final = {label: f for label, f in facts.items() if f["final"] and label in results}
+    final = {label: f for label, f in facts.items() if f["final"] and label in results and not f.get("random_init")}
     by_size = {}
     for label, f in final.items():
         if f["single_phase"] and f["mask_ratio"] is not None:
@@ -212,6 +223,8 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
     categories = sorted({get_task(t).category for t in tasks}, key=["SC", "TC", "QA", "IR"].index)
     significance = _significance(spec, results)
     category_rows = _category_rows(spec, results)
+    facts = _run_facts(spec, shards) if models else {}
+    findings = evaluate_findings(results, facts, tasks)
 
     def cell(mean, low, high, best):
         text = f"{mean:.2f}" if math.isnan(low) else f"{mean:.2f} ± {(high - low) / 2:.2f}"
@@ -314,7 +327,7 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
             return fig
 
         figures = {"Objective comparison (Fig. 2)": _figure(bars), "Score vs fine-tuning LR (Fig. 5)": _figure(lr_curves)}
-        figures.update(_study_figures(spec, results, category_rows, _run_facts(spec, shards)))
+        figures.update(_study_figures(spec, results, category_rows, facts))
 
     provenance = {
         "study": spec.name, "encoderlab": encoderlab.__version__, "python": platform.python_version(),
@@ -340,6 +353,7 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
         f"# {spec.name}", spec.description, intro, table, "## Score per fine-tuning LR (test mean over seeds)",
         "\n".join(lr_lines), "## Per-seed scores and stability across the LR grid (Fig. 5)", "\n".join(seed_lines),
         "## Paired comparisons", "\n".join(sig_lines) if significance else "(none)",
+        "## Paper findings", FINDINGS_INTRO, "\n".join(findings_lines(findings)) if findings else "(none testable)",
         *[f"## {title}\n\n![{title}](data:image/png;base64,{png})" for title, png in figures.items()],
         "## Protocol", "\n".join(card), "## Provenance", "```json\n" + json.dumps(provenance, indent=2) + "\n```",
     ]) + "\n"
@@ -347,7 +361,8 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
     out_html = spec.study_dir / "report.html"
     atomic_write_text(out_md, markdown)
     atomic_write_text(out_html, _html(spec, intro, table, lr_lines, sig_lines if significance else [], figures, provenance,
-                                     seed_lines, card))
+                                     seed_lines, card, findings_lines(findings) if findings else []))
+    write_summary(spec, results, category_rows, findings, identity)
     return out_html
 
 
@@ -380,7 +395,7 @@ def _md_table_to_html(lines: list[str]) -> str:
     return "\n".join(out + ["</table>"])
 
 
-def _html(spec, intro, table, lr_lines, sig_lines, figures, provenance, seed_lines, card) -> str:
+def _html(spec, intro, table, lr_lines, sig_lines, figures, provenance, seed_lines, card, finding_lines) -> str:
     images = "\n".join(f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="data:image/png;base64,{png}">'
                        for t, png in figures.items())
     return f"""<!DOCTYPE html>
@@ -396,6 +411,8 @@ th:first-child,td:first-child{{text-align:left}}img{{max-width:100%}}pre{{backgr
 <h2>Score per fine-tuning LR</h2>{_md_table_to_html(lr_lines)}
 <h2>Per-seed scores and stability across the LR grid (Fig. 5)</h2><div id="stability">{_md_table_to_html(seed_lines)}</div>
 <h2>Paired comparisons</h2>{_md_table_to_html(sig_lines) if sig_lines else "<p>(none)</p>"}
+<h2>Paper findings</h2><p>{html.escape(FINDINGS_INTRO.replace("**", ""))}</p>
+<div id="findings">{_md_table_to_html(finding_lines) if finding_lines else "<p>(none testable)</p>"}</div>
 {images}
 <h2>Protocol</h2><div id="protocol">{_md_table_to_html(card)}</div>
 <h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2))}</pre>

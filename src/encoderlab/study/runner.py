@@ -89,8 +89,13 @@ def branch_points_of(spec: StudySpec) -> dict[str, set[int]]:
 
 def checkpoints_of(spec: StudySpec, shards: Path | None) -> list[CheckpointRef]:
     refs = []
+    from encoderlab.study.baseline import RANDOM_INIT_STEP, random_init_dir
+
     for run in spec.runs:
         config = pretrain_config(spec, run, shards)
+        if run.random_init:  # no pretraining: one checkpoint, the initial weights
+            refs.append(CheckpointRef(run.name, RANDOM_INIT_STEP, random_init_dir(config), True))
+            continue
         directory = config.run_dir / "checkpoints"
         for step in sorted(set(run.evaluate_steps) | {config.total_steps}):
             refs.append(CheckpointRef(run.name, step, directory / f"step-{step:06d}", step == config.total_steps))
@@ -129,6 +134,9 @@ def plan_study(spec: StudySpec, throughput: str | None = None) -> dict:
     pretraining = []
     for run in spec.runs:
         config = configs[run.name]
+        if run.random_init:
+            pretraining.append(_random_init_plan(spec, run, config))
+            continue
         bad = [s for s in run.evaluate_steps if not 0 < s < config.total_steps]
         if bad:
             raise ConfigError(f"study {spec.name!r}, run {run.name!r}: evaluate_steps {bad} are not intermediate steps "
@@ -149,6 +157,16 @@ def plan_study(spec: StudySpec, throughput: str | None = None) -> dict:
             "pretraining_tokens": sum(p["tokens"] for p in pretraining),
             "device_hours": None if any(h is None for h in hours) else round(sum(hours), 1),
             "device": table.device, "throughput_source": table.source}
+
+
+def _random_init_plan(spec: StudySpec, run, config) -> dict:
+    from encoderlab.config import ConfigError
+
+    if config.init_from or config.branch_from:
+        raise ConfigError(f"study {spec.name!r}, run {run.name!r}: a random_init run starts from no checkpoint "
+                          f"(init_from {config.init_from}, branch_from {config.branch_from})")
+    return {"run": run.name, "preset": run.preset, "steps": 0, "tokens": 0, "device_hours": 0.0,
+            "branch_from_step": None, "phases": f"random init (seed {config.seed}), no pretraining", "checkpoints": 1}
 
 
 def _check_branch(spec: StudySpec, run, config, configs: dict) -> int:
@@ -205,6 +223,12 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
     pending = []
     for run in spec.runs:
         config = pretrain_config(spec, run, shards)
+        if run.random_init:  # the seeded initial weights, written once (study/baseline.py)
+            from encoderlab.study.baseline import write_random_init
+
+            log(f"[study {spec.name}] random init {run.name} ({run.preset}, seed {config.seed}): "
+                f"{write_random_init(config, run.preset)}")
+            continue
         final = config.run_dir / "checkpoints" / f"step-{config.total_steps:06d}" / "model.safetensors"
         if final.is_file():
             log(f"[study {spec.name}] pretrain {run.name}: done")

@@ -27,6 +27,9 @@ class RunSpec:
     preset: str  # a run preset (`encoderlab pretrain --list`)
     overrides: list[str] = field(default_factory=list)  # dotted KEY=VALUE, as on the command line
     evaluate_steps: list[int] = field(default_factory=list)  # intermediate checkpoints to evaluate too
+    # a baseline: the preset's architecture with the initial weights of its seed, no pretraining step
+    # (study/baseline.py); fine-tuned on the same grid as the pretrained runs
+    random_init: bool = False
 
 
 @dataclass(kw_only=True)
@@ -96,6 +99,10 @@ class StudySpec:
         names = [r.name for r in self.runs]
         if len(set(names)) != len(names):
             raise ConfigError(f"study {self.name!r}: run names must be unique, got {names}")
+        for run in self.runs:
+            if run.random_init and run.evaluate_steps:
+                raise ConfigError(f"study {self.name!r}, run {run.name!r}: a random_init run trains no step, so it has "
+                                  f"no intermediate checkpoints to evaluate (evaluate_steps {run.evaluate_steps})")
         for pair in self.comparisons:
             if len(pair) != 2 or any(n not in names for n in pair):
                 raise ConfigError(f"study {self.name!r}: comparison {pair} must name two runs of {names}")
