@@ -1,6 +1,7 @@
-"""`encoderlab cpt` end to end on CPU: tiny random Qwen3 and Gemma 3 (text) decoders saved by
+"""`encoderlab cpt` end to end on CPU: tiny random Qwen3, Gemma 3 (text) and Llama decoders saved by
 transformers, shards made with their tokenizer, continued MLM pretraining with every shape inferred
-(no model overrides)."""
+(no model overrides); evaluation and export of the final checkpoint; two processes under torchrun;
+bad decoders and options refused with one line (exit code 2) before anything is written."""
 
 import json
 
@@ -14,7 +15,7 @@ from encoderlab.training.cpt import cpt_schedule
 
 
 def _decoder(path, vocab=320, family="qwen3"):
-    """A tiny random decoder (Qwen3 or Gemma 3 text) with a toyworld BPE tokenizer that has no mask
+    """A tiny random decoder (Qwen3, Llama or Gemma 3 text) with a toyworld BPE tokenizer that has no mask
     token (the usual decoder case)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -27,11 +28,13 @@ def _decoder(path, vocab=320, family="qwen3"):
     tok.train_from_iterator(documents, trainer)
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
                                                 eos_token="</s>", pad_token="<pad>")
-    common = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, head_dim=16, max_position_embeddings=512, pad_token_id=0, bos_token_id=1,
-                  eos_token_id=2)
+    common = {"vocab_size": vocab, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 512,
+              "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
     if family == "qwen3":
         config = transformers.Qwen3Config(**common)
+    elif family == "llama":  # the paper's architecture: exports to EuroBERT and sentence-transformers
+        config = transformers.LlamaConfig(**common)
     else:  # Gemma 3: sliding and full layers with their own RoPE bases, tied head, soft-capping off
         config = transformers.Gemma3TextConfig(**common, sliding_window=16, query_pre_attn_scalar=16,
                                                layer_types=["sliding_attention", "full_attention"])
@@ -67,13 +70,184 @@ def test_cpt_from_a_tiny_qwen3_end_to_end(tmp_path, capsys):
     assert "final checkpoint" in capsys.readouterr().out
 
 
-def test_cpt_refuses_before_writing(tmp_path):
-    _decoder(tmp_path / "qwen3")
-    assert main(["cpt", str(tmp_path / "qwen3"), "--data", str(tmp_path / "nothing"), "--output",
-                 str(tmp_path / "run")]) == 2
+def _prepare(decoder, shards, *more):
+    assert main(["data", "prepare", "toyworld", "--toyworld-documents", "400", "--tokenizer", str(decoder), "-o",
+                 str(shards), "--no-progress", *more]) == 0
+
+
+@pytest.fixture(scope="module")
+def qwen3(tmp_path_factory):
+    """A tiny random Qwen3 and shards made with its tokenizer (read only: cases copy what they change)."""
+    where = tmp_path_factory.mktemp("qwen3")
+    _decoder(where / "qwen3")
+    _prepare(where / "qwen3", where / "shards")
+    return where / "qwen3", where / "shards"
+
+
+def _config_edit(key, value):
+    def edit(config):
+        config[key] = value
+    return edit
+
+
+def _relabel_as_llama(config):  # a Qwen3 relabelled: its q/k norms were not announced
+    config["model_type"] = "llama"
+
+
+def _more_tensors(directory):  # an o_proj bias that no Qwen3 config announces
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(directory / "model.safetensors"))
+    tensors["model.layers.0.self_attn.o_proj.bias"] = torch.zeros(64)
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+
+
+BAD_DECODERS = {  # case -> (change to the decoder's config.json or files, the error's words)
+    "unsupported architecture": (_config_edit("model_type", "phi3"),
+                                 ("architecture 'phi3' is not supported; expected one of ('eurobert', 'llama', "
+                                 "'mistral', 'qwen2', 'qwen3', 'gemma2', 'gemma3_text', 'olmo2')")),
+    "unknown rope scaling": (_config_edit("rope_parameters", {"rope_type": "warp-drive", "rope_theta": 1e6}),
+                             "rope_type 'warp-drive' is unknown to transformers; known: "),
+    "weights do not match the config": (_config_edit("intermediate_size", 96),
+                                        "mlp.gate_up.weight' has shape (256, 64), expected (192, 64)"),
+    "layers missing from the weights": (_config_edit("num_hidden_layers", 3),
+                                        "tensor 'model.layers.2.self_attn.q_proj.weight' is missing"),
+    "norms the config did not announce": (_relabel_as_llama, ("unexpected tensors for this architecture: "
+                                          "['model.layers.0.self_attn.k_norm.weight'")),
+    "a bias the config did not announce": (None, ("unexpected tensors for this architecture: "
+                                           "['model.layers.0.self_attn.o_proj.bias']")),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DECODERS))
+def test_bad_decoders_are_one_line_errors_before_anything_is_written(qwen3, tmp_path, capsys, case):
+    import shutil
+
+    decoder, shards = qwen3
+    change, words = BAD_DECODERS[case]
+    shutil.copytree(decoder, tmp_path / "decoder")
+    if change is None:
+        _more_tensors(tmp_path / "decoder")
+    else:
+        config = json.loads((tmp_path / "decoder" / "config.json").read_text())
+        change(config)
+        (tmp_path / "decoder" / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["cpt", str(tmp_path / "decoder"), "--data", str(shards), "--output", str(tmp_path / "run"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("encoderlab: error: ") and words in err, err
     assert not (tmp_path / "run").exists()
+
+
+def _other_tokenizer_shards(tmp_path, decoder):
+    """Shards of the same corpus made with a tokenizer trained here (other ids than the decoder's)."""
+    assert main(["data", "prepare", "toyworld", "--toyworld-documents", "400", "--train-tokenizer", "300", "-o",
+                 str(tmp_path / "other"), "--no-progress"]) == 0
+    return tmp_path / "other"
+
+
+BAD_OPTIONS = {  # case -> (extra arguments, or a function of tmp_path giving them; the error's words)
+    "no shards": (lambda tmp, decoder: ["--data", str(tmp / "nothing")], "no manifest.json"),
+    "shards of another tokenizer": (lambda tmp, decoder: ["--data", str(_other_tokenizer_shards(tmp, decoder))],
+                                    "the shards' tokenizer is not the decoder's"),
+    "a mask ratio out of (0, 1)": (["--mask-ratio", "1.5"], "mask_ratio must be in (0, 1), got 1.5"),
+    "no steps": (["--steps", "0"], "cpt --steps: expected a positive integer, got 0"),
+    "a sequence past the decoder's positions": (["--seq-len", "1024"], "data.seq_len 1024 exceeds the model's"),
+    "an unknown override": (["--set", "schedule.lrr=1"], "unknown key 'schedule.lrr'; valid here: decay_steps"),
+    "an unknown task": (["--evaluate", "toy-sentiment,sst3"], "unknown task 'sst3'"),
+    "a bad protocol setting": (["--evaluate", "toyworld", "--eval-set", "max_steps=0"],
+                               "max_steps must be a positive integer, got 0"),
+    "bad seeds": (["--evaluate", "toyworld", "--eval-seeds", "0,one"], "--eval-seeds: expected comma-separated"),
+    "an export no transformers class runs": (lambda tmp, decoder: ["--export", str(tmp / "exported")],
+                                             "cpt --export: "),
+    "resume and overwrite": (["--resume", "--overwrite"], "--resume and --overwrite are exclusive"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPTIONS))
+def test_bad_options_are_one_line_errors_before_anything_is_written(qwen3, tmp_path, capsys, case):
+    decoder, shards = qwen3
+    extra, words = BAD_OPTIONS[case]
+    extra = extra(tmp_path, decoder) if callable(extra) else extra
+    capsys.readouterr()
+    argv = ["cpt", str(decoder), "--data", str(shards), "--output", str(tmp_path / "run"), "--no-progress",
+            "--seq-len", "128", "--batch-tokens", "1024", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("encoderlab: error: ") and words in err, err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "exported").exists()
+    if case == "an export no transformers class runs":
+        assert "q/k" in err or "qk_norm" in err, err  # names what EuroBERT cannot represent
     with pytest.raises(SystemExit):
-        main(["cpt", str(tmp_path / "qwen3"), "--data", "x", "--objective", "clm"])
+        main(["cpt", str(decoder), "--data", "x", "--objective", "clm"])
+
+
+def test_cpt_grows_a_full_embedding_by_one_row_for_the_mask(tmp_path):
+    """A decoder whose tokenizer fills its embedding has no free id: `data prepare` adds <mask> at
+    id vocab_size, and cpt grows the embedding and head by that row (the mean embedding), recorded."""
+    tokens = _decoder(tmp_path / "full", vocab=280)
+    assert tokens == 280  # every row of the embedding is a token
+    _prepare(tmp_path / "full", tmp_path / "shards")
+    assert main(["cpt", str(tmp_path / "full"), "--data", str(tmp_path / "shards"), "--steps", "2", "--seq-len",
+                 "128", "--batch-tokens", "1024", "--output", str(tmp_path / "run"), "--no-progress"]) == 0
+    mask = json.loads((tmp_path / "run" / "cpt.json").read_text())["mask"]
+    assert mask == {"mask_token_id": 280, "mask_token": "<mask>", "origin": "added", "decoder_vocab_size": 280,
+                    "grown_to": 281}
+    model = load_checkpoint(tmp_path / "run" / "init")
+    assert model.config.vocab_size == 281
+    for rows in (model.embed.weight.detach(), model.lm_head.weight.detach()):
+        torch.testing.assert_close(rows[280], rows[:280].mean(0))
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step-000002").config.vocab_size == 281
+
+
+def test_cpt_evaluates_and_exports_the_final_checkpoint(tmp_path, capsys):
+    _decoder(tmp_path / "llama", family="llama")
+    _prepare(tmp_path / "llama", tmp_path / "shards")
+    out, exported = tmp_path / "run", tmp_path / "exported"
+    assert main(["cpt", str(tmp_path / "llama"), "--data", str(tmp_path / "shards"), "--steps", "4", "--seq-len",
+                 "128", "--batch-tokens", "1024", "--output", str(out), "--no-progress",
+                 "--evaluate", "toy-sentiment", "--eval-lrs", "1e-3", "--eval-seeds", "0,1", "--eval-set",
+                 "max_steps=2", "--eval-set", "max_eval_examples=8", "--eval-set", "max_length=64",
+                 "--export", str(exported)]) == 0
+    printed = capsys.readouterr().out
+    assert "| toy-sentiment |" in printed and f"results: {out / 'results.sqlite'}" in printed
+    import sqlite3
+
+    rows = sqlite3.connect(out / "results.sqlite").execute("SELECT model_name, dataset, seed FROM runs").fetchall()
+    final = out / "checkpoints" / "step-000004"
+    assert sorted(rows) == [(str(final), "toy-sentiment", 0), (str(final), "toy-sentiment", 1)]
+    # the export is transformers' EuroBERT with the final weights and the decoder's tokenizer
+    hf = transformers.AutoModelForMaskedLM.from_pretrained(exported).eval()
+    ours = load_checkpoint(final).eval()
+    ids = transformers.AutoTokenizer.from_pretrained(exported)("Alice lives in Paris.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(hf(input_ids=ids).logits,
+                                   ours(ids, attention="bidirectional", logits_at="all").logits, atol=1e-4, rtol=1e-4)
+
+
+def test_cpt_through_torchrun_follows_the_single_process_run(qwen3, tmp_path):
+    """Two gloo processes (FSDP2) plan the run, the first writes its start, and both train it: the
+    losses and weights of the one-process run."""
+    import os
+    import subprocess
+    import sys
+
+    decoder, shards = qwen3
+    args = ["cpt", str(decoder), "--data", str(shards), "--steps", "4", "--seq-len", "128", "--batch-tokens", "1024",
+            "--micro-batch-size", "4", "--no-progress", "--set", "log_every=1", "--set", "parallelism=fsdp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for runner, out in (([], "one"), (["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"], "two")):
+        proc = subprocess.run([sys.executable, *runner, "-m", "encoderlab.cli", *args, "--output", str(tmp_path / out)],
+                              capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        assert proc.stdout.count("final checkpoint:") == 1  # the first process reports
+    one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert [r["world_size"] for r in two] == [2] * 4
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-5)
+    a, b = (load_checkpoint(tmp_path / d / "checkpoints" / "step-000004").state_dict() for d in ("one", "two"))
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
 
 
 def test_cpt_from_a_tiny_gemma3_end_to_end(tmp_path):

@@ -95,20 +95,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cpt(args: argparse.Namespace) -> int:
-    from encoderlab.training import pretrain
-    from encoderlab.training.cpt import prepare_cpt
-
-    config = prepare_cpt(args.hf_dir, args.data, objective=args.objective, mask_ratio=args.mask_ratio,
-                         steps=args.steps, output=args.output, seq_len=args.seq_len,
-                         global_batch_tokens=args.batch_tokens, micro_batch_size=args.micro_batch_size,
-                         overrides=list(args.overrides), overwrite=args.overwrite, resume=args.resume)
-    final = pretrain(config, resume=args.resume, progress=not args.no_progress)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"final checkpoint: {final}")
-    return 0
-
-
 def cmd_smoke(args: argparse.Namespace) -> int:
     """A short training run of a small model on random packed tokens, in both attention modes."""
     import torch
@@ -413,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"encoderlab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from encoderlab.cli_cpt import add_cpt_parser
 
     model = commands.add_parser("model", help="model presets and their sizes")
     model_commands = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
@@ -462,26 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
     pre.set_defaults(func=cmd_pretrain)
 
-    cpt = commands.add_parser(
-        "cpt", help="continued MLM/MNTP pretraining from a Hugging Face decoder (shapes from its config.json)",
-        description="Imports HF_DECODER_DIR (Llama/SmolLM2, Mistral, Qwen2/2.5, Qwen3, Gemma 2/3, OLMo 2), takes the "
-                    "mask token of the shards' tokenizer (recorded in OUTPUT/cpt.json), and continues pretraining with "
-                    "the paper's CPT schedule (lr 5e-4, 200 warmup steps, decay over the last min(2000, steps/2)).")
-    cpt.add_argument("hf_dir", metavar="HF_DECODER_DIR", help="local Hugging Face decoder directory (safetensors)")
-    cpt.add_argument("--data", required=True, metavar="SHARDS",
-                     help="token shards prepared with the decoder's tokenizer (`encoderlab data prepare`)")
-    cpt.add_argument("--objective", choices=["mlm", "mntp"], default="mlm")
-    cpt.add_argument("--mask-ratio", type=float, default=0.4)
-    cpt.add_argument("--steps", type=int, default=12_000, help="CPT steps (default 12k, the paper's strong budget)")
-    cpt.add_argument("--output", help="run directory (default runs/<decoder>-cpt-<objective><ratio>-<steps>)")
-    cpt.add_argument("--seq-len", type=int, help="default min(2048, the decoder's max positions)")
-    cpt.add_argument("--batch-tokens", type=int, help="global batch in tokens (default the paper's 2,359,296)")
-    cpt.add_argument("--micro-batch-size", type=int)
-    cpt.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted run overrides, e.g. schedule.lr=1e-4")
-    cpt.add_argument("--resume", action="store_true")
-    cpt.add_argument("--overwrite", action="store_true", help="replace a previous cpt run in --output")
-    cpt.add_argument("--no-progress", action="store_true")
-    cpt.set_defaults(func=cmd_cpt)
+    add_cpt_parser(commands)  # encoderlab.cli_cpt
 
     data = commands.add_parser("data", help="prepare token shards, inspect them, export the toyworld tasks")
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")

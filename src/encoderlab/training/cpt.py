@@ -19,6 +19,7 @@ beats continuing MLM-only training. This module turns a local decoder checkpoint
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,29 +66,72 @@ def _grow_vocabulary(model, vocab_size: int):
     return grown
 
 
-def prepare_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_ratio: float = 0.4,
-                steps: int = 12_000, output: str | Path | None = None, seq_len: int | None = None,
-                global_batch_tokens: int | None = None, micro_batch_size: int | None = None,
-                overrides: list[str] | None = None, overwrite: bool = False, resume: bool = False) -> PretrainConfig:
-    """Imports ``hf_dir`` and returns the CPT run config (validated before anything is written
-    except the imported start checkpoint, ``<output>/init``)."""
-    hf_dir = Path(hf_dir)
-    if output is not None and overwrite and (Path(output) / "cpt.json").is_file():
-        import shutil
+@dataclass(kw_only=True)
+class CptPlan:
+    """A cpt run, validated and imported in memory; ``write_cpt_start`` writes its start."""
 
-        shutil.rmtree(output)  # a previous cpt run there: its start checkpoint, checkpoints and metrics
+    hf_dir: Path
+    data: str
+    output: Path
+    model: Any  # the imported Encoder (mask token set, embedding grown when needed)
+    config: PretrainConfig
+    mask: dict
+    model_type: str | None
+    reuse_start: bool  # a resumed run keeps the start it was made from
+    overwrite: bool
+
+    @property
+    def init_dir(self) -> Path:
+        return self.output / "init"
+
+
+def _shard_vocabulary_check(hf_dir: Path, data: str, decoder_vocab: int, shard_tokenizer: dict) -> None:
+    """Shards tokenized with another tokenizer than the decoder's are refused: their ids would index
+    the wrong embedding rows (or none)."""
+    own = shard_tokenizer.get("vocab_size")
+    if isinstance(own, int) and own - (1 if shard_tokenizer.get("mask_origin") == "added" else 0) > decoder_vocab:
+        raise ConfigError(f"--data {data}: its tokenizer has {own} tokens, more than the {decoder_vocab}-row embedding "
+                          f"of {hf_dir}; prepare the shards with the decoder's own tokenizer "
+                          f"(`encoderlab data prepare ... --tokenizer {hf_dir}`)")
+    ours, theirs = hf_dir / "tokenizer.json", Path(data) / "tokenizer" / "tokenizer.json"
+    if not (ours.is_file() and theirs.is_file()):
+        return
+    from tokenizers import Tokenizer
+
+    decoder = Tokenizer.from_file(str(ours)).get_vocab(with_added_tokens=True)
+    shards = Tokenizer.from_file(str(theirs)).get_vocab(with_added_tokens=True)
+    moved = [t for t, i in decoder.items() if t in shards and shards[t] != i]
+    missing = [t for t in decoder if t not in shards]
+    if moved or missing:
+        example = (f"{moved[0]!r} is id {shards[moved[0]]} there, {decoder[moved[0]]} in the decoder" if moved
+                   else f"{missing[0]!r} is missing there")
+        raise ConfigError(f"--data {data}: the shards' tokenizer is not the decoder's ({len(moved)} token ids differ, "
+                          f"{len(missing)} tokens missing; e.g. {example}); prepare the shards with "
+                          f"`encoderlab data prepare ... --tokenizer {hf_dir}`")
+
+
+def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_ratio: float = 0.4,
+             steps: int = 12_000, output: str | Path | None = None, seq_len: int | None = None,
+             global_batch_tokens: int | None = None, micro_batch_size: int | None = None,
+             overrides: list[str] | None = None, overwrite: bool = False, resume: bool = False,
+             world_size: int = 1, name: str | None = None) -> CptPlan:
+    """Imports ``hf_dir`` in memory and returns the validated CPT run; writes nothing."""
+    hf_dir = Path(hf_dir)
     if objective not in OBJECTIVES:
         raise ConfigError(f"cpt --objective: expected one of {OBJECTIVES}, got {objective!r}")
-    if not isinstance(steps, int) or steps <= 0:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
         raise ConfigError(f"cpt --steps: expected a positive integer, got {steps!r}")
+    if resume and overwrite:
+        raise ConfigError("cpt: --resume and --overwrite are exclusive (continue the run, or replace it)")
     mask_id, shard_tokenizer = _shard_mask(data)
     model = import_hf(hf_dir)  # in memory: every shape from config.json, errors before anything is written
     config = model.config
-    name = f"{hf_dir.name}-cpt-{objective}{round(mask_ratio * 100)}-{steps}"
+    name = name or f"{hf_dir.name}-cpt-{objective}{round(mask_ratio * 100)}-{steps}"
     output = Path(output) if output is not None else Path("runs") / name
     if mask_id is None:
         raise ConfigError(f"--data {data}: the shards' tokenizer records no mask token id; prepare them again "
                           "with `encoderlab data prepare` (it gives every tokenizer a mask token)")
+    _shard_vocabulary_check(hf_dir, data, config.vocab_size, shard_tokenizer)
     mask_choice = {"mask_token_id": mask_id, "mask_token": shard_tokenizer.get("mask_token"),
                    "origin": shard_tokenizer.get("mask_origin", "existing"), "decoder_vocab_size": config.vocab_size}
     if mask_id >= config.vocab_size:
@@ -103,14 +147,20 @@ def prepare_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_r
         if shard_tokenizer.get(key) is not None:
             setattr(model.config, key, shard_tokenizer[key])
     init_dir = output / "init"
-    reuse = resume and init_dir.is_dir()  # a resumed cpt run keeps the start it was made from
+    reuse = resume and init_dir.is_dir()
     if init_dir.exists() and not overwrite and not reuse:
         raise FileExistsError(f"{init_dir}: already exists (the imported start of a cpt run); pass --overwrite or "
                               "choose another --output")
-    tokenizer_dir = Path(data) / "tokenizer"
-    if not reuse:
-        save_checkpoint(model, init_dir, tokenizer_dir=tokenizer_dir if tokenizer_dir.is_dir() else None,
-                        overwrite=overwrite, extra={"imported_from": str(hf_dir), "cpt_mask": mask_choice})
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output}: exists and is not a directory")
+    from encoderlab.training.checkpoint import complete_checkpoints
+
+    previous = complete_checkpoints(output / "checkpoints")
+    if previous and not resume and not (overwrite and (output / "cpt.json").is_file()):
+        what = "a cpt run; continue it with --resume or replace it with --overwrite" if (
+            output / "cpt.json").is_file() else "a run that is not a cpt run; choose another --output"
+        raise FileExistsError(f"{output}: already holds {what} ({len(previous)} checkpoint(s), up to "
+                              f"{previous[-1].name})")
     seq_len = seq_len or min(2048, config.max_position_embeddings)
     run = {
         "name": name, "model": model.config.to_dict(),
@@ -122,25 +172,46 @@ def prepare_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_r
         "checkpoint_every": max(1, min(1000, steps)), "log_every": max(1, min(10, steps // 10)),
         "output_dir": str(output),
     }
-    if micro_batch_size is None:  # the largest of 12, 8, 4, 2, 1 that divides the global batch
+    if micro_batch_size is None:  # the largest of 12, 8, 4, 2, 1 that divides each process's share of the batch
         samples = run["global_batch_tokens"] // seq_len
-        run["micro_batch_size"] = next(m for m in (12, 8, 4, 2, 1) if samples % m == 0)
-    if overrides:
-        run = apply_overrides(run, overrides, where="cpt override")
-    try:
+        run["micro_batch_size"] = next(
+            (m for m in (12, 8, 4, 2, 1) if samples % (m * world_size) == 0), 1)
+    run_config = PretrainConfig.from_dict(run, where=f"cpt run {name!r}")
+    if overrides:  # any field of the run, its defaults included (parallelism, precision, ...)
+        run = apply_overrides(run_config.to_dict(), overrides, where="cpt override")
         run_config = PretrainConfig.from_dict(run, where=f"cpt run {name!r}")
-    except ConfigError:
-        if not reuse:
-            import shutil
+    return CptPlan(hf_dir=hf_dir, data=str(data), output=output, model=model, config=run_config, mask=mask_choice,
+                   model_type=json.loads((hf_dir / "config.json").read_text()).get("model_type"),
+                   reuse_start=reuse, overwrite=overwrite)
 
-            shutil.rmtree(init_dir, ignore_errors=True)
-        raise
+
+def write_cpt_start(plan: CptPlan) -> None:
+    """Writes the run's start: the imported checkpoint ``<output>/init`` (with the shards' tokenizer)
+    and ``<output>/cpt.json``. With ``overwrite`` a previous cpt run in ``<output>`` is removed first."""
+    output = plan.output
+    if plan.overwrite and (output / "cpt.json").is_file():
+        import shutil
+
+        shutil.rmtree(output)  # a previous cpt run there: its start checkpoint, checkpoints and metrics
+    tokenizer_dir = Path(plan.data) / "tokenizer"
+    if not plan.reuse_start:
+        save_checkpoint(plan.model, plan.init_dir, tokenizer_dir=tokenizer_dir if tokenizer_dir.is_dir() else None,
+                        overwrite=plan.overwrite,
+                        extra={"imported_from": str(plan.hf_dir), "cpt_mask": plan.mask})
+    phase = plan.config.phases[0]
     atomic_write_text(output / "cpt.json", json.dumps(
-        {"hf_dir": str(hf_dir), "model_type": json.loads((hf_dir / "config.json").read_text()).get("model_type"),
-         "objective": objective, "mask_ratio": mask_ratio, "steps": steps, "mask": mask_choice,
-         "bidirectional_sliding_window": model.config.bidirectional_sliding_window,
-         "schedule": run_config.schedule.__dict__, "init_from": str(init_dir)}, indent=2) + "\n")
-    return run_config
+        {"hf_dir": str(plan.hf_dir), "model_type": plan.model_type, "objective": phase.objective,
+         "mask_ratio": phase.mask_ratio, "steps": plan.config.total_steps, "mask": plan.mask,
+         "bidirectional_sliding_window": plan.model.config.bidirectional_sliding_window,
+         "schedule": plan.config.schedule.__dict__, "init_from": str(plan.init_dir)}, indent=2) + "\n")
 
 
-__all__ = ["cpt_schedule", "prepare_cpt", "CheckpointError"]
+def prepare_cpt(hf_dir: str | Path, data: str, **options) -> PretrainConfig:
+    """``plan_cpt`` then ``write_cpt_start``: the CPT run config, its start written (nothing is
+    written when any input is refused)."""
+    plan = plan_cpt(hf_dir, data, **options)
+    write_cpt_start(plan)
+    return plan.config
+
+
+__all__ = ["CheckpointError", "CptPlan", "cpt_schedule", "plan_cpt", "prepare_cpt", "write_cpt_start"]

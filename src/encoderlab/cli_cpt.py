@@ -1,0 +1,162 @@
+"""``encoderlab cpt``: continued MLM/MNTP pretraining from a Hugging Face decoder, then (if asked)
+the evaluation sweep of ``encoderlab evaluate`` and the export of ``encoderlab export``.
+
+Every input is checked before anything is written: the decoder (import in memory), the shards
+(their tokenizer must be the decoder's), the run config, the evaluation tasks and protocol, and
+the export (its target must be able to represent the architecture; its directory must be free).
+Under ``torchrun`` every process plans the run, the first writes its start, and all agree on the
+outcome before training; evaluation and export run on the first process once training is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from encoderlab.config import ConfigError
+
+EXPORT_TARGETS = ("eurobert", "sentence-transformers")
+
+
+def add_cpt_parser(commands) -> None:
+    cpt = commands.add_parser(
+        "cpt", help="continued MLM/MNTP pretraining from a Hugging Face decoder (shapes from its config.json)",
+        description="Imports HF_DECODER_DIR (Llama/SmolLM2, Mistral, Qwen2/2.5, Qwen3, Gemma 2/3, OLMo 2), takes the "
+                    "mask token of the shards' tokenizer (recorded in OUTPUT/cpt.json), and continues pretraining with "
+                    "the paper's CPT schedule (lr 5e-4, 200 warmup steps, decay over the last min(2000, steps/2)); "
+                    "then, if asked, fine-tunes the final checkpoint on --evaluate TASKS and exports it to --export "
+                    "DIR. Decoder families other than Llama export to neither EuroBERT nor sentence-transformers (no "
+                    "transformers class runs them bidirectionally): --export is refused for them before training, and "
+                    "the native checkpoint is their evaluation path.")
+    cpt.add_argument("hf_dir", metavar="HF_DECODER_DIR", help="local Hugging Face decoder directory (safetensors)")
+    cpt.add_argument("--data", required=True, metavar="SHARDS",
+                     help="token shards prepared with the decoder's tokenizer (`encoderlab data prepare`)")
+    cpt.add_argument("--objective", choices=["mlm", "mntp"], default="mlm")
+    cpt.add_argument("--mask-ratio", type=float, default=0.4)
+    cpt.add_argument("--steps", type=int, default=12_000, help="CPT steps (default 12k, the paper's strong budget)")
+    cpt.add_argument("--output", help="run directory (default runs/<decoder>-cpt-<objective><ratio>-<steps>)")
+    cpt.add_argument("--seq-len", type=int, help="default min(2048, the decoder's max positions)")
+    cpt.add_argument("--batch-tokens", type=int, help="global batch in tokens (default the paper's 2,359,296)")
+    cpt.add_argument("--micro-batch-size", type=int)
+    cpt.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                     help="dotted run overrides right after HF_DECODER_DIR, e.g. schedule.lr=1e-4 (or --set)")
+    cpt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="a dotted run override anywhere on the line, e.g. --set log_every=1")
+    cpt.add_argument("--resume", action="store_true")
+    cpt.add_argument("--overwrite", action="store_true", help="replace a previous cpt run in --output")
+    cpt.add_argument("--no-progress", action="store_true")
+    ev = cpt.add_argument_group("evaluation and export of the final checkpoint")
+    ev.add_argument("--evaluate", metavar="TASKS",
+                    help="comma list of tasks, or 'toyworld' for the toyworld tasks (as `encoderlab evaluate --tasks`)")
+    ev.add_argument("--eval-lrs", help="comma list (default: the paper's 1e-5 ... 5e-4)")
+    ev.add_argument("--eval-seeds", help="comma list (default: 0,1,2,3,4)")
+    ev.add_argument("--eval-results", help="SQLite results database (default OUTPUT/results.sqlite)")
+    ev.add_argument("--eval-set", action="append", metavar="KEY=VALUE",
+                    help="any fine-tuning protocol setting, e.g. max_steps=100 (as `encoderlab evaluate --set`)")
+    ev.add_argument("--export", metavar="DIR", help="export the final checkpoint here (written atomically)")
+    ev.add_argument("--export-target", choices=EXPORT_TARGETS, default="eurobert",
+                    help="EuroBertForMaskedLM, or a sentence-transformers folder (mean pooling, IR prompts)")
+    cpt.set_defaults(func=cmd_cpt)
+
+
+def _evaluate_args(args: argparse.Namespace, results: Path) -> argparse.Namespace:
+    """The ``encoderlab evaluate`` arguments of ``--evaluate``, every one checked (tasks, LRs, seeds, protocol)."""
+    from encoderlab.cli import finetune_config_from_args
+    from encoderlab.evaluation.tasks import TOYWORLD_TASKS, get_task
+
+    names = [t.strip() for t in args.evaluate.split(",") if t.strip()]
+    tasks = [t for name in names for t in (TOYWORLD_TASKS if name == "toyworld" else (name,))]
+    if not tasks:
+        raise ConfigError(f"cpt --evaluate {args.evaluate!r}: expected a comma list of tasks or 'toyworld'")
+    namespace = argparse.Namespace(
+        model=None, tasks=",".join(tasks), lrs=args.eval_lrs, seeds=args.eval_seeds, results=str(results), data=None,
+        max_steps=None, batch_size=None, max_length=None, max_eval_examples=None, attention=None,
+        set=args.eval_set, trust_remote_code=False, no_progress=args.no_progress)
+    try:
+        [float(x) for x in (args.eval_lrs or "1").split(",")]
+        [int(x) for x in (args.eval_seeds or "0").split(",")]
+    except ValueError as err:
+        raise ConfigError(f"cpt --eval-lrs / --eval-seeds: expected comma-separated numbers ({err})") from None
+    config = finetune_config_from_args(namespace)
+    for task in tasks:
+        if get_task(task).type == "qa":
+            config.check_qa_windows(config.max_length)
+    return namespace
+
+
+def _check_export(args: argparse.Namespace, model_config) -> None:
+    if not model_config.is_paper_architecture:
+        raise ConfigError(
+            f"cpt --export: {args.hf_dir} uses {', '.join(model_config.family_features())} (an imported decoder "
+            f"family), which {args.export_target} cannot represent (no transformers class runs it bidirectionally); "
+            "drop --export and use the run's native checkpoint (encoderlab evaluate takes it)")
+    if Path(args.export).exists() and not args.overwrite:
+        raise FileExistsError(f"cpt --export {args.export}: already exists; choose another directory or pass "
+                              "--overwrite")
+    if args.export_target == "sentence-transformers":
+        import importlib.util
+
+        if importlib.util.find_spec("sentence_transformers") is None:
+            raise ConfigError("cpt --export-target sentence-transformers needs the sentence-transformers package "
+                              "(pip install sentence-transformers)")
+
+
+def _agree(ctx, error: BaseException | None) -> None:
+    """Every process learns whether any failed (a collective: also a barrier), so all stop together."""
+    import torch
+
+    from encoderlab.training import distributed as D
+
+    failed = D.all_reduce_sum(torch.tensor(0.0 if error is None else 1.0, device=ctx.device))
+    if error is not None:
+        raise error
+    if failed.item():
+        raise RuntimeError("cpt: another process failed to prepare the run (its error is in its output)")
+
+
+def cmd_cpt(args: argparse.Namespace) -> int:
+    from encoderlab.training import distributed as D
+    from encoderlab.training import pretrain
+    from encoderlab.training.cpt import plan_cpt, write_cpt_start
+
+    ctx = D.init_distributed()
+    try:
+        error, plan, evaluation = None, None, None
+        try:
+            plan = plan_cpt(args.hf_dir, args.data, objective=args.objective, mask_ratio=args.mask_ratio,
+                            steps=args.steps, output=args.output, seq_len=args.seq_len,
+                            global_batch_tokens=args.batch_tokens, micro_batch_size=args.micro_batch_size,
+                            overrides=[*args.overrides, *args.set], overwrite=args.overwrite, resume=args.resume,
+                            world_size=ctx.world_size)
+            if args.evaluate:
+                evaluation = _evaluate_args(args, Path(args.eval_results or plan.output / "results.sqlite"))
+            if args.export:
+                _check_export(args, plan.model.config)
+        except Exception as err:  # noqa: BLE001 - shared with the other processes, then raised
+            error = err
+        _agree(ctx, error)
+        if ctx.is_main:
+            try:
+                write_cpt_start(plan)
+            except Exception as err:  # noqa: BLE001
+                error = err
+        _agree(ctx, error)
+    except BaseException:
+        D.shutdown_distributed()
+        raise
+    final = pretrain(plan.config, resume=args.resume, progress=not args.no_progress)  # shuts the group down
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process reports, evaluates, exports
+        return 0
+    print(f"final checkpoint: {final}")
+    if evaluation is not None:
+        from encoderlab.cli import cmd_evaluate
+
+        evaluation.model = str(final)
+        cmd_evaluate(evaluation)
+    if args.export:
+        from encoderlab.model import export_hf
+
+        out = export_hf(final, args.export, args.export_target, overwrite=args.overwrite)
+        print(f"exported {final} as {args.export_target} to {out}")
+    return 0
