@@ -266,3 +266,34 @@ def test_cpt_from_a_tiny_gemma3_end_to_end(tmp_path):
     assert (config.norm_offset, config.block_norms, config.scale_embeddings, config.qk_norm) == (
         1.0, "sandwich", True, "head")
     assert (config.sliding_window, config.layer_types, config.mask_token_id) == (16, ["sliding", "full"], tokens)
+
+
+def test_a_study_run_continues_from_a_hugging_face_decoder(qwen3, tmp_path, capsys):
+    """`cpt: {decoder: DIR}` in a study's run: shards made with the decoder's tokenizer by the study,
+    the decoder imported once into the run's start, MNTP continued pretraining, evaluation, report."""
+    decoder, _ = qwen3
+    spec = tmp_path / "study.yaml"
+    spec.write_text(f"""name: qwen3-cpt
+data: {{source: toyworld, toyworld_documents: 400, tokenizer: {decoder}}}
+runs:
+  - {{name: Qwen3-MNTP, cpt: {{decoder: {decoder}, objective: mntp, steps: 4}},
+     overrides: [global_batch_tokens=1024, data.seq_len=128, log_every=1]}}
+evaluation: {{tasks: [toy-sentiment], lrs: [1.0e-3], seeds: [0], max_steps: 2, batch_size: 8, max_length: 64,
+             max_eval_examples: 8}}
+""")
+    out = tmp_path / "study"
+    assert main(["study", "run", str(spec), "--output", str(out), "--dry-run"]) == 0  # before the shards exist
+    assert "Qwen3-MNTP" in capsys.readouterr().out and not (out / "runs").exists()
+    assert main(["study", "run", str(spec), "--output", str(out), "--no-progress"]) == 0
+    run = out / "runs" / "Qwen3-MNTP"
+    record = json.loads((run / "cpt.json").read_text())
+    assert (record["model_type"], record["objective"], record["steps"]) == ("qwen3", "mntp", 4)
+    assert record["mask"]["mask_token_id"] == 280  # the <mask> data prepare added after the 280 tokens
+    config = load_checkpoint(run / "checkpoints" / "step-000004").config
+    assert (config.qk_norm, config.vocab_size) == ("head", 320)
+    assert [r["phase"] for r in _metrics(run)] == ["mntp40"] * 4
+    assert "| Qwen3-MNTP |" in (out / "report.md").read_text()
+    # one of preset / cpt, exactly
+    spec.write_text(spec.read_text().replace("{name: Qwen3-MNTP,", "{name: Qwen3-MNTP, preset: demo-clm,"))
+    assert main(["study", "run", str(spec), "--output", str(tmp_path / "never"), "--dry-run"]) == 2
+    assert "give a preset or cpt: {decoder: DIR}" in capsys.readouterr().err

@@ -141,7 +141,8 @@ def _run_facts(spec: StudySpec, shards: Path | None) -> dict:
             continue
         mlm = [p for p in config.phases if p.objective == "mlm"]
         clm_steps = sum(p.steps for p in config.phases if p.objective == "clm")
-        parent = next((other for other in configs if config.init_from and f"/runs/{other}/" in config.init_from), None)
+        parent = next((other for other in configs if config.init_from and other != ref.run  # not its own start
+                       and f"/runs/{other}/" in config.init_from), None)
         facts[label] = {
             "run": ref.run, "step": ref.step, "final": ref.final, "size": config.model.name,
             "mask_ratio": mlm[-1].mask_ratio if mlm else None, "single_phase": len(config.phases) == 1,

@@ -45,6 +45,12 @@ def pretrain_config(spec: StudySpec, run, shards: Path | None):
     # "{study_dir}" in an override names this study's directory (e.g. a CPT run's init_from)
     overrides = [o.replace("{study_dir}", str(spec.study_dir)) for o in run.overrides]
     overrides += [f"name={run.name}", f"output_dir={spec.study_dir / 'runs' / run.name}"]
+    if run.cpt is not None:  # continued pretraining from a Hugging Face decoder (training/cpt.py)
+        from encoderlab.training.cpt import study_cpt_config
+
+        data = shards if shards is not None or spec.data is None else spec.study_dir / "data"
+        kept = [f"checkpoint_steps={sorted(run.evaluate_steps)}"] if run.evaluate_steps else []
+        return study_cpt_config(run.cpt, run.name, spec.study_dir / "runs" / run.name, data, overrides + kept)
     if shards is not None:
         overrides.append(f"data.source={shards}")
         tokenizer = json.loads((shards / "manifest.json").read_text())["tokenizer"]
@@ -236,6 +242,10 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
         resume = latest_checkpoint(config.run_dir / "checkpoints") is not None
         log(f"[study {spec.name}] pretrain {run.name} ({run.preset}, {config.total_steps} steps"
             f"{', resuming' if resume else ''})")
+        if run.cpt is not None:  # its start: the decoder imported once, with the study's tokenizer
+            from encoderlab.training.cpt import write_study_cpt_start
+
+            write_study_cpt_start(run.cpt, config)
         if in_process:
             started = time.perf_counter()
             pretrain(config, resume=resume, progress=progress)

@@ -22,9 +22,23 @@ class DataSpec:
 
 
 @dataclass(kw_only=True)
+class CptSpec:
+    """A run that continues pretraining from a Hugging Face decoder, as ``encoderlab cpt`` does
+    (training/cpt.py): every shape from its config.json, the mask token of the study's shards
+    (prepare them with the decoder's tokenizer: ``data: {tokenizer: DECODER}``), the paper's CPT
+    schedule; ``overrides`` change the run as for a preset."""
+
+    decoder: str  # a local Hugging Face decoder directory (Llama, Mistral, Qwen2/3, Gemma 2/3, OLMo 2)
+    objective: Literal["mlm", "mntp"] = "mlm"
+    mask_ratio: float = 0.4
+    steps: int = 12_000
+
+
+@dataclass(kw_only=True)
 class RunSpec:
     name: str  # the model's name in tables and figures
-    preset: str  # a run preset (`encoderlab pretrain --list`)
+    preset: str = ""  # a run preset (`encoderlab pretrain --list`); a cpt run has none
+    cpt: CptSpec | None = None  # instead of a preset: continued pretraining from a Hugging Face decoder
     overrides: list[str] = field(default_factory=list)  # dotted KEY=VALUE, as on the command line
     evaluate_steps: list[int] = field(default_factory=list)  # intermediate checkpoints to evaluate too
     # a baseline: the preset's architecture with the initial weights of its seed, no pretraining step
@@ -100,6 +114,9 @@ class StudySpec:
         if len(set(names)) != len(names):
             raise ConfigError(f"study {self.name!r}: run names must be unique, got {names}")
         for run in self.runs:
+            if bool(run.preset) == (run.cpt is not None) or (run.cpt is not None and run.random_init):
+                raise ConfigError(f"study {self.name!r}, run {run.name!r}: give a preset or cpt: {{decoder: DIR}} "
+                                  "(continued pretraining from a Hugging Face decoder), exactly one (no random_init)")
             if run.random_init and run.evaluate_steps:
                 raise ConfigError(f"study {self.name!r}, run {run.name!r}: a random_init run trains no step, so it has "
                                   f"no intermediate checkpoints to evaluate (evaluate_steps {run.evaluate_steps})")

@@ -66,23 +66,13 @@ def _grow_vocabulary(model, vocab_size: int):
     return grown
 
 
-@dataclass(kw_only=True)
-class CptPlan:
-    """A cpt run, validated and imported in memory; ``write_cpt_start`` writes its start."""
+def _decoder_mask(hf_dir: Path) -> dict:
+    """The tokenizer record ``encoderlab data prepare --tokenizer HF_DECODER_DIR`` will write (its mask
+    token included): a study plans its cpt runs with it before its shards exist."""
+    from encoderlab.data.tokenizer import ensure_mask_token, load_tokenizer, tokenizer_info
 
-    hf_dir: Path
-    data: str
-    output: Path
-    model: Any  # the imported Encoder (mask token set, embedding grown when needed)
-    config: PretrainConfig
-    mask: dict
-    model_type: str | None
-    reuse_start: bool  # a resumed run keeps the start it was made from
-    overwrite: bool
-
-    @property
-    def init_dir(self) -> Path:
-        return self.output / "init"
+    tokenizer = load_tokenizer(str(hf_dir))
+    return tokenizer_info(tokenizer, str(hf_dir), ensure_mask_token(tokenizer))
 
 
 def _shard_vocabulary_check(hf_dir: Path, data: str, decoder_vocab: int, shard_tokenizer: dict) -> None:
@@ -110,42 +100,122 @@ def _shard_vocabulary_check(hf_dir: Path, data: str, decoder_vocab: int, shard_t
                           f"`encoderlab data prepare ... --tokenizer {hf_dir}`")
 
 
-def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_ratio: float = 0.4,
-             steps: int = 12_000, output: str | Path | None = None, seq_len: int | None = None,
-             global_batch_tokens: int | None = None, micro_batch_size: int | None = None,
-             overrides: list[str] | None = None, overwrite: bool = False, resume: bool = False,
-             world_size: int = 1, name: str | None = None) -> CptPlan:
-    """Imports ``hf_dir`` in memory and returns the validated CPT run; writes nothing."""
-    hf_dir = Path(hf_dir)
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"cpt --objective: expected one of {OBJECTIVES}, got {objective!r}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
-        raise ConfigError(f"cpt --steps: expected a positive integer, got {steps!r}")
-    if resume and overwrite:
-        raise ConfigError("cpt: --resume and --overwrite are exclusive (continue the run, or replace it)")
-    mask_id, shard_tokenizer = _shard_mask(data)
-    model = import_hf(hf_dir)  # in memory: every shape from config.json, errors before anything is written
-    config = model.config
-    name = name or f"{hf_dir.name}-cpt-{objective}{round(mask_ratio * 100)}-{steps}"
-    output = Path(output) if output is not None else Path("runs") / name
+def _with_mask(config, hf_dir: Path, data: str | None, shard_tokenizer: dict):
+    """(the decoder's model config with the shards' mask and special token ids, the mask choice)."""
+    mask_id = shard_tokenizer.get("mask_token_id")
     if mask_id is None:
         raise ConfigError(f"--data {data}: the shards' tokenizer records no mask token id; prepare them again "
                           "with `encoderlab data prepare` (it gives every tokenizer a mask token)")
-    _shard_vocabulary_check(hf_dir, data, config.vocab_size, shard_tokenizer)
-    mask_choice = {"mask_token_id": mask_id, "mask_token": shard_tokenizer.get("mask_token"),
-                   "origin": shard_tokenizer.get("mask_origin", "existing"), "decoder_vocab_size": config.vocab_size}
+    if data is not None:
+        _shard_vocabulary_check(hf_dir, data, config.vocab_size, shard_tokenizer)
+    choice = {"mask_token_id": mask_id, "mask_token": shard_tokenizer.get("mask_token"),
+              "origin": shard_tokenizer.get("mask_origin", "existing"), "decoder_vocab_size": config.vocab_size}
+    changes: dict[str, Any] = {"mask_token_id": mask_id}
     if mask_id >= config.vocab_size:
         if mask_id - config.vocab_size >= 1024:
             raise ConfigError(
                 f"{hf_dir}: the shards' mask token id {mask_id} lies {mask_id - config.vocab_size + 1} rows past the "
                 f"decoder's {config.vocab_size}-row embedding; no free id for a mask token. Prepare the shards with "
                 "the decoder's own tokenizer")
-        model = _grow_vocabulary(model, mask_id + 1)
-        mask_choice["grown_to"] = mask_id + 1
-    model.config.mask_token_id = mask_id
+        changes["vocab_size"] = choice["grown_to"] = mask_id + 1
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):  # the tokenizer's: kept out of the masking
         if shard_tokenizer.get(key) is not None:
-            setattr(model.config, key, shard_tokenizer[key])
+            changes[key] = shard_tokenizer[key]
+    return config.replace(**changes), choice
+
+
+def _start_model(model, config):
+    """The imported decoder as the run starts from it: embedding grown to ``config``'s vocabulary,
+    the tokenizer's special ids."""
+    if config.vocab_size > model.config.vocab_size:
+        model = _grow_vocabulary(model, config.vocab_size)
+    for key in ("mask_token_id", "bos_token_id", "eos_token_id", "pad_token_id"):
+        setattr(model.config, key, getattr(config, key))
+    return model
+
+
+def _run(name: str, model_config, *, objective: str, mask_ratio: float, steps: int, data: str, output: Path,
+         seq_len: int | None, global_batch_tokens: int | None) -> dict[str, Any]:
+    """The run of a cpt (before overrides): the paper's CPT schedule and batch, the start in ``output/init``."""
+    return {
+        "name": name, "model": model_config.to_dict(),
+        "phases": [{"objective": objective, "steps": steps, "mask_ratio": mask_ratio}],
+        "global_batch_tokens": global_batch_tokens or PAPER_BATCH_TOKENS, "micro_batch_size": 1,
+        "data": {"source": str(data), "seq_len": seq_len or min(2048, model_config.max_position_embeddings)},
+        "schedule": cpt_schedule(steps), "init_from": str(output / "init"),
+        "checkpoint_every": max(1, min(1000, steps)), "log_every": max(1, min(10, steps // 10)),
+        "output_dir": str(output),
+    }
+
+
+def _check_options(objective: str, steps) -> None:
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"cpt --objective: expected one of {OBJECTIVES}, got {objective!r}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
+        raise ConfigError(f"cpt --steps: expected a positive integer, got {steps!r}")
+
+
+def _configured(run: dict[str, Any], overrides: list[str] | None, where: str, micro_batch_size: int | None = None,
+                world_size: int = 1) -> PretrainConfig:
+    """The run with ``overrides`` (any field of the run, its defaults included: parallelism, precision,
+    ...); without a micro batch size (given or overridden), the largest of 12, 8, 4, 2, 1 that divides
+    each process's share of the global batch."""
+    overrides = list(overrides or [])
+    run = PretrainConfig.from_dict(run, where=where).to_dict()
+    if overrides:
+        run = apply_overrides(run, overrides, where="cpt override")
+    if micro_batch_size is not None:
+        run["micro_batch_size"] = micro_batch_size
+    elif not any(o.split("=", 1)[0].strip() == "micro_batch_size" for o in overrides):
+        samples = run["global_batch_tokens"] // run["data"]["seq_len"]
+        run["micro_batch_size"] = next((m for m in (12, 8, 4, 2, 1) if samples % (m * world_size) == 0), 1)
+    return PretrainConfig.from_dict(run, where=where)
+
+
+def _cpt_record(hf_dir: Path, model_type: str | None, config: PretrainConfig, mask: dict) -> str:
+    phase = config.phases[0]
+    return json.dumps(
+        {"hf_dir": str(hf_dir), "model_type": model_type, "objective": phase.objective,
+         "mask_ratio": phase.mask_ratio, "steps": config.total_steps, "mask": mask,
+         "bidirectional_sliding_window": config.model.bidirectional_sliding_window,
+         "schedule": config.schedule.__dict__, "init_from": config.init_from}, indent=2) + "\n"
+
+
+@dataclass(kw_only=True)
+class CptPlan:
+    """A cpt run, validated and imported in memory; ``write_cpt_start`` writes its start."""
+
+    hf_dir: Path
+    data: str
+    output: Path
+    model: Any  # the imported Encoder (mask token set, embedding grown when needed)
+    config: PretrainConfig
+    mask: dict
+    model_type: str | None
+    reuse_start: bool  # a resumed run keeps the start it was made from
+    overwrite: bool
+
+    @property
+    def init_dir(self) -> Path:
+        return self.output / "init"
+
+
+def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_ratio: float = 0.4,
+             steps: int = 12_000, output: str | Path | None = None, seq_len: int | None = None,
+             global_batch_tokens: int | None = None, micro_batch_size: int | None = None,
+             overrides: list[str] | None = None, overwrite: bool = False, resume: bool = False,
+             world_size: int = 1) -> CptPlan:
+    """Imports ``hf_dir`` in memory and returns the validated CPT run; writes nothing."""
+    hf_dir = Path(hf_dir)
+    _check_options(objective, steps)
+    if resume and overwrite:
+        raise ConfigError("cpt: --resume and --overwrite are exclusive (continue the run, or replace it)")
+    _, shard_tokenizer = _shard_mask(data)
+    model = import_hf(hf_dir)  # in memory: every shape from config.json, errors before anything is written
+    config, mask_choice = _with_mask(model.config, hf_dir, data, shard_tokenizer)
+    model = _start_model(model, config)
+    name = f"{hf_dir.name}-cpt-{objective}{round(mask_ratio * 100)}-{steps}"
+    output = Path(output) if output is not None else Path("runs") / name
     init_dir = output / "init"
     reuse = resume and init_dir.is_dir()
     if init_dir.exists() and not overwrite and not reuse:
@@ -161,25 +231,9 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
             output / "cpt.json").is_file() else "a run that is not a cpt run; choose another --output"
         raise FileExistsError(f"{output}: already holds {what} ({len(previous)} checkpoint(s), up to "
                               f"{previous[-1].name})")
-    seq_len = seq_len or min(2048, config.max_position_embeddings)
-    run = {
-        "name": name, "model": model.config.to_dict(),
-        "phases": [{"objective": objective, "steps": steps, "mask_ratio": mask_ratio}],
-        "global_batch_tokens": global_batch_tokens or PAPER_BATCH_TOKENS,
-        "micro_batch_size": micro_batch_size or 12,
-        "data": {"source": str(data), "seq_len": seq_len},
-        "schedule": cpt_schedule(steps), "init_from": str(init_dir),
-        "checkpoint_every": max(1, min(1000, steps)), "log_every": max(1, min(10, steps // 10)),
-        "output_dir": str(output),
-    }
-    if micro_batch_size is None:  # the largest of 12, 8, 4, 2, 1 that divides each process's share of the batch
-        samples = run["global_batch_tokens"] // seq_len
-        run["micro_batch_size"] = next(
-            (m for m in (12, 8, 4, 2, 1) if samples % (m * world_size) == 0), 1)
-    run_config = PretrainConfig.from_dict(run, where=f"cpt run {name!r}")
-    if overrides:  # any field of the run, its defaults included (parallelism, precision, ...)
-        run = apply_overrides(run_config.to_dict(), overrides, where="cpt override")
-        run_config = PretrainConfig.from_dict(run, where=f"cpt run {name!r}")
+    run = _run(name, model.config, objective=objective, mask_ratio=mask_ratio, steps=steps, data=data, output=output,
+               seq_len=seq_len, global_batch_tokens=global_batch_tokens)
+    run_config = _configured(run, overrides, f"cpt run {name!r}", micro_batch_size, world_size)
     return CptPlan(hf_dir=hf_dir, data=str(data), output=output, model=model, config=run_config, mask=mask_choice,
                    model_type=json.loads((hf_dir / "config.json").read_text()).get("model_type"),
                    reuse_start=reuse, overwrite=overwrite)
@@ -198,12 +252,7 @@ def write_cpt_start(plan: CptPlan) -> None:
         save_checkpoint(plan.model, plan.init_dir, tokenizer_dir=tokenizer_dir if tokenizer_dir.is_dir() else None,
                         overwrite=plan.overwrite,
                         extra={"imported_from": str(plan.hf_dir), "cpt_mask": plan.mask})
-    phase = plan.config.phases[0]
-    atomic_write_text(output / "cpt.json", json.dumps(
-        {"hf_dir": str(plan.hf_dir), "model_type": plan.model_type, "objective": phase.objective,
-         "mask_ratio": phase.mask_ratio, "steps": plan.config.total_steps, "mask": plan.mask,
-         "bidirectional_sliding_window": plan.model.config.bidirectional_sliding_window,
-         "schedule": plan.config.schedule.__dict__, "init_from": str(plan.init_dir)}, indent=2) + "\n")
+    atomic_write_text(output / "cpt.json", _cpt_record(plan.hf_dir, plan.model_type, plan.config, plan.mask))
 
 
 def prepare_cpt(hf_dir: str | Path, data: str, **options) -> PretrainConfig:
@@ -214,4 +263,55 @@ def prepare_cpt(hf_dir: str | Path, data: str, **options) -> PretrainConfig:
     return plan.config
 
 
-__all__ = ["CheckpointError", "CptPlan", "cpt_schedule", "plan_cpt", "prepare_cpt", "write_cpt_start"]
+# -- cpt runs of a study (``cpt:`` in a study's run, encoderlab.study.spec.CptSpec) -----------------------
+
+def study_cpt_config(cpt, name: str, output_dir: str | Path, shards: Path | None,
+                     overrides: list[str] | None = None) -> PretrainConfig:
+    """The run config of a study run that continues pretraining from a Hugging Face decoder: as
+    ``encoderlab cpt`` plans it, from the decoder's config.json alone (no weights are read), with
+    the mask of the study's shards (or, before they exist, of the decoder's tokenizer as
+    ``data prepare`` will give it). Without study data, a ``data.source=SHARDS`` override names them."""
+    from encoderlab.model.hf import _read_hf_config, model_config_from_hf
+
+    hf_dir = Path(cpt.decoder)
+    _check_options(cpt.objective, cpt.steps)
+    if not hf_dir.is_dir():
+        raise ConfigError(f"run {name!r}: cpt.decoder {hf_dir}: directory not found (a local Hugging Face decoder)")
+    config = model_config_from_hf(_read_hf_config(hf_dir), str(hf_dir / "config.json"), name=hf_dir.name)
+    data = str(shards) if shards is not None else next(
+        (o.split("=", 1)[1] for o in reversed(overrides or []) if o.startswith("data.source=")), None)
+    if data is not None and (Path(data) / "manifest.json").is_file():
+        _, shard_tokenizer = _shard_mask(data)
+    elif shards is not None:  # the study's data, not prepared yet (a dry run)
+        data, shard_tokenizer = None, _decoder_mask(hf_dir)
+    else:
+        raise ConfigError(f"run {name!r}: a cpt run needs token shards made with {hf_dir}'s tokenizer: the study's "
+                          f"data (data: {{tokenizer: {hf_dir}}}) or a data.source=SHARDS override")
+    config, _ = _with_mask(config, hf_dir, data, shard_tokenizer)
+    run = _run(name, config, objective=cpt.objective, mask_ratio=cpt.mask_ratio, steps=cpt.steps,
+               data=str(shards) if shards is not None else data, output=Path(output_dir), seq_len=None,
+               global_batch_tokens=None)
+    return _configured(run, overrides, f"study cpt run {name!r}")
+
+
+def write_study_cpt_start(cpt, config: PretrainConfig) -> None:
+    """Imports the decoder of a study's cpt run into ``config.init_from`` (once: a complete start is
+    kept), with the shards' tokenizer, and records ``cpt.json`` beside it."""
+    init_dir = Path(config.init_from)
+    if (init_dir / "model.safetensors").is_file():
+        return
+    hf_dir = Path(cpt.decoder)
+    data = config.data.source
+    _, shard_tokenizer = _shard_mask(data)
+    model = import_hf(hf_dir)
+    start, mask = _with_mask(model.config, hf_dir, data, shard_tokenizer)
+    model = _start_model(model, start)
+    tokenizer_dir = Path(data) / "tokenizer"
+    save_checkpoint(model, init_dir, tokenizer_dir=tokenizer_dir if tokenizer_dir.is_dir() else None, overwrite=True,
+                    extra={"imported_from": str(hf_dir), "cpt_mask": mask})
+    model_type = json.loads((hf_dir / "config.json").read_text()).get("model_type")
+    atomic_write_text(init_dir.parent / "cpt.json", _cpt_record(hf_dir, model_type, config, mask))
+
+
+__all__ = ["CheckpointError", "CptPlan", "cpt_schedule", "plan_cpt", "prepare_cpt", "study_cpt_config", "write_cpt_start",
+           "write_study_cpt_start"]
