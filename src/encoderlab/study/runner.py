@@ -8,11 +8,17 @@ so an interrupted study continues with nothing lost or repeated.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from encoderlab.study.jobs import (  # noqa: F401 (job_state, latest_jobs, wait_for_job: public here too)
+    job_state,
+    latest_jobs,
+    run_jobs,
+    wait_for_job,
+    wait_while_running,
+)
 from encoderlab.study.spec import StudySpec
 
 
@@ -226,7 +232,7 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
     shards = prepare_study_data(spec, progress)
     timings["data_s"] = timings.get("data_s", 0.0) + time.perf_counter() - started
     in_process = spec.scheduler.kind == "local" and spec.scheduler.workers <= 1
-    pending = []
+    pending, run_dirs = [], {}
     for run in spec.runs:
         config = pretrain_config(spec, run, shards)
         if run.random_init:  # the seeded initial weights, written once (study/baseline.py)
@@ -236,9 +242,14 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
                 f"{write_random_init(config, run.preset)}")
             continue
         final = config.run_dir / "checkpoints" / f"step-{config.total_steps:06d}" / "model.safetensors"
+        # a run still trained by an earlier start of this study (its job, or a process holding the run
+        # directory) is waited for, not started a second time
+        if not final.is_file() and wait_while_running(spec, "pretrain", run.name, config.run_dir, log):
+            log(f"[study {spec.name}] pretrain {run.name}: the earlier start ended")
         if final.is_file():
             log(f"[study {spec.name}] pretrain {run.name}: done")
             continue
+        run_dirs[run.name] = config.run_dir
         resume = latest_checkpoint(config.run_dir / "checkpoints") is not None
         log(f"[study {spec.name}] pretrain {run.name} ({run.preset}, {config.total_steps} steps"
             f"{', resuming' if resume else ''})")
@@ -255,7 +266,7 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
             pending.append((run.name, _pretrain_command(spec, run, config, resume)))
     # Runs that start from another run of the study (branch, CPT) must wait for it: submit in waves.
     started = time.perf_counter()
-    _run_jobs(spec, "pretrain", pending, log)
+    run_jobs(spec, "pretrain", pending, log, run_dirs=run_dirs)
     if pending:
         timings.setdefault("pretrain_s", {})["all_jobs"] = time.perf_counter() - started
         _write_timings(study_dir, timings)
@@ -266,6 +277,7 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
         log(f"[study {spec.name}] evaluate {ref.run} step {ref.step}: {len(ev.tasks)} tasks x {len(ev.lrs)} LRs x "
             f"{len(ev.seeds)} seeds")
         key = f"{ref.run}@{ref.step}"
+        wait_while_running(spec, "evaluate", key, None, log)  # an earlier start's sweep of this checkpoint
         if not in_process:
             pending.append((key, _evaluate_command(spec, ref)))
             continue
@@ -275,7 +287,7 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
         timings.setdefault("evaluate_s", {})[key] = timings.get("evaluate_s", {}).get(key, 0.0) + time.perf_counter() - started
         _write_timings(study_dir, timings)
     started = time.perf_counter()
-    _run_jobs(spec, "evaluate", pending, log)
+    run_jobs(spec, "evaluate", pending, log)
     if pending:
         timings.setdefault("evaluate_s", {})["all_jobs"] = time.perf_counter() - started
         _write_timings(study_dir, timings)
@@ -318,136 +330,12 @@ def _evaluate_command(spec: StudySpec, ref: CheckpointRef) -> list[str]:
     return command
 
 
-def _run_jobs(spec: StudySpec, stage: str, commands: list[tuple[str, list[str]]], log) -> None:
-    """Runs ``commands`` as submitit jobs (SLURM, or local subprocesses) and waits for them all.
-
-    A pretraining job whose run starts from another run of this study (``init_from`` or
-    ``branch_from`` under the study directory) waits for the wave that produces its parent."""
-    if not commands:
-        return
-    import submitit
-    from submitit.helpers import CommandFunction
-
-    scheduler = spec.scheduler
-    executor = submitit.AutoExecutor(folder=spec.study_dir / "jobs" / stage,
-                                     cluster="local" if scheduler.kind == "local" else "slurm")
-    gpus = scheduler.gpus_per_node if stage == "pretrain" else scheduler.evaluation_gpus
-    parameters = {"timeout_min": scheduler.time_minutes, "name": f"{spec.name}-{stage}"}
-    if scheduler.kind == "slurm":
-        # One task per node: each runs torchrun (or the multi-node launcher) for that node's GPUs.
-        parameters.update(slurm_partition=scheduler.partition, gpus_per_node=gpus, tasks_per_node=1,
-                          nodes=scheduler.nodes if stage == "pretrain" else 1, cpus_per_task=scheduler.cpus_per_task)
-        if scheduler.account:
-            parameters["slurm_account"] = scheduler.account
-    executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
-    waves = _waves(spec, commands) if stage == "pretrain" else [commands]
-    limit = max(1, scheduler.workers) if scheduler.kind == "local" else len(commands)
-    for wave in waves:
-        for start in range(0, len(wave), limit):
-            batch = wave[start : start + limit]
-            jobs = [(name, executor.submit(CommandFunction(command, verbose=False))) for name, command in batch]
-            _record_jobs(spec.study_dir / "jobs" / stage, scheduler.kind, jobs)
-            for name, job in jobs:
-                log(f"[study {spec.name}] {stage} job {job.job_id} ({name}) submitted")
-            for name, job in jobs:
-                wait_for_job(stage, name, job)
-
-
-def wait_for_job(stage: str, name: str, job) -> None:
-    """Waits for every task of ``job`` (a multi-node job has one task per node); a failed task
-    raises with where its logs are."""
-    try:
-        job.results()  # not job.result(): submitit refuses that for jobs of several tasks
-    except Exception as err:  # the job's own error
-        raise RuntimeError(f"{stage} job {job.job_id} ({name}) failed ({type(err).__name__}); "
-                           f"stderr: {job.paths.stderr}") from None
-
-
-JOBS_FILE = "submitted.jsonl"
-
-
-def _record_jobs(folder: Path, cluster: str, jobs: list) -> None:
-    """Appends the submitted jobs to the stage's job log, so ``study status`` can find them later
-    (also after the process that submitted them is gone)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / JOBS_FILE, "a") as out:
-        for name, job in jobs:
-            out.write(json.dumps({"name": name, "job_id": str(job.job_id), "cluster": cluster,
-                                  "submitted": time.time()}) + "\n")
-        out.flush()
-
-
-def latest_jobs(study_dir: Path, stage: str) -> dict[str, dict]:
-    """The last job submitted for each run (pretrain) or checkpoint (evaluate) of a stage."""
-    path = study_dir / "jobs" / stage / JOBS_FILE
-    latest: dict[str, dict] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line torn by a crash while it was written
-                continue
-            latest[record["name"]] = record
-    return latest
-
-
-def job_state(study_dir: Path, stage: str, record: dict) -> str:
-    """For a local job: ``running``, ``stopped`` (killed: no outcome written) or ``ended (log: ...)``
-    (it wrote an outcome, success or error; status asks only about unfinished work, so the log is
-    where to look). For a SLURM job: SLURM's own state (``PENDING``, ``RUNNING``, ``FAILED``, ...),
-    queried through submitit (``sacct``)."""
-    import submitit
-
-    folder = study_dir / "jobs" / stage
-    if record["cluster"] == "slurm":
-        try:
-            job = submitit.SlurmJob(folder, record["job_id"])
-            return f"{job.state} (log: {job.paths.stderr})"
-        except Exception as err:  # no sacct here, or SLURM unreachable: say so rather than guess
-            return f"unknown ({type(err).__name__}: {err})"[:120]
-    job = submitit.LocalJob(folder, record["job_id"])
-    if job.paths.result_pickle.exists():
-        return f"ended (log: {job.paths.stderr})"
-    # A local job's id is the PID of its process (a PID reused since then would read as running).
-    return "running" if _process_alive(int(record["job_id"])) else "stopped"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    stat = Path(f"/proc/{pid}/stat")  # Linux: a zombie (exited, not yet reaped) is not alive
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _waves(spec: StudySpec, commands: list[tuple[str, list[str]]]) -> list[list[tuple[str, list[str]]]]:
-    names = {run.name for run in spec.runs}
-    parents = {}
-    for run in spec.runs:
-        text = " ".join(run.overrides)
-        parents[run.name] = {other for other in names if f"/runs/{other}/" in text and other != run.name}
-    remaining, done, waves = list(commands), {n for n in names if n not in dict(commands)}, []
-    while remaining:
-        wave = [c for c in remaining if parents[c[0]] <= done]
-        if not wave:
-            raise ValueError(f"study {spec.name!r}: runs depend on each other in a cycle: {[c[0] for c in remaining]}")
-        waves.append(wave)
-        done |= {c[0] for c in wave}
-        remaining = [c for c in remaining if c not in wave]
-    return waves
-
-
 def study_status(spec: StudySpec) -> list[dict]:
     """What is done, partial or missing, per run and checkpoint (no work is started)."""
     from encoderlab.evaluation.protocol import protocol_identity, settings_of
     from encoderlab.evaluation.store import ResultsStore, model_fingerprint
     from encoderlab.training.checkpoint import latest_checkpoint
+    from encoderlab.training.lock import describe, lock_status
 
     wanted = settings_of(protocol_identity(spec.evaluation.finetune_config(), ""))
 
@@ -463,16 +351,18 @@ def study_status(spec: StudySpec) -> list[dict]:
             latest = latest_checkpoint(ref.path.parent)
             where = f"last checkpoint {latest.name}" if latest else "no checkpoint yet"
             job = jobs["pretrain"].get(ref.run)
+            # the process training the run says whether it lives (its lock), never a file's age
+            held, holder = lock_status(ref.path.parent.parent)
             if job is not None:  # submitted as a job: the scheduler knows best
                 state = f"pretraining: job {job['job_id']} {job_state(spec.study_dir, 'pretrain', job)}, {where}"
+            elif held == "running":
+                state = f"pretraining: running ({describe(holder)}), {where}"
+            elif held == "unknown":
+                state = f"pretraining: locked by {describe(holder)}, which cannot be checked from here, {where}"
+            elif latest is None:
+                state = "pretraining: not started"
             else:
-                metrics = ref.path.parent.parent / "metrics.jsonl"
-                # in-process runs: one that logged within the last two minutes is taken as running
-                active = metrics.is_file() and time.time() - metrics.stat().st_mtime < 120
-                if latest is None and not active:
-                    state = "pretraining: not started"
-                else:
-                    state = f"pretraining: {'running' if active else 'stopped'}, {where}"
+                state = f"pretraining: stopped, {where}"
             rows.append({"run": ref.run, "step": ref.step, "status": state})
             continue
         done = diverged = 0

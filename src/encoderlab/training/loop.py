@@ -38,6 +38,7 @@ from encoderlab.training.checkpoint import (
 )
 from encoderlab.training.config import PretrainConfig
 from encoderlab.training.data import build_source, micro_batches, shard_tokenizer
+from encoderlab.training.lock import RunLock, RunLockedError
 from encoderlab.training.metrics import MetricsLogger, peak_bf16_flops, truncate_metrics
 from encoderlab.training.schedule import wsd_lr
 
@@ -440,9 +441,12 @@ def pretrain(config: PretrainConfig, resume: bool = False, progress: bool = True
     ``overwrite`` (delete its checkpoints, metrics and config, then start again).
     """
     ctx = D.init_distributed()
-    trainer = None
+    lock, trainer = RunLock(config.run_dir), None
     try:
+        _lock_run_dir(lock, ctx)  # before anything reads or replaces the directory (--overwrite included)
         trainer = Trainer(config, ctx, resume=resume, progress=progress, overwrite=overwrite)
+        if lock.took_over:
+            trainer.notes.append(f"note: {config.run_dir}: {lock.took_over}")
         final = trainer.run()
         D.barrier()  # on success only: no rank tears its side down while another still talks to it
         return final
@@ -451,5 +455,21 @@ def pretrain(config: PretrainConfig, resume: bool = False, progress: bool = True
         # to interpreter exit, gloo's worker threads are torn down with the interpreter and the process
         # can abort ("terminate called without an active exception"). Free it, then destroy the group.
         del trainer
+        lock.release(remove_if_unused=True)
         D.shutdown_distributed()
+
+
+def _lock_run_dir(lock: RunLock, ctx: D.DistributedContext) -> None:
+    """The main process locks the run directory; every rank learns the outcome, so all stop together."""
+    error = None
+    if ctx.is_main:
+        try:
+            lock.acquire()
+        except RunLockedError as err:
+            error = err
+    failed = D.all_reduce_sum(torch.tensor(0.0 if error is None else 1.0, device=ctx.device))
+    if error is not None:
+        raise error
+    if failed.item():
+        raise RunLockedError(f"{lock.run_dir}: in use by another process (the main process could not lock it)")
 
