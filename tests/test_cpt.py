@@ -68,6 +68,12 @@ def test_cpt_from_a_tiny_qwen3_end_to_end(tmp_path, capsys):
     assert (config.qk_norm, config.head_dim, config.vocab_size, config.mask_token_id) == ("head", 16, 320, tokens)
     assert (out / "checkpoints" / "step-000040" / "tokenizer.json").is_file()  # the tokenizer came along
     assert "final checkpoint" in capsys.readouterr().out
+    # the same command again: refused (continue with --resume or replace with --overwrite), nothing touched
+    before = (out / "metrics.jsonl").read_text()
+    assert main(["cpt", str(tmp_path / "qwen3"), "--data", str(shards), "--steps", "40", "--seq-len", "128",
+                 "--batch-tokens", "1024", "--output", str(out), "--no-progress"]) == 2
+    assert "already holds a cpt run; continue it with --resume" in capsys.readouterr().err
+    assert (out / "metrics.jsonl").read_text() == before
 
 
 def _prepare(decoder, shards, *more):

@@ -14,6 +14,12 @@ beats continuing MLM-only training. This module turns a local decoder checkpoint
    steps, linear decay over the last min(2,000, steps / 2) steps; the warmup is capped at a tenth
    of the run for short runs), AdamW and batch as every paper run, the decoder's tokenizer (the
    shards') carried into every checkpoint. It is an ordinary run: torchrun/FSDP2, resume, studies.
+
+``plan_cpt`` checks every input and imports the decoder in memory (writing nothing);
+``write_cpt_start`` writes the start (under torchrun only the first process does, after every
+process has planned). A study run with ``cpt: {decoder: DIR}`` (``study.spec.CptSpec``) is planned
+by ``study_cpt_config`` from config.json alone (dry runs read no weights) and its start written once
+by ``write_study_cpt_start``.
 """
 
 from __future__ import annotations
@@ -218,9 +224,6 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
     output = Path(output) if output is not None else Path("runs") / name
     init_dir = output / "init"
     reuse = resume and init_dir.is_dir()
-    if init_dir.exists() and not overwrite and not reuse:
-        raise FileExistsError(f"{init_dir}: already exists (the imported start of a cpt run); pass --overwrite or "
-                              "choose another --output")
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output}: exists and is not a directory")
     from encoderlab.training.checkpoint import complete_checkpoints
@@ -231,6 +234,9 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
             output / "cpt.json").is_file() else "a run that is not a cpt run; choose another --output"
         raise FileExistsError(f"{output}: already holds {what} ({len(previous)} checkpoint(s), up to "
                               f"{previous[-1].name})")
+    if init_dir.exists() and not overwrite and not reuse:
+        raise FileExistsError(f"{init_dir}: already exists (the imported start of a cpt run); pass --overwrite or "
+                              "choose another --output")
     run = _run(name, model.config, objective=objective, mask_ratio=mask_ratio, steps=steps, data=data, output=output,
                seq_len=seq_len, global_batch_tokens=global_batch_tokens)
     run_config = _configured(run, overrides, f"cpt run {name!r}", micro_batch_size, world_size)
