@@ -138,3 +138,21 @@ def test_loss_chunk_size_changes_memory_not_the_training(tmp_path):
     assert len(default) == 8 and [r["loss"] for r in small] == pytest.approx([r["loss"] for r in default], rel=1e-5)
     with pytest.raises(ConfigError, match="loss_chunk_size must be a positive"):
         tiny("tiny-clm", tmp_path / "bad", "loss_chunk_size=0")
+
+
+def test_sparse_head_from_the_run_config_changes_compute_not_the_training(tmp_path):
+    """sparse_head=false is the authors' dense MLM head (logits everywhere, unselected ones ignored):
+    the same losses, and the MFU's head fraction counts the work the dense head does."""
+    common = ["phases.0.steps=4", "phases.1.steps=4", "schedule.warmup_steps=1", "schedule.decay_steps=1", "log_every=1"]
+    pretrain(tiny("tiny-clm-mlm40", tmp_path / "sparse", *common), progress=False)
+    dense_config = tiny("tiny-clm-mlm40", tmp_path / "dense", *common, "sparse_head=false")
+    assert dense_config.sparse_head is False
+    pretrain(dense_config, progress=False)
+    sparse, dense = records(tmp_path / "sparse"), records(tmp_path / "dense")
+    assert [r["loss"] for r in dense] == pytest.approx([r["loss"] for r in sparse], rel=1e-5)
+    assert [r["head_fraction"] for r in sparse] == [1.0] * 4 + [0.4] * 4
+    assert [r["head_fraction"] for r in dense] == [1.0] * 8
+    with pytest.raises(ConfigError, match="sparse_head=false applies to MLM phases only"):
+        tiny("tiny-mlm40", tmp_path / "bad", "phases.0.objective=mntp", "sparse_head=false")
+    with pytest.raises(ConfigError, match="sparse_head"):
+        tiny("tiny-mlm40", tmp_path / "bad", "sparse_head=maybe")

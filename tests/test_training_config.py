@@ -88,3 +88,20 @@ def test_yaml_runs_start_from_presets_and_take_overrides(tmp_path):
     typo.write_text("preset: tiny-clm\nmicro_batch: 2\n")
     with pytest.raises(ConfigError, match=r"typo.yaml.*'micro_batch'"):
         load_pretrain_config(str(typo))
+
+
+def test_mfu_peak_is_per_torch_device_also_where_a_card_is_several_devices():
+    import torch
+
+    from encoderlab.training.metrics import peak_bf16_flops
+
+    cuda = torch.device("cuda", 0)  # a device object only: nothing runs on it
+    assert peak_bf16_flops(torch.device("cpu")) is None
+    assert peak_bf16_flops(cuda, "NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_bf16_flops(cuda, "NVIDIA H100 PCIe") == 756e12 and peak_bf16_flops(cuda, "NVIDIA H100 NVL") == 835e12
+    # an MI250X card is two GCDs, each its own torch device: half the card's 383 TFLOP/s each
+    assert peak_bf16_flops(cuda, "AMD Instinct MI250X") == 383e12 / 2
+    assert peak_bf16_flops(cuda, "AMD Instinct MI250X/MI250") == 383e12 / 2
+    assert peak_bf16_flops(cuda, "AMD Instinct MI250") == 362.1e12 / 2
+    assert peak_bf16_flops(cuda, "AMD Instinct MI300X") == 1307.4e12
+    assert peak_bf16_flops(cuda, "Some Future GPU") is None

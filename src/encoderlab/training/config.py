@@ -115,6 +115,9 @@ class PretrainConfig:
     # Rows of LM-head logits computed at a time by the fused linear + cross-entropy: memory vs
     # fewer, larger matmuls (benchmarks/pretrain_throughput.py --extra PRESET:RUN:ce_chunk=N).
     loss_chunk_size: int = 4096
+    # MLM/MNTP: the LM head only at the selected positions (False: logits at every position, the
+    # unselected ones ignored, as the authors' code does; same loss, more compute and memory)
+    sparse_head: bool = True
     log_every: int = 10
     tensorboard: bool = False
     wandb: bool = False
@@ -174,6 +177,9 @@ class PretrainConfig:
         for key, value in (("seed", self.seed), ("data.seed", self.data.seed), ("data.offset", self.data.offset)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{where}: {key} must be a non-negative integer (it seeds numpy), got {value!r}")
+        if not self.sparse_head and any(p.objective == "mntp" for p in self.phases):
+            raise ConfigError(f"{where}: sparse_head=false applies to MLM phases only; MNTP computes the LM head "
+                              "at its targets' previous positions only (set sparse_head=true)")
         if self.data.variable_length and self.data.seq_len <= 24:
             raise ConfigError(f"{where}: data.variable_length cuts each sequence at a position in [12, seq_len - 12); "
                               f"data.seq_len must be more than 24, got {self.data.seq_len}")

@@ -46,7 +46,7 @@ ARCHITECTURE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "
                        "intermediate_size", "rope_theta", "rope_scaling", "norm_eps", *FAMILY_FIELDS)
 # Settings that do not change the trajectory of a run: a resume may change them.
 NON_TRAJECTORY_KEYS = ("log_every", "tensorboard", "wandb", "wandb_project", "checkpoint_every", "keep_last",
-                       "output_dir", "compile", "checkpoint_steps")
+                       "output_dir", "compile", "checkpoint_steps", "sparse_head")
 
 
 class TrainingError(RuntimeError):
@@ -85,6 +85,7 @@ def build_objectives(config: PretrainConfig) -> list:
                 special_token_ids=special, mask_fraction=phase.mask_fraction, random_fraction=phase.random_fraction,
                 keep_fraction=phase.keep_fraction, seed=config.seed, isolate_documents=config.isolate_documents,
                 chunk_size=config.loss_chunk_size, logit_softcap=model.final_logit_softcap,
+                sparse_head=config.sparse_head,
             ))
     return objectives
 
@@ -368,7 +369,9 @@ class Trainer:
                     real = D.all_reduce_sum(self._real_tokens.to(torch.float64)).item()  # non-padding, all ranks
                     self._real_tokens.zero_()
                     _, phase = config.phase_at(step)
-                    f = 1.0 if phase.objective == "clm" else phase.mask_ratio
+                    # the fraction of positions the LM head computes (a dense MLM head: all of them)
+                    f = 1.0 if phase.objective == "clm" or (phase.objective == "mlm" and not config.sparse_head) \
+                        else phase.mask_ratio
                     flops = config.model.flops_per_token(config.data.seq_len, head_fraction=f)
                     record = {
                         # loss: mean over the steps since the last record (token-weighted per step)
@@ -383,6 +386,7 @@ class Trainer:
                     }
                     if ctx.device.type == "cuda":
                         record["peak_memory_gib"] = torch.cuda.max_memory_allocated(ctx.device) / 2**30
+                        record["peak_tflops_per_device"] = self.peak_flops / 1e12 if self.peak_flops else None
                     if logger is not None:
                         logger.log(record)
                     if bar is not None:

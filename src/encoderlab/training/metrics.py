@@ -10,15 +10,26 @@ import torch
 
 from encoderlab.config import ConfigError
 
-# Dense BF16 peak per device, as in torchtitan's table (performance.md section 1.1).
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "MI250X": 383e12}
+# Dense BF16 peak per *card* and how many torch devices a card shows as: MFU is taken against the
+# peak of one torch device, so a card whose dies are separate devices (an MI250X shows two GCDs)
+# counts a fraction of the card. The first name that the device's name contains wins, so the more
+# specific names come first. Figures: torchtitan's get_peak_flops for NVIDIA (performance.md 1.1),
+# AMD's data sheets for Instinct (MI250X 383 TFLOP/s, MI250 362.1, MI300X 1307.4 per card).
+PEAK_BF16_FLOPS_PER_CARD = (
+    ("H100 NVL", 835e12, 1), ("H100 PCIe", 756e12, 1), ("H100", 989e12, 1), ("H200", 989e12, 1),
+    ("A100", 312e12, 1), ("MI300X", 1307.4e12, 1), ("MI250X", 383e12, 2), ("MI250", 362.1e12, 2),
+)
+PEAK_BF16_FLOPS = {name: card / devices for name, card, devices in PEAK_BF16_FLOPS_PER_CARD}  # per torch device
 
 
-def peak_bf16_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((value for key, value in PEAK_BF16_FLOPS.items() if key in name), None)
+def peak_bf16_flops(device: torch.device, name: str | None = None) -> float | None:
+    """The dense BF16 peak of one torch ``device`` (None on CPU or for a GPU not in the table).
+    ``name``: the device name to look up instead of asking the device."""
+    if name is None:
+        if device.type != "cuda":
+            return None
+        name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
 def truncate_metrics(path: Path, last_step: int) -> int:
