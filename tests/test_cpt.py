@@ -303,3 +303,17 @@ evaluation: {{tasks: [toy-sentiment], lrs: [1.0e-3], seeds: [0], max_steps: 2, b
     spec.write_text(spec.read_text().replace("{name: Qwen3-MNTP,", "{name: Qwen3-MNTP, preset: demo-clm,"))
     assert main(["study", "run", str(spec), "--output", str(tmp_path / "never"), "--dry-run"]) == 2
     assert "give a preset or cpt: {decoder: DIR}" in capsys.readouterr().err
+
+
+def test_mntp_continued_pretraining_is_not_the_papers_mlm_cpt_kind():
+    """The paper's CPT findings compare MLM continued pretraining; an MNTP (or CLM) continuation of
+    the same CLM model is pretrained, but not that kind."""
+    from encoderlab.study.findings import model_kinds
+
+    facts = {"CLM": {"objectives": ["clm"], "cpt_parent": None},
+             "MLM": {"objectives": ["mlm"], "cpt_parent": "CLM"},
+             "MNTP": {"objectives": ["mntp"], "cpt_parent": "CLM"},
+             "CLM-more": {"objectives": ["clm"], "cpt_parent": "CLM"}}
+    kinds = {name: model_kinds(fact, facts) for name, fact in facts.items()}
+    assert kinds == {"CLM": {"pretrained", "clm"}, "MLM": {"pretrained", "cpt<-clm"}, "MNTP": {"pretrained"},
+                     "CLM-more": {"pretrained"}}

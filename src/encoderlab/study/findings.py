@@ -76,8 +76,8 @@ def model_kinds(fact: dict, facts: dict) -> set[str]:
     kinds = {"pretrained"}
     objectives = fact.get("objectives") or []
     parent = fact.get("cpt_parent")
-    if parent:
-        parent_kinds = model_kinds(facts[parent], facts) if parent in facts else set()
+    if parent:  # continued pretraining: the paper's kinds are MLM continued (not MNTP, not CLM)
+        parent_kinds = model_kinds(facts[parent], facts) if parent in facts and objectives == ["mlm"] else set()
         kinds |= {f"cpt<-{k}" for k in parent_kinds & {"clm", "mlm"}}
     elif objectives == ["clm"]:
         kinds.add("clm")
