@@ -190,6 +190,12 @@ def test_status_reads_job_states_after_the_study_process_and_its_jobs_are_killed
         time.sleep(0.2)
     stopped = {row["run"]: row["status"] for row in study_status(spec) if "step" in row}
     assert stopped["CLM"].startswith("pretraining: job ") and "stopped, last checkpoint step-" in stopped["CLM"]
+    from encoderlab.training.lock import lock_status  # the training process itself is gone, not only its job
+
+    deadline = time.time() + 30
+    while time.time() < deadline and lock_status(out / "runs" / "CLM")[0] == "running":
+        time.sleep(0.2)
+    assert lock_status(out / "runs" / "CLM")[0] == "stale"
     assert "not started" in stopped["CPT"]  # waits for CLM: never submitted
 
 

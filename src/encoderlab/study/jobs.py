@@ -28,9 +28,11 @@ class PretrainJob:
     """A pretraining command as a submitit job function that can be requeued.
 
     Each call adds ``--resume`` when the run directory holds a checkpoint (so the first start
-    trains from scratch and a requeued one continues), runs the command in a session of its own
-    and, if the job is stopped (submitit's preemption / timeout handler raises in this process),
-    stops that whole session (torchrun and its workers) before the job requeues."""
+    trains from scratch and a requeued one continues), runs the command as a child in the job's
+    own process group (so whatever stops the job's group stops the training too) and, if the job
+    is stopped (submitit's preemption / timeout handler raises in this process), stops the child
+    (SIGTERM, which torchrun forwards to its workers; SIGKILL after ``grace_s``) before the job
+    requeues."""
 
     def __init__(self, command: list[str], run_dir: str | Path, grace_s: float = 30.0):
         self.command = [c for c in command if c != "--resume"]
@@ -44,11 +46,11 @@ class PretrainJob:
         command = [*self.command, *(["--resume"] if latest is not None else [])]
         print(f"[job] pid {os.getpid()}: {'resume from ' + latest.name if latest is not None else 'start'}: "
               f"{' '.join(command)}", flush=True)
-        proc = subprocess.Popen(command, start_new_session=True)
+        proc = subprocess.Popen(command)
         try:
             code = proc.wait()
         except BaseException:  # preempted / timed out (submitit's signal handler), or interrupted
-            _stop_session(proc, self.grace_s)
+            _stop(proc, self.grace_s)
             raise
         if code != 0:
             raise RuntimeError(f"pretraining command failed with exit code {code}: {' '.join(command)}")
@@ -61,11 +63,11 @@ class PretrainJob:
         return DelayedSubmission(PretrainJob(self.command, self.run_dir, self.grace_s))
 
 
-def _stop_session(proc: subprocess.Popen, grace_s: float) -> None:
-    """SIGTERM to the command's session (torchrun forwards it to its workers), SIGKILL after ``grace_s``."""
+def _stop(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM to the command (torchrun forwards it to its workers), SIGKILL after ``grace_s``."""
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
         try:
-            os.killpg(proc.pid, sig)
+            proc.send_signal(sig)
         except ProcessLookupError:
             return
         try:
