@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from encoderlab.data import World, export_tasks, measure_baselines
 from encoderlab.data.toyworld import NER_LABELS, SPLIT_SIZES
 
@@ -80,3 +82,46 @@ def test_export_writes_every_task(tmp_path):
     assert len(rows) == SPLIT_SIZES["validation"] and "answers" in json.loads(rows[0])
     assert (out / "toy-retrieval" / "qrels" / "test.tsv").read_text().startswith("query-id\tcorpus-id\tscore\n")
     assert (out / "toy-retrieval" / "corpus.jsonl").is_file() and (out / "toy-retrieval" / "queries.jsonl").is_file()
+
+
+def test_held_out_words_are_learnable_only_from_the_corpus():
+    """Adjectives and names kept out of every training split: validation/test items built on them
+    can be solved only with what pretraining taught about those words (the corpus uses them all,
+    and its reviews end with the reviewer's verdict, which no task sentence carries)."""
+    from encoderlab.data.toyworld import POSITIVE, VERDICTS
+
+    world = World(seed=0)
+    tasks = world.tasks()
+    held_adjectives = world.held_out_adjectives[0] | world.held_out_adjectives[1]
+    assert len(world.held_out_adjectives[1]) == len(POSITIVE) // 2
+    words = lambda row: set(row["sentence"].split())  # noqa: E731
+    sentiment = tasks["toy-sentiment"]["splits"]
+    assert not any(words(r) & held_adjectives for r in sentiment["train"])
+    rate = sum(bool(words(r) & held_adjectives) for r in sentiment["test"]) / len(sentiment["test"])
+    assert 0.4 < rate < 0.6  # held_out_rate 0.5
+    verdicts = {v for phrases in VERDICTS.values() for v in phrases}
+    assert not any(v in r["sentence"] for v in verdicts for rows in sentiment.values() for r in rows)
+    corpus = " ".join(world.document(i) for i in range(3, 4000, 4))  # the review documents
+    assert all(w in corpus for w in held_adjectives) and any(v in corpus for v in verdicts)
+
+    held_names = set().union(*world.held_out_names.values())
+    ner = tasks["toy-ner"]["splits"]
+    assert not any(held_names & set(r["tokens"]) for r in ner["train"])
+    bare_test = [r for r in ner["test"] if len(r["tokens"]) <= 9 and sum(t != 0 for t in r["ner_tags"]) == 1
+                 and held_names & set(r["tokens"])]
+    assert len(bare_test) > 100  # bare held-out names in uninformative contexts
+    for kind, names in world.held_out_names.items():
+        assert names and names <= set(world.bare_names[kind])
+        assert not names & {w for other, ws in world.bare_names.items() if other != kind for w in ws}
+
+    easy = World(seed=0, held_out=0.0)  # the difficulty is a parameter: nothing held out
+    assert not easy.held_out_adjectives[0] and not set().union(*easy.held_out_names.values())
+    with pytest.raises(ValueError, match="held_out must be in"):
+        World(seed=0, held_out=1.5)
+
+
+def test_the_corpus_version_is_part_of_a_toyworld_source_identity():
+    from encoderlab.data import parse_source
+    from encoderlab.data.toyworld import CORPUS_VERSION
+
+    assert parse_source("toyworld").identity()["corpus_version"] == CORPUS_VERSION

@@ -90,7 +90,10 @@ class SourceConfig:
         """
         identity: dict = {"kind": self.kind, "max_documents": self.max_documents}
         if self.kind == "toyworld":
-            identity.update(seed=self.toyworld_seed, documents=self.toyworld_documents)
+            from encoderlab.data.toyworld import CORPUS_VERSION
+
+            # the generator's version: shards of an older toyworld corpus are not taken for this one
+            identity.update(seed=self.toyworld_seed, documents=self.toyworld_documents, corpus_version=CORPUS_VERSION)
         elif self.kind == "hf":
             identity.update(id=self.hf_id, config=self.hf_config, split=self.split, text_column=self.text_column)
         else:

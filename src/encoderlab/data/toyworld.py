@@ -13,23 +13,31 @@ where and when). From the world it writes
   - ``toy-nli`` (MNLI schema: premise, hypothesis, label 0 entailment / 1 neutral / 2 contradiction,
     idx): hypotheses about facts stated, contradicted or not mentioned in the premise;
   - ``toy-ner`` (CoNLL-2003 schema: id, tokens, ner_tags with the CoNLL label list): PER, ORG,
-    LOC and MISC (events) mentions; some words are both surnames and cities, so a word-to-tag
-    lookup is not enough;
+    LOC and MISC (events) mentions; some words are both surnames and cities, and bare names stand
+    in contexts that say nothing of their type ("Graz was in the news again.");
   - ``toy-qa`` (SQuAD v2 schema: id, title, context, question, answers{text, answer_start}):
-    paragraphs about several people, answerable and unanswerable questions; the answer mostly
-    follows the question's cue (the person's name) in the passage;
+    three people, one sentence each, of the same shape; the question names one of them (or a
+    fourth person, unanswerable) and the answer is the span after that name;
   - ``toy-retrieval`` (BEIR layout: corpus {_id, title, text}, queries {_id, text}, qrels
     {query-id, corpus-id, score}): find the biography that matches two facts; test people have
     an (employer, city) pair that no training query asks for.
 
+What pretraining has to buy. Half the review adjectives and half the unambiguous names
+(``held_out``) never occur in any training split of a task; half the validation and test items
+(``held_out_rate``) are built on them. The corpus uses every word, and its reviews end with the
+reviewer's verdict ("overall , i loved it .", never in a task), so what a model knows of a
+held-out word's polarity or type it learnt in pretraining: a randomly initialised encoder can
+only guess. Both fractions, ``bare_mentions`` and ``qa_unanswerable`` are parameters of
+:class:`World` (the task difficulty); the corpus generator's version is ``CORPUS_VERSION``.
+
 Measured difficulty on the test splits (seed 0, default sizes; ``python -m
 encoderlab.data.toyworld`` prints them, :func:`measure_baselines` computes them):
 
-- toy-sentiment: majority 54.6%, random 50%, bag-of-words naive Bayes 48.6% accuracy;
+- toy-sentiment: majority 50.8%, random 50%, bag-of-words naive Bayes 50.0% accuracy;
 - toy-nli: majority 32.2%, random 33.3%, bag-of-words naive Bayes 66.6% (it spots the words of
   neutral hypotheses; entailment vs contradiction needs the premise);
-- toy-ner: all-O entity F1 0; a word-to-tag lookup gets 87.2% of entity tokens right;
-- toy-qa: 32.2% unanswerable, so always answering "no answer" scores F1 32.2%;
+- toy-ner: all-O entity F1 0; a word-to-tag lookup gets 45.7% of entity tokens right;
+- toy-qa: 19.8% unanswerable, so always answering "no answer" scores F1 19.8%;
 - toy-retrieval: 400 documents, 1,016 training queries (four templates), 110 test queries; random
   ranking NDCG@10 1.1%; ranking by the number of query words a biography contains 98.0%.
 
@@ -72,6 +80,14 @@ ASPECTS = ["plot", "acting", "service", "food", "music", "staff", "design", "end
 THINGS = ["film", "restaurant", "hotel", "album", "game", "novel", "cafe", "show"]
 POSITIVE = ["superb", "wonderful", "excellent", "delightful", "brilliant", "charming", "great", "lovely"]
 NEGATIVE = ["dull", "awful", "terrible", "bland", "disappointing", "poor", "tedious", "clumsy"]
+# Pretraining reviews end with the reviewer's verdict; task reviews never do. Words of a review
+# therefore get their polarity from the corpus, where held-out adjectives are seen too.
+VERDICTS = {1: ["overall , i loved it .", "i would go back any day ."], 0: ["overall , i hated it .", "never again ."]}
+# Uninformative contexts for a bare name: only what the model knows of the word tells its type.
+BARE_TEMPLATES = ["{x} was in the news again .", "everyone was talking about {x} .", "we heard a lot about {x} this year .",
+                  "{x} came up twice in the report ."]
+# 2: reviews carry verdicts (CORPUS_VERSION identifies the pretraining corpus a shard folder holds)
+CORPUS_VERSION = 2
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]  # CoNLL-2003 order
 NLI_LABELS = ["entailment", "neutral", "contradiction"]  # MNLI order
 SPLIT_SIZES = {"train": 2000, "validation": 250, "test": 500}
@@ -147,9 +163,34 @@ def _tokens(text: str) -> list[str]:
     return [t for t in out if t]
 
 
+def _held_out(words: list, fraction: float, seed: int, salt: int) -> set:
+    """A fixed ``fraction`` of ``words`` kept out of every task's training split (seeded)."""
+    order = np.random.default_rng([seed, 7, salt]).permutation(len(words))
+    return {words[int(i)] for i in order[: round(fraction * len(words))]}
+
+
 class World:
-    def __init__(self, seed: int = 0, num_people: int = 400, num_orgs: int = 60, num_events: int = 80):
+    """The world of ``seed``. ``held_out`` (0..1) is the lexical difficulty: the fraction of
+    review adjectives and of unambiguous names that no training split of a task uses, so the
+    validation and test items built on them (``held_out_rate`` of them) are solved only by what
+    pretraining on the corpus taught the model about those words."""
+
+    def __init__(self, seed: int = 0, num_people: int = 400, num_orgs: int = 60, num_events: int = 80,
+                 held_out: float = 0.5, held_out_rate: float = 0.5, bare_mentions: float = 0.35,
+                 qa_unanswerable: float = 0.2):
+        for key, value in (("held_out", held_out), ("held_out_rate", held_out_rate), ("bare_mentions", bare_mentions),
+                           ("qa_unanswerable", qa_unanswerable)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"World: {key} must be in [0, 1], got {value!r}")
         self.seed = seed
+        self.held_out_rate, self.bare_mentions = held_out_rate, bare_mentions
+        self.qa_unanswerable = qa_unanswerable
+        self.held_out_adjectives = {1: _held_out(POSITIVE, held_out, seed, 1), 0: _held_out(NEGATIVE, held_out, seed, 2)}
+        ambiguous = set(CITIES) & (set(LAST) | set(ORG_STEMS)) | (set(LAST) & set(ORG_STEMS))
+        self.bare_names = {"PER": sorted(set(FIRST) | set(LAST) - ambiguous), "ORG": sorted(set(ORG_STEMS) - ambiguous),
+                           "LOC": sorted(set(CITIES) - ambiguous)}
+        self.held_out_names = {kind: _held_out(words, held_out, seed, 3 + i)
+                               for i, (kind, words) in enumerate(sorted(self.bare_names.items()))}
         rng = np.random.default_rng([seed, 0])
         names = {(f, l) for f in FIRST for l in LAST}
         chosen = rng.permutation(sorted(names))[:num_people]
@@ -189,9 +230,16 @@ class World:
             cursor = start + len(surface)
         return spans
 
-    def _review(self, rng) -> tuple[str, int]:
+    def _adjective(self, polarity: int, rng, held: bool | None) -> str:
+        """An adjective of ``polarity``: any (None), a held-out one (True) or a seen one (False)."""
+        words = POSITIVE if polarity else NEGATIVE
+        if held is not None:
+            words = [w for w in words if (w in self.held_out_adjectives[polarity]) == held] or words
+        return str(rng.choice(words))
+
+    def _review(self, rng, held: bool | None = None) -> tuple[str, int]:
         thing, a1, a2 = str(rng.choice(THINGS)), *[str(x) for x in rng.choice(ASPECTS, size=2, replace=False)]
-        pos, neg = str(rng.choice(POSITIVE)), str(rng.choice(NEGATIVE))
+        pos, neg = self._adjective(1, rng, held), self._adjective(0, rng, held)
         label = int(rng.integers(2))
         good, bad = (pos, neg) if label else (neg, pos)
         kind = rng.random()
@@ -222,7 +270,8 @@ class World:
             organiser = self.orgs[event.organiser].name
             return (f"The {event.name} took place in {CITIES[event.city]} in {event.month} {event.year}. "
                     f"It was organised by {organiser}.")
-        return " ".join(self._review(rng)[0] for _ in range(int(rng.integers(1, 4))))
+        reviews = [self._review(rng) for _ in range(int(rng.integers(1, 4)))]
+        return " ".join(f"{text} {VERDICTS[label][int(rng.integers(2))]}" for text, label in reviews)
 
     def corpus(self, num_documents: int):
         for index in range(num_documents):
@@ -241,9 +290,13 @@ class World:
             start += size
         return split_rows
 
+    def _held(self, rng, index: int) -> bool:
+        """Whether item ``index`` uses held-out words: never in train, ``held_out_rate`` of the others."""
+        return index >= SPLIT_SIZES["train"] and bool(rng.random() < self.held_out_rate)
+
     def sentiment(self) -> dict[str, list[dict]]:
         def row(rng, index):
-            sentence, label = self._review(rng)
+            sentence, label = self._review(rng, held=self._held(rng, index))
             return {"sentence": sentence + " ", "label": label, "idx": index}
 
         return self._split_rows(row, 1)
@@ -271,11 +324,20 @@ class World:
 
     def ner(self) -> dict[str, list[dict]]:
         def row(rng, index):
+            held = self._held(rng, index)
             choice = rng.random()
-            if choice < 0.6:
+            if held or choice < self.bare_mentions:  # a bare name in a context that says nothing of its type
+                kind = str(rng.choice(sorted(self.bare_names)))
+                words = [w for w in self.bare_names[kind] if (w in self.held_out_names[kind]) == held]
+                name = str(rng.choice(words or self.bare_names[kind]))
+                template = BARE_TEMPLATES[int(rng.integers(len(BARE_TEMPLATES)))]
+                text = template.format(x=name)
+                text = text[0].upper() + text[1:]
+                mentions = [(name, kind)]
+            elif choice < self.bare_mentions + 0.6 * (1 - self.bare_mentions):
                 person = self.people[int(rng.integers(len(self.people)))]
                 text, mentions = self._fact_sentences(person, rng)[int(rng.integers(3))]
-            elif choice < 0.8:
+            elif choice < self.bare_mentions + 0.8 * (1 - self.bare_mentions):
                 event = self.events[int(rng.integers(len(self.events)))]
                 organiser, city = self.orgs[event.organiser].name, CITIES[event.city]
                 text = f"The {event.name} in {city} was organised by {organiser}."
@@ -295,33 +357,45 @@ class World:
                         break
             return {"id": str(index), "tokens": tokens, "ner_tags": [NER_LABELS.index(t) for t in tags]}
 
-        return self._split_rows(row, 3)
+        held_words = set().union(*self.held_out_names.values())
+
+        def unseen_in_train(rng, index):  # a held-out name never occurs in a training sentence
+            for _ in range(1000):
+                out = row(rng, index)
+                if index >= SPLIT_SIZES["train"] or not held_words & set(out["tokens"]):
+                    return out
+            raise ValueError(f"toyworld: no training sentence without held-out names (held_out too high?)")
+
+        return self._split_rows(unseen_in_train, 3)
 
     def qa(self) -> dict[str, list[dict]]:
+        """Three people, one sentence each; the question names one of them and asks for their city
+        or employer: the answer is the span after that person's name, found only by matching the
+        name (every sentence has the same shape). ``qa_unanswerable`` of the questions ask about a
+        fourth person the passage does not mention (SQuAD v2's no-answer)."""
         def row(rng, index):
-            people = [self.people[int(i)] for i in rng.choice(len(self.people), size=3, replace=False)]
-            facts = []
-            for person in people:
+            people = [self.people[int(i)] for i in rng.choice(len(self.people), size=4, replace=False)]
+            sentences, answers_of = [], {}
+            for person in people[:3]:
                 org, city = self.orgs[person.employer], CITIES[person.city]
-                facts.append((person, f"{person.name}, who works for {org.name}, lives in {city}.", "city", city))
-                facts.append((person, f"Since {person.born + 22}, {person.name} has been {_a(person.role)} at "
-                              f"{org.name}.", "org", org.name))
-            order = rng.permutation(len(facts))
-            stated = [facts[int(i)] for i in order[:4]]  # some facts are left out: unanswerable questions
-            context = " ".join(f[1] for f in stated)
-            asked_person = people[int(rng.integers(len(people)))]
+                if rng.random() < 0.5:
+                    sentences.append(f"{person.name}, who works for {org.name}, lives in {city}.")
+                else:
+                    sentences.append(f"{person.name} lives in {city} and works for {org.name}.")
+                answers_of[person.name] = {"city": city, "org": org.name}
+            context = " ".join(sentences)
+            asked = people[3] if rng.random() < self.qa_unanswerable else people[int(rng.integers(3))]
             relation = str(rng.choice(["city", "org"]))
-            question = (f"Where does {asked_person.name} live?" if relation == "city"
-                        else f"Which organisation does {asked_person.name} work for?")
-            match = [f for f in stated if f[0] is asked_person and f[2] == relation]
-            if match:
-                sentence_start = context.index(match[0][1])
-                answer = match[0][3]
-                start = context.index(answer, sentence_start + len(asked_person.name))
+            question = (f"Where does {asked.name} live?" if relation == "city"
+                        else f"Which organisation does {asked.name} work for?")
+            if asked.name in answers_of:
+                answer = answers_of[asked.name][relation]
+                sentence_start = context.index(asked.name)
+                start = context.index(answer, sentence_start + len(asked.name))
                 answers = {"text": [answer], "answer_start": [start]}
             else:
                 answers = {"text": [], "answer_start": []}
-            return {"id": f"toyqa-{index}", "title": asked_person.name, "context": context, "question": question,
+            return {"id": f"toyqa-{index}", "title": asked.name, "context": context, "question": question,
                     "answers": answers}
 
         return self._split_rows(row, 4)
