@@ -114,6 +114,10 @@ def test_held_out_words_are_learnable_only_from_the_corpus():
         assert names and names <= set(world.bare_names[kind])
         assert not names & {w for other, ws in world.bare_names.items() if other != kind for w in ws}
 
+    qa = tasks["toy-qa"]["splits"]  # a question's answer is a bare name of the asked kind
+    assert not any(held_names & set(r["context"].split()) for r in qa["train"])
+    assert sum(bool(held_names & set(r["context"].split())) for r in qa["test"]) > 150
+
     easy = World(seed=0, held_out=0.0)  # the difficulty is a parameter: nothing held out
     assert not easy.held_out_adjectives[0] and not set().union(*easy.held_out_names.values())
     with pytest.raises(ValueError, match="held_out must be in"):

@@ -16,8 +16,9 @@ where and when). From the world it writes
     LOC and MISC (events) mentions; some words are both surnames and cities, and bare names stand
     in contexts that say nothing of their type ("Graz was in the news again.");
   - ``toy-qa`` (SQuAD v2 schema: id, title, context, question, answers{text, answer_start}):
-    three people, one sentence each, of the same shape; the question names one of them (or a
-    fourth person, unanswerable) and the answer is the span after that name;
+    someone names a person, an organisation and a city in a sentence that says nothing of which
+    is which; the question asks for one kind, so the answer is found only by knowing the words
+    (20% ask for a kind the sentence lacks: no answer);
   - ``toy-retrieval`` (BEIR layout: corpus {_id, title, text}, queries {_id, text}, qrels
     {query-id, corpus-id, score}): find the biography that matches two facts; test people have
     an (employer, city) pair that no training query asks for.
@@ -37,7 +38,7 @@ encoderlab.data.toyworld`` prints them, :func:`measure_baselines` computes them)
 - toy-nli: majority 32.2%, random 33.3%, bag-of-words naive Bayes 66.6% (it spots the words of
   neutral hypotheses; entailment vs contradiction needs the premise);
 - toy-ner: all-O entity F1 0; a word-to-tag lookup gets 45.7% of entity tokens right;
-- toy-qa: 19.8% unanswerable, so always answering "no answer" scores F1 19.8%;
+- toy-qa: 19.6% unanswerable, so always answering "no answer" scores F1 19.6%;
 - toy-retrieval: 400 documents, 1,016 training queries (four templates), 110 test queries; random
   ranking NDCG@10 1.1%; ranking by the number of query words a biography contains 98.0%.
 
@@ -369,33 +370,40 @@ class World:
         return self._split_rows(unseen_in_train, 3)
 
     def qa(self) -> dict[str, list[dict]]:
-        """Three people, one sentence each; the question names one of them and asks for their city
-        or employer: the answer is the span after that person's name, found only by matching the
-        name (every sentence has the same shape). ``qa_unanswerable`` of the questions ask about a
-        fourth person the passage does not mention (SQuAD v2's no-answer)."""
+        """Someone names three things, a person, an organisation and a city, in any order, in a
+        sentence that says nothing of what each one is; the question asks for one kind, so the
+        answer span is found only by knowing which word is which (held-out words: known from
+        pretraining only). ``qa_unanswerable`` of the questions ask for a kind the sentence lacks
+        (two of another kind are named instead: SQuAD v2's no-answer)."""
+        question_of = {"PER": "Which person did {p} mention ?", "ORG": "Which organisation did {p} mention ?",
+                       "LOC": "Which city did {p} mention ?"}
+
         def row(rng, index):
-            people = [self.people[int(i)] for i in rng.choice(len(self.people), size=4, replace=False)]
-            sentences, answers_of = [], {}
-            for person in people[:3]:
-                org, city = self.orgs[person.employer], CITIES[person.city]
-                if rng.random() < 0.5:
-                    sentences.append(f"{person.name}, who works for {org.name}, lives in {city}.")
-                else:
-                    sentences.append(f"{person.name} lives in {city} and works for {org.name}.")
-                answers_of[person.name] = {"city": city, "org": org.name}
-            context = " ".join(sentences)
-            asked = people[3] if rng.random() < self.qa_unanswerable else people[int(rng.integers(3))]
-            relation = str(rng.choice(["city", "org"]))
-            question = (f"Where does {asked.name} live?" if relation == "city"
-                        else f"Which organisation does {asked.name} work for?")
-            if asked.name in answers_of:
-                answer = answers_of[asked.name][relation]
-                sentence_start = context.index(asked.name)
-                start = context.index(answer, sentence_start + len(asked.name))
-                answers = {"text": [answer], "answer_start": [start]}
+            held = self._held(rng, index)
+            speaker = self.people[int(rng.integers(len(self.people)))]
+            asked = str(rng.choice(sorted(self.bare_names)))
+            kinds = sorted(self.bare_names)
+            if rng.random() < self.qa_unanswerable:
+                kinds = [k for k in kinds if k != asked]
+                kinds.append(kinds[int(rng.integers(2))])
+            names, used = [], set()
+            for kind in kinds:
+                pool = [w for w in self.bare_names[kind] if (w in self.held_out_names[kind]) == held and w not in used]
+                name = str(rng.choice(pool or [w for w in self.bare_names[kind] if w not in used]))
+                used.add(name)
+                names.append((name, kind))
+            order = rng.permutation(len(names))
+            names = [names[int(i)] for i in order]
+            verb = ["mentioned", "talked about", "wrote about"][int(rng.integers(3))]
+            context = f"{speaker.name} {verb} {names[0][0]} , {names[1][0]} and {names[2][0]} ."
+            question = question_of[asked].format(p=speaker.name)
+            match = [n for n, kind in names if kind == asked]
+            if match:
+                start = context.index(f" {match[0]} ", len(speaker.name)) + 1
+                answers = {"text": [match[0]], "answer_start": [start]}
             else:
                 answers = {"text": [], "answer_start": []}
-            return {"id": f"toyqa-{index}", "title": asked.name, "context": context, "question": question,
+            return {"id": f"toyqa-{index}", "title": speaker.name, "context": context, "question": question,
                     "answers": answers}
 
         return self._split_rows(row, 4)
