@@ -58,3 +58,26 @@ def test_missing_directory_and_shape_mismatch(tmp_path, tiny_config):
     (path / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"tensor 'embed.weight' has shape \(384, 64\), expected \(384, 128\)"):
         load_checkpoint(path)
+
+
+def test_outputs_get_the_mode_of_a_plain_write_not_a_private_temporary_one(tmp_path):
+    """Files and directories written through a temporary and a rename (checkpoints, manifests,
+    reports) are readable by whoever a plain open/mkdir would let read them (umask), not only
+    by their owner as mkstemp/mkdtemp leave them: cluster projects share these folders."""
+    import os
+    import stat
+
+    from encoderlab.io import atomic_directory, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        with atomic_directory(tmp_path / "ckpt") as tmp:
+            (tmp / "w").write_text("x")
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "private.json", "{}")
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    assert mode(tmp_path / "a.json") == 0o644 and mode(tmp_path / "ckpt") == 0o755
+    assert mode(tmp_path / "private.json") == 0o600  # a stricter umask is honoured

@@ -10,6 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # read it (and put it back): os has no read-only call
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(path: Path, directory: bool) -> None:
+    """Gives a temporary file or directory the mode a plain ``open`` / ``mkdir`` would have
+    (0666 / 0777 less the umask): mkstemp and mkdtemp make them private to the owner, which
+    would leave outputs unreadable by the group a cluster project shares them with."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yields a temporary directory beside ``target`` that is renamed to ``target`` on success.
@@ -22,6 +35,7 @@ def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Pa
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        _default_mode(tmp, directory=True)
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -41,6 +55,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
+        _default_mode(Path(tmp), directory=False)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)
