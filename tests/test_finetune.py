@@ -33,7 +33,8 @@ def test_features_label_first_sub_tokens_and_find_answers(tiny_checkpoint):
         assert feature["ids"][0] == 1 and feature["ids"][-1] == 2  # framed like pretraining documents
     qa = load_task("toy-qa").splits["train"][:40]
     counter = {}
-    features = qa_features(backbone, qa, FinetuneConfig(doc_stride=16, max_question_tokens=16), 64, counter)  # sliding
+    # toy contexts are one short sentence: a 32-token window with a 4-token stride makes them slide
+    features = qa_features(backbone, qa, FinetuneConfig(doc_stride=4, max_question_tokens=16), 32, counter)
     assert counter.get("windowed", 0) > 0
     for row in qa:
         windows = [f for f in features if qa[f["example"]] is row]

@@ -378,9 +378,13 @@ class World:
         question_of = {"PER": "Which person did {p} mention ?", "ORG": "Which organisation did {p} mention ?",
                        "LOC": "Which city did {p} mention ?"}
 
+        held_words = set().union(*self.held_out_names.values())
+        seen_speakers = [p for p in self.people if not {p.first, p.last} & held_words] or self.people
+
         def row(rng, index):
             held = self._held(rng, index)
-            speaker = self.people[int(rng.integers(len(self.people)))]
+            speakers = seen_speakers if index < SPLIT_SIZES["train"] else self.people  # no held-out name in training
+            speaker = speakers[int(rng.integers(len(speakers)))]
             asked = str(rng.choice(sorted(self.bare_names)))
             kinds = sorted(self.bare_names)
             if rng.random() < self.qa_unanswerable:
