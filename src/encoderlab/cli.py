@@ -236,7 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         local_dirs[task] = directory
     config = finetune_config_from_args(args)
     rows = run_sweep(args.model, tasks, lrs, seeds, args.results, config, local_dirs=local_dirs,
-                     progress=not args.no_progress, trust_remote_code=args.trust_remote_code)
+                     progress=not args.no_progress, trust_remote_code=args.trust_remote_code, workers=args.workers)
     identity = sweep_protocol(config)
     print(format_table(rows))
     print("\nStability across the LR grid and seeds (test scores):\n" + format_stability(rows))
@@ -501,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="any protocol setting, e.g. adam_beta2=0.999, attention=causal, query_prefix='' "
                          "(see encoderlab.evaluation.protocol.FinetuneConfig)")
+    ev.add_argument("--workers", type=int, default=1,
+                    help="fine-tuning runs at a time, each in its own process with the cores shared out (default 1); "
+                         "never changes which runs are done or how they are keyed")
     ev.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the model dir")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=cmd_evaluate)

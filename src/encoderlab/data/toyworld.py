@@ -91,6 +91,11 @@ BARE_TEMPLATES = ["{x} was in the news again .", "everyone was talking about {x}
 CORPUS_VERSION = 2
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]  # CoNLL-2003 order
 NLI_LABELS = ["entailment", "neutral", "contradiction"]  # MNLI order
+# toy-nli hypotheses: the reviewer liked the reviewed thing (the review entails or contradicts it: only
+# its meaning tells which, never the hypothesis's words), or a fact no review states (neutral)
+NLI_LIKED = ["the reviewer liked the {thing} .", "the {thing} was worth it .", "the reviewer would recommend the {thing} ."]
+NLI_UNSTATED = ["the reviewer went to the {thing} with a friend .", "the {thing} was new this year .",
+                "the reviewer paid for the {thing} in cash ."]
 SPLIT_SIZES = {"train": 2000, "validation": 250, "test": 500}
 
 
@@ -303,23 +308,15 @@ class World:
         return self._split_rows(row, 1)
 
     def nli(self) -> dict[str, list[dict]]:
+        """The premise is a review (negation, contrast and held-out adjectives as in toy-sentiment);
+        the hypothesis claims the reviewer liked the thing (entailed or contradicted by what the
+        review says) or states something the review does not say (neutral)."""
         def row(rng, index):
-            person = self.people[int(rng.integers(len(self.people)))]
-            org, city = self.orgs[person.employer], CITIES[person.city]
-            stated = [f"{person.name} lives in {city}.", f"{person.name} works for {org.name}."]
-            label = int(rng.integers(3))
-            relation = int(rng.integers(2))
-            if label == 0:
-                hypothesis = [f"{person.name} is based in {city}.", f"{person.name} is employed by {org.name}."][relation]
-            elif label == 2:
-                other_city = CITIES[(person.city + 1 + int(rng.integers(len(CITIES) - 1))) % len(CITIES)]
-                other_org = self.orgs[(person.employer + 1 + int(rng.integers(len(self.orgs) - 1))) % len(self.orgs)]
-                hypothesis = [f"{person.name} is based in {other_city}.",
-                              f"{person.name} is employed by {other_org.name}."][relation]
-            else:  # neutral: a relation the premise does not state
-                hypothesis = [f"{person.name} was born in {int(rng.integers(1950, 2000))}.",
-                              f"{person.name} founded {self.orgs[int(rng.integers(len(self.orgs)))].name}."][relation]
-            return {"premise": " ".join(stated), "hypothesis": hypothesis, "label": label, "idx": index}
+            premise, polarity = self._review(rng, held=self._held(rng, index))
+            thing = next(t for t in THINGS if f" {t} " in f" {premise} ")
+            label = 1 if rng.random() < 1 / 3 else (0 if polarity else 2)
+            hypothesis = str(rng.choice(NLI_UNSTATED if label == 1 else NLI_LIKED)).format(thing=thing)
+            return {"premise": premise, "hypothesis": hypothesis, "label": label, "idx": index}
 
         return self._split_rows(row, 2)
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 
 import encoderlab
+from encoderlab.config import ConfigError
 from encoderlab.evaluation.finetune import FeatureCache, FinetuneConfig, finetune_many
+from encoderlab.evaluation.pool import RunGroup, run_parallel, threads_per_worker
 from encoderlab.evaluation.protocol import precision_of, protocol_id, protocol_identity
 from encoderlab.evaluation.stats import RunScore, category_summary, stability, summarize
 from encoderlab.evaluation.store import (ResultsStore, RunRecord, combined_fingerprint, data_fingerprint,
@@ -40,8 +42,14 @@ def sweep_protocol(config: FinetuneConfig, device: torch.device | None = None) -
 
 def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], results: str | Path,
               config: FinetuneConfig, local_dirs: dict[str, str] | None = None, progress: bool = True,
-              trust_remote_code: bool = False) -> list[dict]:
-    """Runs every (task, lr, seed) not yet in ``results``; returns the summary rows."""
+              trust_remote_code: bool = False, workers: int = 1) -> list[dict]:
+    """Runs every (task, lr, seed) not yet in ``results``; returns the summary rows.
+
+    ``workers`` > 1 runs that many fine-tuning runs at a time in worker processes (``pool.py``);
+    how the work is spread never enters a run's key (the same run gives the same score, up to the
+    float rounding of another thread count: ``tests/test_sweep_workers.py``)."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigError(f"fine-tuning workers: expected a whole number >= 1, got {workers!r}")
     fingerprint = model_fingerprint(_weights_dir(model))
     for name in tasks:
         if get_task(name).type == "qa":  # impossible QA windows fail before any work
@@ -67,17 +75,19 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
                    dynamic_ncols=True)
     features = FeatureCache()  # one model, so one tokenizer: each task is tokenized once per sweep
     with ResultsStore(results) as store:
+        todo = []
         for (source, lr, seed), names in groups.items():
             pending = [n for n in names if not store.has(run_key(fingerprint, n, lr, seed, protocol, data[n]))]
             if bar is not None:
                 bar.update(len(names) - len(pending))  # done before (an interrupted sweep resumes here)
-            if not pending:
-                continue
-            outcomes = finetune_many(model, loaded[source], lr, seed, config, [loaded[n] for n in pending],
-                                     trust_remote_code=trust_remote_code, features=features)
-            for name, result in zip(pending, outcomes):
+            if pending:
+                todo.append(RunGroup(source, lr, seed, tuple(pending)))
+        threads = threads_per_worker(workers) if workers > 1 else torch.get_num_threads()
+
+        def record(group: RunGroup, outcomes) -> None:
+            for name, result in zip(group.names, outcomes):
                 store.add(RunRecord(
-                    model_fingerprint=fingerprint, model_name=str(model), dataset=name, lr=lr, seed=seed,
+                    model_fingerprint=fingerprint, model_name=str(model), dataset=name, lr=group.lr, seed=group.seed,
                     protocol_version=protocol, data_fingerprint=data[name], protocol=identity, status=result.status,
                     validation_score=result.validation, test_score=result.test,
                     metrics=result.metrics | {"counts": result.counts, "effective": result.effective},
@@ -85,13 +95,22 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
                     eval_seconds=result.eval_seconds,
                     provenance={"encoderlab": encoderlab.__version__, "torch": torch.__version__,
                                 "python": platform.python_version(), "git": _git(),
-                                "data": {"trained_on": source, "train_data": fingerprints[source],
+                                "execution": {"workers": workers, "threads": threads},
+                                "data": {"trained_on": group.source, "train_data": fingerprints[group.source],
                                          "test_data": fingerprints[name], "local_dir": (local_dirs or {}).get(name)}},
                 ))
                 if bar is not None:
-                    bar.set_postfix(task=name, lr=f"{lr:g}", seed=seed, score=f"{result.test:.1f}",
+                    bar.set_postfix(task=name, lr=f"{group.lr:g}", seed=group.seed, score=f"{result.test:.1f}",
                                     status=result.status)
                     bar.update(1)
+
+        if workers > 1 and len(todo) > 1:
+            run_parallel(str(model), todo, config, workers, local_dirs or {}, fingerprints, trust_remote_code, record)
+        else:
+            for group in todo:
+                record(group, finetune_many(model, loaded[group.source], group.lr, group.seed, config,
+                                            [loaded[n] for n in group.names], trust_remote_code=trust_remote_code,
+                                            features=features))
         if bar is not None:
             bar.close()
         return summary_rows(store, fingerprint, tasks, set(lrs), set(seeds), protocol, data)

@@ -283,7 +283,7 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
             continue
         started = time.perf_counter()
         run_sweep(str(ref.path), ev.tasks, ev.lrs, ev.seeds, study_dir / "results.sqlite", finetune_config,
-                  local_dirs=ev.data, progress=progress)
+                  local_dirs=ev.data, progress=progress, workers=ev.workers)
         timings.setdefault("evaluate_s", {})[key] = timings.get("evaluate_s", {}).get(key, 0.0) + time.perf_counter() - started
         _write_timings(study_dir, timings)
     started = time.perf_counter()
@@ -320,7 +320,8 @@ def _evaluate_command(spec: StudySpec, ref: CheckpointRef) -> list[str]:
     command = [sys.executable, "-m", "encoderlab.cli", "evaluate", str(ref.path), "--tasks", ",".join(ev.tasks),
                "--lrs", ",".join(repr(lr) for lr in ev.lrs), "--seeds", ",".join(map(str, ev.seeds)),
                "--results", str(spec.study_dir / "results.sqlite"), "--max-steps", str(ev.max_steps),
-               "--batch-size", str(ev.batch_size), "--max-length", str(ev.max_length), "--no-progress"]
+               "--batch-size", str(ev.batch_size), "--max-length", str(ev.max_length), "--workers", str(ev.workers),
+               "--no-progress"]
     if ev.max_eval_examples is not None:
         command += ["--max-eval-examples", str(ev.max_eval_examples)]
     for task, directory in ev.data.items():

@@ -57,8 +57,11 @@ class EvaluationSpec:
     max_eval_examples: int | None = None
     data: dict[str, str] = field(default_factory=dict)  # task -> local directory
     protocol: dict[str, Any] = field(default_factory=dict)  # any other fine-tuning setting (FinetuneConfig)
+    workers: int = 1  # fine-tuning runs at a time per evaluated checkpoint (evaluation/pool.py); no effect on results
 
     def __post_init__(self) -> None:
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            raise ConfigError(f"evaluation.workers: expected a whole number >= 1, got {self.workers!r}")
         self.finetune_config()  # a bad setting fails when the spec is loaded
 
     def finetune_config(self):

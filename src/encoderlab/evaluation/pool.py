@@ -1,0 +1,102 @@
+"""Fine-tuning runs of a sweep in parallel worker processes.
+
+A sweep's runs are independent: each (task, LR, seed) starts from the same backbone weights with
+its own seed, so they can run side by side. On a CPU the backbones of the paper's evaluation are
+small enough that one run does not keep every core busy (the demo encoder on 2 cores: two
+1-thread processes finish ~1.3x more runs per second than one 2-thread process, measured in
+``benchmarks/finetune_workers.py``); on a GPU one small fine-tuning run leaves most of the device
+idle. ``workers`` processes (spawned, so CUDA works in them) each take the cores divided among
+them and run whole runs; the parent writes every result to the store as it arrives, so an
+interrupted sweep resumes from the runs already recorded.
+
+A worker loads the tasks itself (a task's rows are never pickled across) and refuses to run if
+what it loaded is not the data the parent fingerprinted: a result is recorded only under the
+fingerprint of the data it was produced on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+
+import torch
+
+from encoderlab.evaluation.features import FeatureCache
+from encoderlab.evaluation.protocol import FinetuneConfig
+
+_STATE: dict = {}  # per worker process: its tasks and feature cache
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """One training run (``source`` task, LR, seed) scored on the test split of each of ``names``."""
+
+    source: str
+    lr: float
+    seed: int
+    names: tuple[str, ...]
+
+
+def threads_per_worker(workers: int) -> int:
+    """The intra-op threads of each worker: this process's threads shared out (at least 1)."""
+    return max(1, torch.get_num_threads() // workers)
+
+
+def _init_worker(threads: int, local_dirs: dict[str, str], fingerprints: dict[str, str]) -> None:
+    torch.set_num_threads(threads)
+    _STATE.update(local_dirs=local_dirs, fingerprints=fingerprints, tasks={}, features=FeatureCache())
+
+
+def _task(name: str):
+    from encoderlab.evaluation.store import data_fingerprint
+    from encoderlab.evaluation.tasks import load_task
+
+    tasks = _STATE["tasks"]
+    if name not in tasks:
+        task = load_task(name, local_dir=_STATE["local_dirs"].get(name))
+        found, expected = data_fingerprint(task), _STATE["fingerprints"][name]
+        if found != expected:
+            raise RuntimeError(f"task {name!r}: a fine-tuning worker (pid {os.getpid()}) loaded data with fingerprint "
+                               f"{found[:12]}, not the {expected[:12]} the sweep started with (did its files change?)")
+        tasks[name] = task
+    return tasks[name]
+
+
+def _run(model: str, group: RunGroup, config: FinetuneConfig, trust_remote_code: bool):
+    from encoderlab.evaluation.finetune import finetune_many
+
+    return finetune_many(model, _task(group.source), group.lr, group.seed, config, [_task(n) for n in group.names],
+                         trust_remote_code=trust_remote_code, features=_STATE["features"])
+
+
+def run_parallel(model: str, groups: list[RunGroup], config: FinetuneConfig, workers: int, local_dirs: dict[str, str],
+                 fingerprints: dict[str, str], trust_remote_code: bool, record) -> None:
+    """Runs every group on ``workers`` processes; ``record(group, results)`` is called in this
+    process as each finishes. The first failure stops the sweep: runs not started are cancelled,
+    the ones in flight finish and are recorded, then the error is raised."""
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=context, initializer=_init_worker,
+                               initargs=(threads_per_worker(workers), dict(local_dirs), dict(fingerprints)))
+    failure: BaseException | None = None
+    try:
+        futures: dict[Future, RunGroup] = {pool.submit(_run, model, g, config, trust_remote_code): g for g in groups}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.cancelled():
+                    continue
+                error = future.exception()
+                if error is not None:
+                    if failure is None:
+                        failure = error
+                        for other in pending:
+                            other.cancel()
+                    continue
+                record(futures[future], future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failure is not None:
+        raise failure
