@@ -63,6 +63,21 @@ def test_finetune_throughput_projects_the_protocol_cost(tmp_path):
     assert all(t["run_s"] > 0 and t["shared_features_speedup"] > 0 for t in result["tasks"].values())
 
 
+def test_finetune_workers_compares_parallel_sweeps_with_one_worker(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "finetune_workers.py"), "--preset", "tiny", "--tasks", "toy-sentiment",
+         "--lrs", "1e-3", "--seeds", "0,1", "--steps", "2", "--max-eval-examples", "16", "--repeats", "1",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "finetune_workers.json").read_text())
+    assert set(result["workers"]) == {"1", "2"} and result["runs_per_sweep"] == 2
+    for row in result["workers"].values():
+        assert row["median_s"] > 0 and row["same_scores_as_1"] is True
+    assert result["workers"]["1"]["speedup_vs_1"] == 1.0
+
+
 def test_pretrain_throughput_variants_are_recorded_and_compared_with_their_base(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "pretrain_throughput.py"), "--presets", "tiny", "--runs", "mlm",

@@ -4,6 +4,7 @@ transformers, shards made with their tokenizer, continued MLM pretraining with e
 bad decoders and options refused with one line (exit code 2) before anything is written."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -291,6 +292,7 @@ evaluation: {{tasks: [toy-sentiment], lrs: [1.0e-3], seeds: [0], max_steps: 2, b
     assert main(["study", "run", str(spec), "--output", str(out), "--dry-run"]) == 0  # before the shards exist
     assert "Qwen3-MNTP" in capsys.readouterr().out and not (out / "runs").exists()
     assert main(["study", "run", str(spec), "--output", str(out), "--no-progress"]) == 0
+    assert f"pretrain Qwen3-MNTP (cpt from {Path(decoder).name}, 4 steps)" in capsys.readouterr().out
     run = out / "runs" / "Qwen3-MNTP"
     record = json.loads((run / "cpt.json").read_text())
     assert (record["model_type"], record["objective"], record["steps"]) == ("qwen3", "mntp", 4)

@@ -279,3 +279,21 @@ def test_tiny_study_end_to_end_has_findings_summary_and_random_init(tmp_path):
     messages.clear()
     run_study(spec, progress=False, log=messages.append)  # rerun: the same baseline, nothing repeated
     assert json.loads((out / "summary.json").read_text())["findings"] == summary["findings"]
+
+
+def test_toyworld_paper_can_test_every_finding_of_the_paper():
+    """The miniature of the six studies has, for every claim, a pair of comparable models."""
+    from encoderlab.study.findings import FINDINGS, _pairs
+    from encoderlab.study.report import _run_facts
+    from encoderlab.study.spec import load_study
+
+    spec = load_study("toyworld-paper")
+    facts = _run_facts(spec, None)
+    assert {"CLM@40", "MLM-40@40", "MLM-20", "MLM-50", "CLM60-MLM180", "CLM+CPT-MLM-40", "random-init"} <= set(facts)
+    for finding in FINDINGS:
+        assert _pairs(finding, facts), finding.id
+    early = next(f for f in FINDINGS if f.id == "clm>mlm:early")
+    assert _pairs(early, facts) == [("CLM@40", "MLM-40@40")]
+    cpt = next(f for f in FINDINGS if f.id == "cpt<-clm>cpt<-mlm:SC")
+    assert _pairs(cpt, facts) == [("CLM+CPT-MLM-40", "MLM-40+CPT-MLM-40")]
+    assert spec.evaluation.lrs == [3.0e-4, 1.0e-3, 3.0e-3] and spec.evaluation.workers == 2

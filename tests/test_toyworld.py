@@ -129,3 +129,21 @@ def test_the_corpus_version_is_part_of_a_toyworld_source_identity():
     from encoderlab.data.toyworld import CORPUS_VERSION
 
     assert parse_source("toyworld").identity()["corpus_version"] == CORPUS_VERSION
+
+
+def test_nli_labels_follow_the_reviews_meaning_never_the_hypothesis_words():
+    from encoderlab.data.toyworld import NEGATIVE, NLI_LIKED, POSITIVE
+
+    world = World(seed=0)
+    splits = world.nli()
+    liked = {t.split("{thing}")[0] for t in NLI_LIKED}
+    hypotheses = {0: set(), 2: set()}
+    for row in splits["train"] + splits["test"]:
+        if row["label"] != 1:
+            assert any(row["hypothesis"].startswith(p) for p in liked)
+            hypotheses[row["label"]].add(row["hypothesis"].split()[1])
+    assert hypotheses[0] == hypotheses[2]  # the same claims under both labels
+    held = world.held_out_adjectives[0] | world.held_out_adjectives[1]
+    train_words = {w for row in splits["train"] for w in row["premise"].split()}
+    assert not held & train_words and held <= {w for row in splits["test"] for w in row["premise"].split()}
+    assert held < set(POSITIVE) | set(NEGATIVE)

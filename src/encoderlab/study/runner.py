@@ -251,7 +251,8 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
             continue
         run_dirs[run.name] = config.run_dir
         resume = latest_checkpoint(config.run_dir / "checkpoints") is not None
-        log(f"[study {spec.name}] pretrain {run.name} ({run.preset}, {config.total_steps} steps"
+        origin = run.preset or f"cpt from {Path(run.cpt.decoder).name}"
+        log(f"[study {spec.name}] pretrain {run.name} ({origin}, {config.total_steps} steps"
             f"{', resuming' if resume else ''})")
         if run.cpt is not None:  # its start: the decoder imported once, with the study's tokenizer
             from encoderlab.training.cpt import write_study_cpt_start
