@@ -297,3 +297,19 @@ def test_toyworld_paper_can_test_every_finding_of_the_paper():
     cpt = next(f for f in FINDINGS if f.id == "cpt<-clm>cpt<-mlm:SC")
     assert _pairs(cpt, facts) == [("CLM+CPT-MLM-40", "MLM-40+CPT-MLM-40")]
     assert spec.evaluation.lrs == [3.0e-4, 1.0e-3, 3.0e-3] and spec.evaluation.workers == 2
+
+
+def test_study_run_prints_each_finding_with_its_verdict(tmp_path, capsys):
+    from encoderlab.cli_study import _print_findings
+
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"findings": [
+        {"claim": "MLM beats CLM on question answering", "verdict": "contradicted", "a": "MLM-40", "b": "CLM",
+         "a_mean": 42.33, "b_mean": 88.33, "p": 0.0143},
+        {"claim": "CLM is ahead of MLM early", "verdict": "inconclusive", "a": "CLM@40", "b": "MLM-40@40",
+         "a_mean": None, "b_mean": None, "p": None}]}))
+    _print_findings(summary)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("paper findings")
+    assert lines[1] == "  contradicted  MLM beats CLM on question answering [MLM-40 vs CLM: 42.33 vs 88.33, p 0.0143]"
+    assert lines[2] == "  inconclusive  CLM is ahead of MLM early [CLM@40 vs MLM-40@40, p n/a]"

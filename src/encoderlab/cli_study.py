@@ -1,0 +1,107 @@
+"""``encoderlab study run|status``, ``encoderlab report`` and ``encoderlab demo``: a study's
+pretraining runs, evaluation grid and report (study/), and the paper findings printed at the end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from encoderlab.config import ConfigError
+
+
+def add_study_parsers(commands) -> None:
+    study = commands.add_parser("study", help="run a study (pretraining + evaluation + report) or show its status")
+    study_commands = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND")
+    for verb, func, text in (("run", cmd_study_run, "run (or resume) a study"),
+                             ("status", cmd_study_status, "what is done, running or missing")):
+        sub = study_commands.add_parser(verb, help=text)
+        sub.add_argument("spec", help="study YAML file or built-in study name (e.g. toyworld-demo)")
+        sub.add_argument("--output", help="study directory (default studies/<name>)")
+        sub.add_argument("--no-progress", action="store_true")
+        if verb == "run":
+            sub.add_argument("--dry-run", action="store_true",
+                             help="validate and list every run with its steps, tokens and projected device-hours; "
+                                  "run nothing")
+            sub.add_argument("--json", action="store_true", help="with --dry-run: print the plan as one JSON object")
+            sub.add_argument("--throughput", metavar="FILE",
+                             help="with --dry-run: a benchmarks/pretrain_throughput.py output (throughput.json or "
+                                  ".jsonl) whose rows replace the shipped H100 figures")
+        sub.set_defaults(func=func)
+    study.set_defaults(func=lambda args: (study.print_help(), 0)[1])
+    rep_parser = commands.add_parser("report", help="write a study's report (HTML + Markdown) from its results")
+    rep_parser.add_argument("spec")
+    rep_parser.add_argument("--output", help="study directory (default studies/<name>)")
+    rep_parser.set_defaults(func=cmd_report)
+    demo = commands.add_parser("demo", help="the toyworld study end to end, offline, on a CPU")
+    demo.add_argument("--output", help="study directory (default studies/toyworld-demo)")
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_study_run(args: argparse.Namespace) -> int:
+    from encoderlab.study import load_study, run_study
+
+    spec = load_study(args.spec, args.output)
+    if getattr(args, "dry_run", False):
+        from encoderlab.study.runner import plan_study
+
+        plan = plan_study(spec, throughput=getattr(args, "throughput", None))
+        if getattr(args, "json", False):
+            print(json.dumps(plan, indent=2))
+            return 0
+        hours = lambda h: "n/a" if h is None else f"{h:,.1f}"  # noqa: E731
+        for run in plan["pretraining_runs"]:
+            branch = f", branch at step {run['branch_from_step']}" if run.get("branch_from_step") else ""
+            print(f"pretrain {run['run']:<34} {run['preset']:<28} {run['steps']:>6} steps{branch}  {run['phases']}  "
+                  f"{run['tokens'] / 1e9:,.1f}B tokens  {hours(run['device_hours'])} {plan['device']}-hours  "
+                  f"({run['checkpoints']} checkpoint(s) evaluated)")
+        print(f"pretraining: {len(plan['pretraining_runs'])} runs, {plan['pretraining_steps']:,} optimizer steps "
+              f"(branches counted once), {plan['pretraining_tokens'] / 1e9:,.1f}B real tokens, "
+              f"{hours(plan['device_hours'])} {plan['device']}-hours projected ({plan['throughput_source']})")
+        print(f"fine-tuning: {plan['checkpoints']} checkpoints x {plan['finetuning_runs_per_checkpoint']} runs "
+              f"({len(spec.evaluation.tasks)} tasks x {len(spec.evaluation.lrs)} LRs x {len(spec.evaluation.seeds)} "
+              f"seeds) = {plan['finetuning_runs']:,} fine-tuning runs")
+        return 0
+    started = time.perf_counter()
+    report = run_study(spec, progress=not args.no_progress)
+    print(f"study {spec.name} finished in {time.perf_counter() - started:.0f}s; report: {report}")
+    _print_findings(spec.study_dir / "summary.json")
+    return 0
+
+
+def _print_findings(summary_path) -> None:
+    """The report's paper findings, a line each: verdict, claim, the pair, the numbers, p."""
+    findings = json.loads(summary_path.read_text()).get("findings") or []
+    if findings:
+        print("paper findings (paired t-test over fine-tuning seeds; the report has the details):")
+    for f in findings:
+        p = "n/a" if f.get("p") is None else f"{f['p']:.3g}"
+        numbers = "" if f.get("a_mean") is None else f": {f['a_mean']:.2f} vs {f['b_mean']:.2f}"
+        print(f"  {f['verdict']:<13} {f['claim']} [{f['a']} vs {f['b']}{numbers}, p {p}]")
+
+
+def cmd_study_status(args: argparse.Namespace) -> int:
+    from encoderlab.study import load_study, study_status
+
+    for row in study_status(load_study(args.spec, args.output)):
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from encoderlab.study import load_study
+    from encoderlab.study.report import write_report
+
+    spec = load_study(args.spec, args.output)
+    if not (spec.study_dir / "results.sqlite").is_file():
+        raise ConfigError(f"{spec.study_dir}: study {spec.name!r} has no results yet (run `encoderlab study run "
+                          f"{args.spec}` first); nothing written")
+    shards = spec.study_dir / "data" if spec.data is not None else None
+    print(f"report: {write_report(spec, shards)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.spec = "toyworld-demo"
+    return cmd_study_run(args)
