@@ -16,7 +16,7 @@ from encoderlab.evaluation.sweep import run_sweep
 
 FAST = FinetuneConfig(max_steps=4, batch_size=8, max_length=128, max_eval_examples=24, max_question_tokens=16,
                       doc_stride=32, tc_full_epoch=False)
-TASKS = ["toy-sentiment", "toy-ner", "toy-qa"]
+TASKS = ["toy-sentiment", "toy-qa"]
 THREADS = torch.get_num_threads()
 
 
@@ -28,11 +28,10 @@ def _runs(db):
 
 def test_two_workers_record_the_same_runs_under_the_same_keys_with_the_same_scores(tiny_checkpoint, tmp_path):
     serial, parallel = tmp_path / "serial.sqlite", tmp_path / "parallel.sqlite"
-    rows_serial = run_sweep(str(tiny_checkpoint), TASKS, [1e-3, 3e-4], [0, 1], serial, FAST, progress=False)
-    rows_parallel = run_sweep(str(tiny_checkpoint), TASKS, [1e-3, 3e-4], [0, 1], parallel, FAST, progress=False,
-                              workers=2)
+    rows_serial = run_sweep(str(tiny_checkpoint), TASKS, [1e-3], [0, 1], serial, FAST, progress=False)
+    rows_parallel = run_sweep(str(tiny_checkpoint), TASKS, [1e-3], [0, 1], parallel, FAST, progress=False, workers=2)
     a, b = _runs(serial), _runs(parallel)
-    assert len(a) == 12 and set(a) == set(b)  # every run, once, under the key it has when run alone
+    assert len(a) == 4 and set(a) == set(b)  # every run, once, under the key it has when run alone
     for key in a:
         assert a[key][:4] == b[key][:4]
         # another thread count may round floats differently; a score is a count of items, so a
@@ -44,9 +43,9 @@ def test_two_workers_record_the_same_runs_under_the_same_keys_with_the_same_scor
     for x, y in zip(rows_serial, rows_parallel):
         assert x["lr"] == y["lr"] and x["mean"] == pytest.approx(y["mean"], abs=1e-6)
     # a rerun with workers finds everything done and starts no process
-    again = run_sweep(str(tiny_checkpoint), TASKS, [1e-3, 3e-4], [0, 1], parallel, FAST, progress=False, workers=2)
+    again = run_sweep(str(tiny_checkpoint), TASKS, [1e-3], [0, 1], parallel, FAST, progress=False, workers=2)
     assert [r["mean"] for r in again] == [r["mean"] for r in rows_parallel]
-    assert len(_runs(parallel)) == 12
+    assert len(_runs(parallel)) == 4
 
 
 def test_a_failing_run_in_a_worker_stops_the_sweep_with_its_error_and_keeps_what_finished(tiny_checkpoint):
