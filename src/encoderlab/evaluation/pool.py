@@ -1,11 +1,11 @@
 """Fine-tuning runs of a sweep in parallel worker processes.
 
 A sweep's runs are independent: each (task, LR, seed) starts from the same backbone weights with
-its own seed, so they can run side by side. On a CPU the backbones of the paper's evaluation are
-small enough that one run does not keep every core busy (the demo encoder on 2 cores: two
-1-thread processes finish ~1.3x more runs per second than one 2-thread process, measured in
-``benchmarks/finetune_workers.py``); on a GPU one small fine-tuning run leaves most of the device
-idle. ``workers`` processes (spawned, so CUDA works in them) each take the cores divided among
+its own seed, so they can run side by side. A small backbone's run does not keep every core busy
+(the demo encoder on this 2-core CPU: two 1-thread processes finished 1.3-1.4x the runs per second
+of one 2-thread process; single timings in ``benchmarks/README.md``, and
+``benchmarks/finetune_workers.py`` measures it properly); on a GPU one small fine-tuning run leaves
+most of the device idle. ``workers`` processes (spawned, so CUDA works in them) each take the cores divided among
 them and run whole runs; the parent writes every result to the store as it arrives, so an
 interrupted sweep resumes from the runs already recorded.
 
