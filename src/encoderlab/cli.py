@@ -236,7 +236,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         local_dirs[task] = directory
     config = finetune_config_from_args(args)
     rows = run_sweep(args.model, tasks, lrs, seeds, args.results, config, local_dirs=local_dirs,
-                     progress=not args.no_progress, trust_remote_code=args.trust_remote_code, workers=args.workers)
+                     progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
+                     workers=getattr(args, "workers", 1))  # cpt --evaluate passes no --workers
     identity = sweep_protocol(config)
     print(format_table(rows))
     print("\nStability across the LR grid and seeds (test scores):\n" + format_stability(rows))
