@@ -1,11 +1,11 @@
 """Fine-tuning runs of a sweep in parallel worker processes.
 
 A sweep's runs are independent: each (task, LR, seed) starts from the same backbone weights with
-its own seed, so they can run side by side. A small backbone's run does not keep every core busy
-(the demo encoder on this 2-core CPU: two 1-thread processes finished 1.3-1.4x the runs per second
-of one 2-thread process; single timings in ``benchmarks/README.md``, and
-``benchmarks/finetune_workers.py`` measures it properly); on a GPU one small fine-tuning run leaves
-most of the device idle. ``workers`` processes (spawned, so CUDA works in them) each take the cores divided among
+its own seed, so they can run side by side, e.g. on a GPU that one small fine-tuning run leaves
+mostly idle, or on a CPU whose cores one run does not keep busy. Whether it pays is measured by
+``benchmarks/finetune_workers.py``: on this 2-core CPU with the demo encoder it does not (two
+1-thread workers: 0.99x the runs per second of one 2-thread run over 12 runs, 0.84x over 4, where
+starting the workers weighs more); on a GPU it was not measured. ``workers`` processes (spawned, so CUDA works in them) each take the cores divided among
 them and run whole runs; the parent writes every result to the store as it arrives, so an
 interrupted sweep resumes from the runs already recorded.
 
