@@ -94,3 +94,13 @@ def test_the_cli_takes_workers_and_refuses_a_bad_count(tiny_checkpoint, tmp_path
     good = subprocess.run(base + ["--workers", "2"], capture_output=True, text=True, timeout=300)
     assert good.returncode == 0, good.stderr[-2000:]
     assert "| toy-sentiment | accuracy |" in good.stdout and len(_runs(db)) == 2
+
+
+def test_a_study_spec_with_a_bad_worker_count_fails_when_loaded(tmp_path):
+    from encoderlab.study.spec import load_study
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nruns:\n  - {name: A, preset: tiny-mlm40}\n"
+                    "evaluation: {tasks: [toy-sentiment], lrs: [1.0e-3], seeds: [0], workers: 0}\n")
+    with pytest.raises(ConfigError, match="evaluation.workers: expected a whole number >= 1, got 0"):
+        load_study(str(spec))

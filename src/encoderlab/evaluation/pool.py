@@ -39,6 +39,14 @@ class RunGroup:
     names: tuple[str, ...]
 
 
+def check_workers(workers, where: str = "fine-tuning workers") -> None:
+    """A worker count is a whole number >= 1 (ConfigError naming ``where`` otherwise)."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        from encoderlab.config import ConfigError
+
+        raise ConfigError(f"{where}: expected a whole number >= 1, got {workers!r}")
+
+
 def threads_per_worker(workers: int) -> int:
     """The intra-op threads of each worker: this process's threads shared out (at least 1)."""
     return max(1, torch.get_num_threads() // workers)

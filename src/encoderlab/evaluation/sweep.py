@@ -14,9 +14,8 @@ from pathlib import Path
 import torch
 
 import encoderlab
-from encoderlab.config import ConfigError
 from encoderlab.evaluation.finetune import FeatureCache, FinetuneConfig, finetune_many
-from encoderlab.evaluation.pool import RunGroup, run_parallel, threads_per_worker
+from encoderlab.evaluation.pool import RunGroup, check_workers, run_parallel, threads_per_worker
 from encoderlab.evaluation.protocol import precision_of, protocol_id, protocol_identity
 from encoderlab.evaluation.stats import RunScore, category_summary, stability, summarize
 from encoderlab.evaluation.store import (ResultsStore, RunRecord, combined_fingerprint, data_fingerprint,
@@ -48,8 +47,7 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
     ``workers`` > 1 runs that many fine-tuning runs at a time in worker processes (``pool.py``);
     how the work is spread never enters a run's key (the same run gives the same score, up to the
     float rounding of another thread count: ``tests/test_sweep_workers.py``)."""
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ConfigError(f"fine-tuning workers: expected a whole number >= 1, got {workers!r}")
+    check_workers(workers)
     fingerprint = model_fingerprint(_weights_dir(model))
     for name in tasks:
         if get_task(name).type == "qa":  # impossible QA windows fail before any work

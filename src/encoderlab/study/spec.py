@@ -60,8 +60,9 @@ class EvaluationSpec:
     workers: int = 1  # fine-tuning runs at a time per evaluated checkpoint (evaluation/pool.py); no effect on results
 
     def __post_init__(self) -> None:
-        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
-            raise ConfigError(f"evaluation.workers: expected a whole number >= 1, got {self.workers!r}")
+        from encoderlab.evaluation.pool import check_workers
+
+        check_workers(self.workers, "evaluation.workers")
         self.finetune_config()  # a bad setting fails when the spec is loaded
 
     def finetune_config(self):
