@@ -56,7 +56,7 @@ def test_every_task_type_trains_and_scores(tiny_checkpoint, name):
     assert result.test_items and all(0.0 <= x <= 1.0 for x in result.test_items)
 
 
-@pytest.mark.parametrize("name,max_length", [("toy-qa", 48), ("toy-retrieval", 48), ("toy-ner", 12)])
+@pytest.mark.parametrize("name,max_length", [("toy-qa", 48), ("toy-retrieval", 12), ("toy-ner", 12)])
 def test_a_shared_feature_cache_changes_nothing_but_the_work(tiny_checkpoint, name, max_length):
     # Short windows and inputs, so truncation and windowing counters are exercised too.
     config = FinetuneConfig(max_steps=3, batch_size=8, max_length=max_length, doc_stride=8, max_eval_examples=16,

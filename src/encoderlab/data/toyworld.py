@@ -22,8 +22,10 @@ where and when). From the world it writes
     is which; the question asks for one kind, so the answer is found only by knowing the words
     (20% ask for a kind the sentence lacks: no answer);
   - ``toy-retrieval`` (BEIR layout: corpus {_id, title, text}, queries {_id, text}, qrels
-    {query-id, corpus-id, score}): find the biography that matches two facts; test people have
-    an (employer, city) pair that no training query asks for.
+    {query-id, corpus-id, score}): short reviews of a thing in a city, two per (thing, aspect,
+    city), one praising the aspect and one criticising it; a query ("a hotel in Ghent whose
+    soundtrack the reviewer loved") shares its words with both, and only the meaning of the review's adjective (or
+    of its negation) tells which is relevant; held-out groups never occur in training.
 
 What pretraining has to buy. Half the review adjectives and half the unambiguous names
 (``held_out``) never occur in any training split of a task; half the validation and test items
@@ -41,8 +43,9 @@ encoderlab.data.toyworld`` prints them, :func:`measure_baselines` computes them)
   neutral hypotheses; entailment vs contradiction needs the review's meaning);
 - toy-ner: all-O entity F1 0; a word-to-tag lookup gets 45.7% of entity tokens right;
 - toy-qa: 19.6% unanswerable, so always answering "no answer" scores F1 19.6%;
-- toy-retrieval: 400 documents, 1,016 training queries (four templates), 110 test queries; random
-  ranking NDCG@10 1.1%; ranking by the number of query words a biography contains 98.0%.
+- toy-retrieval: 1,000 reviews, 2,040 training queries (three templates), 240 test queries; random
+  ranking NDCG@10 0.5%; ranking by the number of query words a review contains 81.5%, exactly
+  the tie between a group's two reviews ((1 + 1/log2 3) / 2): above it takes the adjectives.
 
 No download is needed, ever.
 """
@@ -145,13 +148,19 @@ class Event:
         return f"{self.place or self.field.capitalize()} {self.kind}"
 
 
-# Retrieval queries; validation and test use the first only.
-RETRIEVAL_TRAIN_TEMPLATES = (
-    "who works for {org} and lives in {city} ?",
-    "who lives in {city} and works for {org} ?",
-    "a person at {org} based in {city}",
-    "{org} employee living in {city}",
+# Retrieval: short reviews of a thing in a city, two per (thing, aspect, city) group, one praising
+# the aspect and one criticising it (in the review forms of the corpus). A query names the group
+# and the reviewer's verdict ("loved" / "hated": the corpus's verdict words, which no review
+# sentence uses), so the query's words find the group but cannot tell its two reviews apart: which
+# one is relevant depends on what the review's adjective (or its negation) means. Validation and
+# test use the first template only.
+RETRIEVAL_QUERY_TEMPLATES = (
+    "a {thing} in {city} whose {aspect} the reviewer {judgement}",
+    "{judgement} the {aspect} of a {thing} in {city}",
+    "{city} {thing} , {aspect} : {judgement}",
 )
+RETRIEVAL_JUDGEMENTS = {1: "loved", 0: "hated"}  # the corpus's verdicts ("overall , i loved it ."), never in a review sentence
+RETRIEVAL_GROUPS = {"train": 340, "validation": 40, "test": 120}
 
 
 def _a(word: str) -> str:
@@ -411,46 +420,40 @@ class World:
 
         return self._split_rows(row, 4)
 
+    def _retrieval_review(self, thing: str, aspect: str, city: str, polarity: int, rng, held: bool | None) -> str:
+        kind = rng.random()
+        if kind < 0.4:
+            return f"the {aspect} of the {thing} in {city} was {self._adjective(polarity, rng, held)} ."
+        if kind < 0.7:  # negation: the adjective has the other polarity
+            return f"the {aspect} of the {thing} in {city} was not {self._adjective(1 - polarity, rng, held)} ."
+        return f"in {city} , the {thing} had {_a(self._adjective(polarity, rng, held))} {aspect} ."
+
     def retrieval(self) -> dict:
-        corpus = []
-        for index, person in enumerate(self.people):
-            rng = np.random.default_rng([self.seed, 5, index])
-            sentences = [s for s, _ in self._fact_sentences(person, rng)]
-            corpus.append({"_id": f"p{index}", "title": person.name, "text": " ".join(sentences)})
-        same_pair: dict[tuple[int, int], list[int]] = {}
-        for index, person in enumerate(self.people):
-            same_pair.setdefault((person.employer, person.city), []).append(index)
-        unique = [i for i, p in enumerate(self.people) if len(same_pair[(p.employer, p.city)]) == 1]
+        """BEIR-style retrieval where lexical matching finds the right pair of reviews but only
+        the meaning of an adjective (a held-out one at ``held_out_rate`` in validation and test)
+        picks the relevant one. Groups never cross splits; every query has one relevant review."""
         rng = np.random.default_rng([self.seed, 6])
-        unique = [unique[int(i)] for i in rng.permutation(len(unique))]
-        sizes = {"train": max(1, len(unique) // 2), "validation": max(1, len(unique) // 8)}
-        sizes["test"] = len(unique) - sizes["train"] - sizes["validation"]
-        held_out = {"validation": unique[sizes["train"] : sizes["train"] + sizes["validation"]],
-                    "test": unique[sizes["train"] + sizes["validation"] :]}
-        # Validation and test: one query per person whose (employer, city) pair is theirs alone, so
-        # exactly one biography is relevant and the pair never occurs in training. Training: every
-        # other person, in each query template, with every biography that matches as relevant.
-        # (One template per training person left ~145 queries, i.e. 5 steps of the one-epoch
-        # protocol at batch 32: too few for anything to be learned.)
-        not_train = {i for people in held_out.values() for i in people}
-        queries, qrels = {"train": []}, {"train": []}
-        for person_index, person in enumerate(self.people):
-            if person_index in not_train:
-                continue
-            org, city = self.orgs[person.employer].name, CITIES[person.city]
-            for template_index, template in enumerate(RETRIEVAL_TRAIN_TEMPLATES):
-                qid = f"q{person_index}-{template_index}"
-                queries["train"].append({"_id": qid, "text": template.format(org=org, city=city)})
-                qrels["train"] += [{"query-id": qid, "corpus-id": f"p{match}", "score": 1}
-                                   for match in same_pair[(person.employer, person.city)]]
-        for split, people in held_out.items():
+        combos = [(t, a, c) for t in THINGS for a in ASPECTS for c in CITIES]
+        order = rng.permutation(len(combos))
+        corpus, queries, qrels, start = [], {}, {}, 0
+        for split, size in RETRIEVAL_GROUPS.items():
             queries[split], qrels[split] = [], []
-            for person_index in people:
-                person = self.people[person_index]
-                qid = f"q{person_index}"
-                text = RETRIEVAL_TRAIN_TEMPLATES[0].format(org=self.orgs[person.employer].name, city=CITIES[person.city])
-                queries[split].append({"_id": qid, "text": text})
-                qrels[split].append({"query-id": qid, "corpus-id": f"p{person_index}", "score": 1})
+            templates = RETRIEVAL_QUERY_TEMPLATES if split == "train" else RETRIEVAL_QUERY_TEMPLATES[:1]
+            for group_index in order[start : start + size]:
+                thing, aspect, city = combos[int(group_index)]
+                polarities = [0, 1] if rng.random() < 0.5 else [1, 0]  # corpus order says nothing
+                for polarity in polarities:
+                    held = split != "train" and bool(rng.random() < self.held_out_rate)
+                    doc_id = f"d{len(corpus)}"
+                    corpus.append({"_id": doc_id, "title": "", "text": self._retrieval_review(
+                        thing, aspect, city, polarity, rng, held)})
+                    for template_index, template in enumerate(templates):
+                        qid = f"q{doc_id[1:]}-{template_index}"
+                        text = template.format(thing=thing, aspect=aspect, city=city,
+                                               judgement=RETRIEVAL_JUDGEMENTS[polarity])
+                        queries[split].append({"_id": qid, "text": text})
+                        qrels[split].append({"query-id": qid, "corpus-id": doc_id, "score": 1})
+            start += size
         return {"corpus": corpus, "queries": queries, "qrels": qrels}
 
     def tasks(self) -> dict[str, dict]:
@@ -551,11 +554,11 @@ def measure_baselines(world: World) -> dict:
 
 def _term_overlap_ndcg(retrieval: dict, split: str) -> float:
     """NDCG@10 of ranking each document by how many distinct query words it contains (a lexical
-    reference point: the relevant biography is the one that names both the employer and the city)."""
+    reference point: it finds the query's pair of reviews, and ties within it)."""
     import ir_measures
     from ir_measures import nDCG
 
-    template_words = set(_tokens(RETRIEVAL_TRAIN_TEMPLATES[0].format(org="", city="")))
+    template_words = set(_tokens(RETRIEVAL_QUERY_TEMPLATES[0].format(thing="", aspect="", city="", judgement="")))
     documents = [(doc["_id"], set(_tokens(doc["text"]))) for doc in retrieval["corpus"]]
     run = {}
     for query in retrieval["queries"][split]:
