@@ -24,8 +24,9 @@ where and when). From the world it writes
   - ``toy-retrieval`` (BEIR layout: corpus {_id, title, text}, queries {_id, text}, qrels
     {query-id, corpus-id, score}): short reviews of a thing in a city, two per (thing, aspect,
     city), one praising the aspect and one criticising it; a query ("a hotel in Ghent whose
-    soundtrack the reviewer loved") shares its words with both, and only the meaning of the review's adjective (or
-    of its negation) tells which is relevant; held-out groups never occur in training.
+    soundtrack the reviewer loved") shares its words with both, and only the meaning of the
+    review's adjective (or of its negation) tells which is relevant; held-out groups never occur
+    in training.
 
 What pretraining has to buy. Half the review adjectives and half the unambiguous names
 (``held_out``) never occur in any training split of a task; half the validation and test items
@@ -159,7 +160,7 @@ RETRIEVAL_QUERY_TEMPLATES = (
     "{judgement} the {aspect} of a {thing} in {city}",
     "{city} {thing} , {aspect} : {judgement}",
 )
-RETRIEVAL_JUDGEMENTS = {1: "loved", 0: "hated"}  # the corpus's verdicts ("overall , i loved it ."), never in a review sentence
+RETRIEVAL_JUDGEMENTS = {1: "loved", 0: "hated"}  # the corpus's verdict words, never in a review sentence
 RETRIEVAL_GROUPS = {"train": 340, "validation": 40, "test": 120}
 
 
