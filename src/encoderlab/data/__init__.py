@@ -3,7 +3,8 @@
 from encoderlab.data.shards import PackedDataset, prepare, read_manifest
 from encoderlab.data.sources import SourceConfig, iter_documents, parse_source
 from encoderlab.data.tokenizer import ensure_mask_token, load_tokenizer, tokenizer_info, train_tokenizer
-from encoderlab.data.toyworld import World, export_tasks, measure_baselines
+from encoderlab.data.toyworld import World, export_tasks
+from encoderlab.data.toyworld_baselines import measure_baselines
 
 __all__ = ["PackedDataset", "SourceConfig", "World", "ensure_mask_token", "export_tasks", "iter_documents",
            "load_tokenizer", "measure_baselines", "parse_source", "prepare", "read_manifest", "tokenizer_info",
