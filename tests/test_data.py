@@ -9,7 +9,8 @@ import torch
 
 from encoderlab.config import ConfigError
 from encoderlab.data import PackedDataset, iter_documents, load_tokenizer, parse_source, prepare, train_tokenizer
-from encoderlab.data.shards import _Permutation, token_dtype
+from encoderlab.data.packed import _Permutation
+from encoderlab.data.shards import token_dtype
 from encoderlab.data.tokenizer import encode_documents, ensure_mask_token
 from encoderlab.training.data import micro_batches
 

@@ -102,7 +102,7 @@ def shards(tmp_path_factory):
 
 
 def test_variable_length_samples_are_packed_and_real_tokens_reported(tmp_path, shards):
-    from encoderlab.data.shards import PackedDataset
+    from encoderlab.data.packed import PackedDataset
     from encoderlab.training.data import PackedCuts
 
     unpacked = PackedDataset(shards, 128, seed=0, variable_length=True)

@@ -1,6 +1,7 @@
 """Data: corpus sources, tokenizers, token shards and the packed loader, and toyworld."""
 
-from encoderlab.data.shards import PackedDataset, prepare, read_manifest
+from encoderlab.data.packed import PackedDataset
+from encoderlab.data.shards import prepare, read_manifest
 from encoderlab.data.sources import SourceConfig, iter_documents, parse_source
 from encoderlab.data.tokenizer import ensure_mask_token, load_tokenizer, tokenizer_info, train_tokenizer
 from encoderlab.data.toyworld import World, export_tasks

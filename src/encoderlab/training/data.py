@@ -80,7 +80,8 @@ class SyntheticSource:
 def build_source(config: DataConfig, model: ModelConfig) -> SampleSource:
     if config.source == "synthetic":
         return SyntheticSource(model.vocab_size, config.seq_len, config.mean_document_length, config.seed)
-    from encoderlab.data.shards import MANIFEST, PackedDataset
+    from encoderlab.data.packed import PackedDataset
+    from encoderlab.data.shards import MANIFEST
 
     path = Path(config.source)
     if not (path / MANIFEST).is_file():
