@@ -63,6 +63,19 @@ def test_finetune_throughput_projects_the_protocol_cost(tmp_path):
     assert all(t["run_s"] > 0 and t["shared_features_speedup"] > 0 for t in result["tasks"].values())
 
 
+def test_retrieval_eval_compares_one_corpus_pass_with_two(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "retrieval_eval.py"), "--preset", "tiny", "--repeats", "1",
+         "--max-eval-examples", "16", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "retrieval_eval.json").read_text())
+    assert result["corpus_documents"] == 1000 and result["one_pass_vs_two"] > 0
+    assert all(len(v) == 1 and v[0] > 0 for v in result["seconds"].values())
+    assert result["largest_metric_difference"] < 1e-9  # one pass scores as two do
+
+
 def test_finetune_workers_compares_parallel_sweeps_with_one_worker(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "finetune_workers.py"), "--preset", "tiny", "--tasks", "toy-sentiment",

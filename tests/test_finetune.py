@@ -74,6 +74,42 @@ def test_a_shared_feature_cache_changes_nothing_but_the_work(tiny_checkpoint, na
     assert len(cache._entries) == 3
 
 
+def test_a_retrieval_corpus_is_ranked_once_for_validation_and_test(tiny_checkpoint, monkeypatch):
+    """Validation and test queries of one retrieval task share one pass over its corpus (MS MARCO:
+    8.8M passages embedded once per run, not twice). Each split scores as if ranked alone, and the
+    corpus's truncated documents are counted once."""
+    import torch
+
+    from encoderlab.evaluation import finetune as ft
+    from encoderlab.evaluation.features import document_text
+
+    passes = []
+    real = ft.rank_corpus
+    monkeypatch.setattr(ft, "rank_corpus", lambda corpus, *a, **k: passes.append(len(corpus)) or real(corpus, *a, **k))
+    config = FinetuneConfig(max_steps=2, batch_size=8, max_length=12, max_eval_examples=16, tc_full_epoch=False)
+    task = load_task("toy-retrieval")
+    backbone = Backbone(str(tiny_checkpoint)).eval()
+
+    def score(splits):
+        with torch.no_grad():
+            return ft._evaluate_retrieval(backbone, [(task, s) for s in splits], config, 12, lambda rows: rows[:16],
+                                          torch.device("cpu"), FeatureCache(), ("key",))
+
+    joint = score(["validation", "test"])
+    assert passes == [len(task.corpus)]
+    alone = {**score(["validation"]), **score(["test"])}
+    assert passes == [len(task.corpus)] * 3
+    for split in ("validation", "test"):
+        a, b = joint[(id(task), split)], alone[(id(task), split)]
+        assert a.metrics == pytest.approx(b.metrics, abs=1e-9) and a.items == pytest.approx(b.items, abs=1e-9)
+        assert len(a.items) == 16
+    assert joint[(id(task), "validation")].pass_id == joint[(id(task), "test")].pass_id
+    corpus_truncated = sum(len(backbone.encode(document_text(d, config))) > 10 for d in task.corpus)
+    assert corpus_truncated > 0  # 12 tokens: most reviews are cut
+    both = alone[(id(task), "validation")].counts["truncated"] + alone[(id(task), "test")].counts["truncated"]
+    assert joint[(id(task), "test")].counts["truncated"] == both - corpus_truncated
+
+
 def test_same_seed_same_result_and_divergence_is_recorded(tiny_checkpoint):
     task = load_task("toy-sentiment")
     a = finetune(str(tiny_checkpoint), task, lr=1e-3, seed=3, config=FAST)

@@ -17,6 +17,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -159,24 +160,46 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
     if status == "diverged":
         return [RunResult("diverged", math.nan, math.nan, {}, None, step, train_seconds, 0.0, dict(counts), effective)
                 for _ in test_tasks]
-    started = time.perf_counter()
     backbone.eval()
     scale = 1.0 if spec.type == "qa" else 100.0  # every main score on the paper's 0-100 scale (SQuAD already is)
+    wanted = [(task, "validation"), *[(t, "test") for t in test_tasks]]
     with torch.no_grad(), autocast:
-        validation = _evaluate(spec.type, backbone, head, task, "validation", config, limit, counts, cap, device,
-                               features, cache_key)
-        validation_seconds = time.perf_counter() - started
-        results = []
-        for test_task in test_tasks:
-            started, run_counts = time.perf_counter(), dict(counts)
-            test = _evaluate(spec.type, backbone, head, test_task, "test", config, limit, run_counts, cap, device,
-                             features, cache_key)
-            metrics = ({f"validation/{k}": v for k, v in validation[0].items()}
-                       | {f"test/{k}": v for k, v in test[0].items()})
-            results.append(RunResult("ok", scale * validation[0][spec.metric], scale * test[0][test_task.spec.metric],
-                                     metrics, test[1], steps, train_seconds,
-                                     validation_seconds + time.perf_counter() - started, run_counts, effective))
+        if spec.type == "ir":  # the splits of one task are ranked in one pass over its corpus
+            scored = _evaluate_retrieval(backbone, wanted, config, limit, cap, device, features, cache_key)
+        else:  # each split on its own
+            scored = {}
+            for scored_task, split in wanted:
+                started, added = time.perf_counter(), {}
+                metrics, items = _evaluate(spec.type, backbone, head, scored_task, split, config, limit, added, cap,
+                                           device, features, cache_key)
+                scored[(id(scored_task), split)] = _Scored(metrics, items, (id(scored_task), split), added,
+                                                           time.perf_counter() - started)
+    validation = scored[(id(task), "validation")]
+    results = []
+    for test_task in test_tasks:
+        test = scored[(id(test_task), "test")]
+        passes = {validation.pass_id: validation, test.pass_id: test}  # a pass shared by both counts once
+        run_counts = dict(counts)
+        for scoring in passes.values():
+            for name, value in scoring.counts.items():
+                run_counts[name] = run_counts.get(name, 0) + value
+        metrics = ({f"validation/{k}": v for k, v in validation.metrics.items()}
+                   | {f"test/{k}": v for k, v in test.metrics.items()})
+        results.append(RunResult("ok", scale * validation.metrics[spec.metric],
+                                 scale * test.metrics[test_task.spec.metric], metrics, test.items, steps, train_seconds,
+                                 sum(p.seconds for p in passes.values()), run_counts, effective))
     return results
+
+
+class _Scored(NamedTuple):
+    """One split scored: its metrics and per-item scores, and the evaluation pass that scored it (its
+    id, what it counted, its seconds; the splits of one retrieval task share a pass)."""
+
+    metrics: dict
+    items: list[float]
+    pass_id: tuple
+    counts: dict
+    seconds: float
 
 
 DIVERGENCE_FACTOR = 2.0  # a run whose loss ends above this multiple of where it began has diverged
@@ -297,9 +320,20 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
         scores = {k: v for k, v in scores.items() if k != "per_question_f1"}
         scores["squad_v2" if version == 2 else ("record" if spec.metric == "record" else "squad_v1")] = scores["f1"]
         return scores, items
-    # retrieval: rank the whole corpus for the split's queries by cosine similarity
-    queries = [(q["_id"], query_text(q["text"], config)) for q in task.queries[split] if q["_id"] in task.qrels[split]]
-    queries = cap(queries)
+    raise ValueError(f"_evaluate: {kind!r} is scored by _evaluate_retrieval")
+
+
+def _evaluate_retrieval(backbone, wanted: list[tuple[TaskData, str]], config, limit, cap, device,
+                        cache: FeatureCache, cache_key: tuple) -> dict[tuple, _Scored]:
+    """Scores each (task, split) of ``wanted`` by ranking its task's whole corpus by cosine similarity.
+
+    The queries of every split of one task are ranked in a single pass over its corpus: MS MARCO's
+    validation and test queries share one embedding of its 8.8M passages per run instead of two.
+    The rankings are those of one pass per split (each query's scores against each document are
+    the same numbers; the splits' query sets are disjoint, checked when a task is loaded).
+    Returns ``{(id(task), split): _Scored}``, the per-item scores being per-query NDCG@10.
+    """
+    size = config.eval_batch_size
 
     def embed(sequences):
         out = []
@@ -308,15 +342,38 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
             out.append(F.normalize(mean_pool(backbone(ids, mask), mask).float(), dim=-1))
         return torch.cat(out)
 
-    query_ids = cache.get(task, key, counts, lambda recorded: ir_framed(backbone, [t for _, t in queries], limit, recorded))
-    query_emb = embed(query_ids)
-    # the paper's judged pool: documents judged for the evaluation queries (validation and test),
-    # never the training qrels (MS MARCO: ~530k train positives)
-    pool = {d for name, table in task.qrels.items() if name != "train" for rel in table.values() for d in rel}
-    run, pool_run = rank_corpus(task.corpus, query_emb, [q for q, _ in queries], pool,
-                                lambda texts: embed(ir_framed(backbone, texts, limit, counts)), config.retrieval_chunk_docs,
-                                doc_text=lambda d: document_text(d, config))
-    qrels = {qid: task.qrels[split][qid] for qid, _ in queries}
-    result = M.retrieval_scores(run, qrels) | M.retrieval_scores(pool_run, qrels, judged_pool=pool)
-    per_query = M.retrieval_per_query(run, qrels, measure="ndcg@10")
-    return result, [float(per_query[qid]) for qid, _ in queries]
+    by_task: dict[int, tuple[TaskData, list[str]]] = {}
+    for task, split in wanted:
+        splits = by_task.setdefault(id(task), (task, []))[1]
+        if split not in splits:
+            splits.append(split)
+    scored = {}
+    for key, (task, splits) in by_task.items():
+        started, counts = time.perf_counter(), {}
+        queries, embeddings = {}, []
+        for split in splits:
+            queries[split] = cap([(q["_id"], query_text(q["text"], config)) for q in task.queries[split]
+                                  if q["_id"] in task.qrels[split]])
+            texts = [t for _, t in queries[split]]
+            framed = cache.get(task, (*cache_key, split), counts,
+                               lambda recorded, texts=texts: ir_framed(backbone, texts, limit, recorded))
+            embeddings.append(embed(framed))
+        # the paper's judged pool: documents judged for the evaluation queries (validation and test),
+        # never the training qrels (MS MARCO: ~530k train positives)
+        pool = {d for name, table in task.qrels.items() if name != "train" for rel in table.values() for d in rel}
+        run, pool_run = rank_corpus(task.corpus, torch.cat(embeddings), [q for s in splits for q, _ in queries[s]],
+                                    pool, lambda texts, counts=counts: embed(ir_framed(backbone, texts, limit, counts)),
+                                    config.retrieval_chunk_docs, doc_text=lambda d: document_text(d, config))
+        results = {}
+        for split in splits:
+            ids = [q for q, _ in queries[split]]
+            qrels = {q: task.qrels[split][q] for q in ids}
+            split_run, split_pool_run = {q: run[q] for q in ids}, {q: pool_run[q] for q in ids}
+            result = (M.retrieval_scores(split_run, qrels)
+                      | M.retrieval_scores(split_pool_run, qrels, judged_pool=pool))
+            per_query = M.retrieval_per_query(split_run, qrels, measure="ndcg@10")
+            results[split] = (result, [float(per_query[q]) for q in ids])
+        seconds = time.perf_counter() - started
+        for split in splits:
+            scored[(key, split)] = _Scored(*results[split], ("corpus", key), counts, seconds)
+    return scored
