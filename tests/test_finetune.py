@@ -48,6 +48,19 @@ def test_features_label_first_sub_tokens_and_find_answers(tiny_checkpoint):
             assert all(f["start"] == f["end"] == 0 for f in windows)
 
 
+def test_retrieval_texts_are_tokenized_in_one_call_as_one_by_one(tiny_checkpoint):
+    from encoderlab.evaluation.features import document_text, ir_framed
+
+    backbone = Backbone(str(tiny_checkpoint))
+    texts = [document_text(d, FAST) for d in load_task("toy-retrieval").corpus[:200]] + ["", "a"]
+    counted = {}
+    framed = ir_framed(backbone, texts, 12, counted)
+    one_by_one = [backbone.frame(backbone.encode(t)[:10]) for t in texts]
+    assert framed == one_by_one and framed[-2] == backbone.frame([])
+    assert counted["truncated"] == sum(len(backbone.encode(t)) > 10 for t in texts) > 0
+    assert ir_framed(backbone, [], 12, counted) == []
+
+
 @pytest.mark.parametrize("name", TOYWORLD_TASKS)
 def test_every_task_type_trains_and_scores(tiny_checkpoint, name):
     result = finetune(str(tiny_checkpoint), load_task(name), lr=1e-3, seed=0, config=FAST)

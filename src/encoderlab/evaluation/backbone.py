@@ -120,6 +120,10 @@ class Backbone(nn.Module):
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def encode_many(self, texts: list[str]) -> list[list[int]]:
+        """``encode`` of each text, in one tokenizer call (a fast tokenizer batches them in Rust)."""
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.unsqueeze(-1).to(hidden.dtype)

@@ -97,7 +97,7 @@ def document_text(doc: dict, config: FinetuneConfig) -> str:
 
 
 def ir_framed(backbone: Backbone, texts: list[str], limit: int, counter: dict) -> list[list[int]]:
-    return [backbone.frame(truncate(backbone.encode(t), limit - 2, counter)) for t in texts]
+    return [backbone.frame(truncate(ids, limit - 2, counter)) for ids in backbone.encode_many(texts)]
 
 
 def train_features(backbone: Backbone, task: TaskData, config: FinetuneConfig, limit: int, counts: dict) -> list:
@@ -115,8 +115,9 @@ def train_features(backbone: Backbone, task: TaskData, config: FinetuneConfig, l
     if missing:
         raise ConfigError(f"task {spec.name!r}: {len(missing)} training qrels name documents absent from the corpus "
                           f"(e.g. {missing[0]!r})")
-    return [{"q": ir_framed(backbone, [queries[q]], limit, counts)[0], "d": ir_framed(backbone, [docs[d]], limit, counts)[0]}
-            for q, d in pairs]
+    framed_queries = ir_framed(backbone, [queries[q] for q, _ in pairs], limit, counts)
+    framed_docs = ir_framed(backbone, [docs[d] for _, d in pairs], limit, counts)
+    return [{"q": q, "d": d} for q, d in zip(framed_queries, framed_docs)]
 
 
 class FeatureCache:
