@@ -121,6 +121,18 @@ def test_a_retrieval_corpus_is_ranked_once_for_validation_and_test(tiny_checkpoi
     assert corpus_truncated > 0  # 12 tokens: most reviews are cut
     both = alone[(id(task), "validation")].counts["truncated"] + alone[(id(task), "test")].counts["truncated"]
     assert joint[(id(task), "test")].counts["truncated"] == both - corpus_truncated
+    # splits that share query ids (a task built by hand, not loaded) are not merged: a pass each
+    from dataclasses import replace
+
+    shared = replace(task, queries={**task.queries, "test": task.queries["validation"]},
+                     qrels={**task.qrels, "test": task.qrels["validation"]})
+    with torch.no_grad():
+        apart = ft._evaluate_retrieval(backbone, [(shared, "validation"), (shared, "test"), (shared, "test")], config,
+                                       12, lambda rows: rows[:16], torch.device("cpu"), FeatureCache(), ("key",))
+    assert passes == [len(task.corpus)] * 5 and len(apart) == 2
+    whole_corpus = {k: v for k, v in alone[(id(task), "validation")].metrics.items() if "judged pool" not in k}
+    assert {k: apart[(id(shared), "test")].metrics[k] for k in whole_corpus} == pytest.approx(whole_corpus, abs=1e-9)
+    assert apart[(id(shared), "test")].items == pytest.approx(alone[(id(task), "validation")].items, abs=1e-9)
 
 
 def test_same_seed_same_result_and_divergence_is_recorded(tiny_checkpoint):

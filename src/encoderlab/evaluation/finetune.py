@@ -329,8 +329,9 @@ def _evaluate_retrieval(backbone, wanted: list[tuple[TaskData, str]], config, li
 
     The queries of every split of one task are ranked in a single pass over its corpus: MS MARCO's
     validation and test queries share one embedding of its 8.8M passages per run instead of two.
-    The rankings are those of one pass per split (each query's scores against each document are
-    the same numbers; the splits' query sets are disjoint, checked when a task is loaded).
+    The rankings are those of one pass per split: each query's scores against each document are
+    the same numbers (the splits' query sets are disjoint, checked when a task is loaded; splits
+    that share query ids would get a pass each).
     Returns ``{(id(task), split): _Scored}``, the per-item scores being per-query NDCG@10.
     """
     size = config.eval_batch_size
@@ -342,13 +343,18 @@ def _evaluate_retrieval(backbone, wanted: list[tuple[TaskData, str]], config, li
             out.append(F.normalize(mean_pool(backbone(ids, mask), mask).float(), dim=-1))
         return torch.cat(out)
 
-    by_task: dict[int, tuple[TaskData, list[str]]] = {}
-    for task, split in wanted:
-        splits = by_task.setdefault(id(task), (task, []))[1]
-        if split not in splits:
-            splits.append(split)
+    # one pass per task; a split sharing query ids with another split of the pass gets its own
+    passes: dict[tuple, tuple[TaskData, list[str]]] = {}
+    query_ids: dict[tuple, set[str]] = {}
+    for task, split in {(id(t), s): (t, s) for t, s in wanted}.values():  # each (task, split) once, in order
+        ids = {q["_id"] for q in task.queries[split] if q["_id"] in task.qrels[split]}
+        key = ("corpus", id(task))
+        if query_ids.get(key, set()) & ids:
+            key = ("corpus", id(task), split)
+        passes.setdefault(key, (task, []))[1].append(split)
+        query_ids.setdefault(key, set()).update(ids)
     scored = {}
-    for key, (task, splits) in by_task.items():
+    for key, (task, splits) in passes.items():
         started, counts = time.perf_counter(), {}
         queries, embeddings = {}, []
         for split in splits:
@@ -375,5 +381,5 @@ def _evaluate_retrieval(backbone, wanted: list[tuple[TaskData, str]], config, li
             results[split] = (result, [float(per_query[q]) for q in ids])
         seconds = time.perf_counter() - started
         for split in splits:
-            scored[(key, split)] = _Scored(*results[split], ("corpus", key), counts, seconds)
+            scored[(id(task), split)] = _Scored(*results[split], key, counts, seconds)
     return scored
