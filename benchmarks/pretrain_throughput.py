@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -462,6 +463,9 @@ def main(argv=None) -> int:
             raise SystemExit(f"--runs/--extra: unknown run {run!r}; expected one of {', '.join(RUN_KINDS)}")
     env = environment(device)
     print(json.dumps(env), flush=True)
+    # A time limit's SIGINT must stop the plan even when this process inherited SIGINT ignored (a
+    # shell starts background jobs so, e.g. `nohup ... &`), or the rows would run on past the limit.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     records = []
     started = time.perf_counter()
     with open(out / "throughput.jsonl", "a") as log:
