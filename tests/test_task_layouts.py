@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from encoderlab.config import ConfigError
-from encoderlab.evaluation import tasks
+from encoderlab.evaluation import registry, tasks
 from encoderlab.evaluation.tasks import REGISTRY, load_task
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -402,9 +402,9 @@ def test_record_superglue_jsonl(tmp_path):
 # -- the documentation ------------------------------------------------------------------------------
 def test_the_module_doc_names_every_file_read():
     names = {pattern for spec in REGISTRY.values() for files in spec.files.values() for pattern, _ in files}
-    names |= {n for files in tasks.BEIR_QRELS.values() for n in files} | {p for p, _ in tasks.BEIR_CORPUS}
+    names |= {n for files in registry.BEIR_QRELS.values() for n in files} | {p for p, _ in registry.BEIR_CORPUS}
     hub = {p for split in ("train", "validation", "test", "validation_matched", "validation_mismatched")
-           for p, _ in tasks.HUB(split)}
+           for p, _ in registry.HUB(split)}
     undocumented = sorted(n for n in names - hub if f"``{n}``" not in tasks.__doc__ and n not in tasks.__doc__)
     assert not undocumented
     for spec in REGISTRY.values():
