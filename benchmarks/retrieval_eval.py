@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     largest = max(abs(two[k].metrics[m] - one[k].metrics[m]) for k in two for m in two[k].metrics)
     median = {k: statistics.median(v) for k, v in seconds.items()}
     result = {"preset": args.preset, "device": device.type, "torch": torch.__version__, "task": "toy-retrieval",
-              "corpus_documents": len(task.corpus), "queries_per_split": args.max_eval_examples,
+              "corpus_documents": len(task.corpus), "max_eval_examples": args.max_eval_examples,
+              "queries": {s: min(len(task.qrels[s]), args.max_eval_examples) for s in ("validation", "test")},
               "max_length": args.max_length, "repeats": args.repeats, "seconds": seconds, "median_seconds": median,
               "one_pass_vs_two": median["one_pass"] / median["two_passes"], "largest_metric_difference": largest}
     out = Path(args.out)
