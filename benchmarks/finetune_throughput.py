@@ -28,12 +28,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from encoderlab.io import atomic_write_text  # noqa: E402
-from encoderlab.data import iter_documents, parse_source, train_tokenizer  # noqa: E402
 import time  # noqa: E402
 
 from encoderlab.evaluation.finetune import FeatureCache, FinetuneConfig, finetune  # noqa: E402
 from encoderlab.evaluation.tasks import load_task  # noqa: E402
-from encoderlab.model import ModelConfig, build_encoder, save_checkpoint  # noqa: E402
+from toyworld_model import random_toyworld_checkpoint  # noqa: E402
 
 TASKS = {"toy-sentiment": "SC", "toy-nli": "SC-pair", "toy-ner": "TC", "toy-qa": "QA", "toy-retrieval": "IR"}
 # Test-set sizes of the paper's datasets (official validation splits / BEIR test queries), for the projection.
@@ -53,11 +52,7 @@ def main(argv=None) -> int:
     results = {"preset": args.preset, "device": "cuda" if torch.cuda.is_available() else "cpu",
                "torch": torch.__version__, "steps": args.steps, "batch_size": 32, "tasks": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = train_tokenizer(iter_documents(parse_source("toyworld", toyworld_documents=5000)), 2048,
-                                    Path(tmp) / "tok")
-        config = ModelConfig.from_name(args.preset, vocab_size=max(len(tokenizer), 512), pad_token_id=0,
-                                       bos_token_id=1, eos_token_id=2, mask_token_id=3)
-        checkpoint = save_checkpoint(build_encoder(config, seed=0), Path(tmp) / "model", tokenizer_dir=Path(tmp) / "tok")
+        checkpoint = random_toyworld_checkpoint(args.preset, tmp)
         for name, kind in TASKS.items():
             task = load_task(name)
             # the step rate is what is measured: every task trains --steps (TC too, not its full epoch),

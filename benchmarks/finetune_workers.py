@@ -26,12 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from encoderlab.data import iter_documents, parse_source, train_tokenizer  # noqa: E402
 from encoderlab.evaluation.finetune import FinetuneConfig  # noqa: E402
 from encoderlab.evaluation.pool import threads_per_worker  # noqa: E402
 from encoderlab.evaluation.sweep import run_sweep  # noqa: E402
 from encoderlab.io import atomic_write_text  # noqa: E402
-from encoderlab.model import ModelConfig, build_encoder, save_checkpoint  # noqa: E402
+from toyworld_model import random_toyworld_checkpoint  # noqa: E402
 
 
 def _scores(db: Path) -> dict:
@@ -61,10 +60,7 @@ def main(argv=None) -> int:
               "steps": args.steps, "runs_per_sweep": runs, "repeats": args.repeats, "workers": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        tokenizer = train_tokenizer(iter_documents(parse_source("toyworld", toyworld_documents=5000)), 2048, tmp / "tok")
-        model = ModelConfig.from_name(args.preset, vocab_size=max(len(tokenizer), 512), pad_token_id=0, bos_token_id=1,
-                                      eos_token_id=2, mask_token_id=3)
-        checkpoint = str(save_checkpoint(build_encoder(model, seed=0), tmp / "model", tokenizer_dir=tmp / "tok"))
+        checkpoint = str(random_toyworld_checkpoint(args.preset, tmp))
         times: dict[int, list[float]] = {1: [], **{w: [] for w in counts}}
         scores: dict[int, dict] = {}
         for repeat in range(args.repeats):

@@ -25,11 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from encoderlab.data import iter_documents, parse_source, train_tokenizer  # noqa: E402
 from encoderlab.evaluation import finetune as ft  # noqa: E402
 from encoderlab.evaluation.tasks import load_task  # noqa: E402
 from encoderlab.io import atomic_write_text  # noqa: E402
-from encoderlab.model import ModelConfig, build_encoder, save_checkpoint  # noqa: E402
+from toyworld_model import random_toyworld_checkpoint  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -44,11 +43,7 @@ def main(argv=None) -> int:
     config = ft.FinetuneConfig(max_length=args.max_length, max_eval_examples=args.max_eval_examples)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = train_tokenizer(iter_documents(parse_source("toyworld", toyworld_documents=5000)), 2048,
-                                    Path(tmp) / "tok")
-        model = ModelConfig.from_name(args.preset, vocab_size=max(len(tokenizer), 512), pad_token_id=0, bos_token_id=1,
-                                      eos_token_id=2, mask_token_id=3)
-        checkpoint = save_checkpoint(build_encoder(model, seed=0), Path(tmp) / "model", tokenizer_dir=Path(tmp) / "tok")
+        checkpoint = random_toyworld_checkpoint(args.preset, tmp)
         backbone = ft.Backbone(str(checkpoint)).to(device).eval()
         limit = min(config.max_length, backbone.max_positions)
         cache = ft.FeatureCache()  # queries tokenized once, as in a sweep; the corpus is streamed every pass
