@@ -12,6 +12,7 @@ from pathlib import Path
 
 from encoderlab import __version__
 from encoderlab.config import ConfigError
+from encoderlab.threads import add_threads_argument, workers_argument
 
 
 def _model_config(spec: str, overrides: list[str] | None = None):
@@ -215,6 +216,15 @@ def finetune_config_from_args(args: argparse.Namespace):
     return from_dict(FinetuneConfig, values, where="fine-tuning protocol")
 
 
+def _sweep_execution(args: argparse.Namespace) -> dict:
+    """``workers`` and threads per worker of an evaluate sweep (encoderlab.threads; cpt --evaluate
+    passes neither)."""
+    from encoderlab.threads import resolve
+
+    policy = resolve(getattr(args, "workers", 1), getattr(args, "threads", None))
+    return {"workers": policy.workers, "threads": policy.threads}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from encoderlab.evaluation.protocol import protocol_card, protocol_id
     from encoderlab.evaluation.store import ResultsStore, model_fingerprint
@@ -237,7 +247,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = finetune_config_from_args(args)
     rows = run_sweep(args.model, tasks, lrs, seeds, args.results, config, local_dirs=local_dirs,
                      progress=not args.no_progress, trust_remote_code=args.trust_remote_code,
-                     workers=getattr(args, "workers", 1))  # cpt --evaluate passes no --workers
+                     **_sweep_execution(args))
     identity = sweep_protocol(config)
     print(format_table(rows))
     print("\nStability across the LR grid and seeds (test scores):\n" + format_stability(rows))
@@ -393,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace an existing run in the output directory (its checkpoints, metrics and config)")
     pre.add_argument("--output", help="run directory (default runs/<name>)")
     pre.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads_argument(pre)
     pre.set_defaults(func=cmd_pretrain)
 
     add_cpt_parser(commands)  # encoderlab.cli_cpt
@@ -447,11 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="any protocol setting, e.g. adam_beta2=0.999, attention=causal, query_prefix='' "
                          "(see encoderlab.evaluation.protocol.FinetuneConfig)")
-    ev.add_argument("--workers", type=int, default=1,
-                    help="fine-tuning runs at a time, each in its own process with the cores shared out (default 1); "
-                         "never changes which runs are done or how they are keyed")
+    ev.add_argument("--workers", type=workers_argument, default=1,
+                    help="fine-tuning runs at a time, each in its own process (default 1; 'auto': the usable cores, "
+                         "one thread each); never changes which runs are done or how they are keyed")
     ev.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the model dir")
     ev.add_argument("--no-progress", action="store_true")
+    add_threads_argument(ev, "torch threads per fine-tuning process (default: usable cores / workers)")
     ev.set_defaults(func=cmd_evaluate)
 
     add_study_parsers(commands)  # encoderlab.cli_study: study run/status, report, demo
@@ -464,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--seq-len", type=int, default=128)
     smoke.add_argument("--lr", type=float, default=2e-3)
     smoke.add_argument("--seed", type=int, default=0)
+    add_threads_argument(smoke)
     smoke.set_defaults(func=cmd_smoke)
     return parser
 
@@ -475,6 +488,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        from encoderlab.threads import apply, resolve
+
+        # the thread policy (encoderlab.threads): a command that shares its cores out (study run,
+        # evaluate --workers) resolves its own workers; every other runs alone on the usable cores
+        apply(resolve(None, getattr(args, "threads", None)).threads)
         return int(args.func(args) or 0)
     except (ConfigError, ValueError, RuntimeError) as err:  # expected failures: one line, exit code 2
         print(f"encoderlab: error: {_one_line(str(err))}", file=sys.stderr)

@@ -20,6 +20,8 @@ EXPORT_TARGETS = ("eurobert", "sentence-transformers")
 
 
 def add_cpt_parser(commands) -> None:
+    from encoderlab.threads import add_threads_argument
+
     cpt = commands.add_parser(
         "cpt", help="continued MLM/MNTP pretraining from a Hugging Face decoder (shapes from its config.json)",
         description="Imports HF_DECODER_DIR (Llama/SmolLM2, Mistral, Qwen2/2.5, Qwen3, Gemma 2/3, OLMo 2), takes the "
@@ -46,6 +48,7 @@ def add_cpt_parser(commands) -> None:
     cpt.add_argument("--resume", action="store_true")
     cpt.add_argument("--overwrite", action="store_true", help="replace a previous cpt run in --output")
     cpt.add_argument("--no-progress", action="store_true")
+    add_threads_argument(cpt)
     ev = cpt.add_argument_group("evaluation and export of the final checkpoint")
     ev.add_argument("--evaluate", metavar="TASKS",
                     help="comma list of tasks, or 'toyworld' for the toyworld tasks (as `encoderlab evaluate --tasks`)")

@@ -20,6 +20,7 @@ def add_study_parsers(commands) -> None:
         sub.add_argument("--output", help="study directory (default studies/<name>)")
         sub.add_argument("--no-progress", action="store_true")
         if verb == "run":
+            _add_execution_arguments(sub)
             sub.add_argument("--dry-run", action="store_true",
                              help="validate and list every run with its steps, tokens and projected device-hours; "
                                   "run nothing")
@@ -36,7 +37,18 @@ def add_study_parsers(commands) -> None:
     demo = commands.add_parser("demo", help="the toyworld study end to end, offline, on a CPU")
     demo.add_argument("--output", help="study directory (default studies/toyworld-demo)")
     demo.add_argument("--no-progress", action="store_true")
+    _add_execution_arguments(demo)
     demo.set_defaults(func=cmd_demo)
+
+
+def _add_execution_arguments(parser) -> None:
+    from encoderlab.threads import add_threads_argument, workers_argument
+
+    parser.add_argument("--workers", type=workers_argument, metavar="N",
+                        help="local jobs side by side (default: the spec's scheduler.workers; 'auto': the usable "
+                             "cores); see encoderlab.threads")
+    add_threads_argument(parser, "torch threads per job (default: usable cores / workers, so 1 when the jobs fill "
+                                 "the cores)")
 
 
 def cmd_study_run(args: argparse.Namespace) -> int:
@@ -64,7 +76,7 @@ def cmd_study_run(args: argparse.Namespace) -> int:
               f"seeds) = {plan['finetuning_runs']:,} fine-tuning runs")
         return 0
     started = time.perf_counter()
-    report = run_study(spec, progress=not args.no_progress)
+    report = run_study(spec, progress=not args.no_progress, workers=args.workers, threads=args.threads)
     print(f"study {spec.name} finished in {time.perf_counter() - started:.0f}s; report: {report}")
     _print_findings(spec.study_dir / "summary.json")
     return 0

@@ -312,8 +312,9 @@ class World:
 
     def sentiment(self) -> dict[str, list[dict]]:
         def row(rng, index):
-            sentence, label = self._review(rng, held=self._held(rng, index))
-            return {"sentence": sentence + " ", "label": label, "idx": index}
+            held = self._held(rng, index)
+            sentence, label = self._review(rng, held=held)
+            return {"sentence": sentence + " ", "label": label, "idx": index, "held_out": held}
 
         return self._split_rows(row, 1)
 
@@ -322,11 +323,12 @@ class World:
         the hypothesis claims the reviewer liked the thing (entailed or contradicted by what the
         review says) or states something the review does not say (neutral)."""
         def row(rng, index):
-            premise, polarity = self._review(rng, held=self._held(rng, index))
+            held = self._held(rng, index)
+            premise, polarity = self._review(rng, held=held)
             thing = next(t for t in THINGS if f" {t} " in f" {premise} ")
             label = 1 if rng.random() < 1 / 3 else (0 if polarity else 2)
             hypothesis = str(rng.choice(NLI_UNSTATED if label == 1 else NLI_LIKED)).format(thing=thing)
-            return {"premise": premise, "hypothesis": hypothesis, "label": label, "idx": index}
+            return {"premise": premise, "hypothesis": hypothesis, "label": label, "idx": index, "held_out": held}
 
         return self._split_rows(row, 2)
 
@@ -363,7 +365,7 @@ class World:
                         for k in range(start + 1, start + len(words)):
                             tags[k] = f"I-{kind}"
                         break
-            return {"id": str(index), "tokens": tokens, "ner_tags": [NER_LABELS.index(t) for t in tags]}
+            return {"id": str(index), "tokens": tokens, "ner_tags": [NER_LABELS.index(t) for t in tags], "held_out": held}
 
         held_words = set().union(*self.held_out_names.values())
 
@@ -415,7 +417,7 @@ class World:
             else:
                 answers = {"text": [], "answer_start": []}
             return {"id": f"toyqa-{index}", "title": speaker.name, "context": context, "question": question,
-                    "answers": answers}
+                    "answers": answers, "held_out": held}
 
         return self._split_rows(row, 4)
 
@@ -450,7 +452,7 @@ class World:
                         qid = f"q{doc_id[1:]}-{template_index}"
                         text = template.format(thing=thing, aspect=aspect, city=city,
                                                judgement=RETRIEVAL_JUDGEMENTS[polarity])
-                        queries[split].append({"_id": qid, "text": text})
+                        queries[split].append({"_id": qid, "text": text, "held_out": held})
                         qrels[split].append({"query-id": qid, "corpus-id": doc_id, "score": 1})
             start += size
         return {"corpus": corpus, "queries": queries, "qrels": qrels}

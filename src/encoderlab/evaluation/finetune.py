@@ -26,6 +26,7 @@ from torch import nn
 from encoderlab.config import ConfigError
 from encoderlab.evaluation import metrics as M
 from encoderlab.evaluation.backbone import Backbone, mean_pool, pad_batch
+from encoderlab.evaluation.items import entity_counts
 from encoderlab.evaluation.features import (FeatureCache, document_text, ir_framed, qa_features, query_text,
                                             sc_features, tc_features, train_features)
 from encoderlab.evaluation.protocol import PROTOCOL_VERSION, FinetuneConfig, precision_of
@@ -202,6 +203,24 @@ class _Scored(NamedTuple):
     seconds: float
 
 
+def _with_subsets(metrics: dict, metric: str, items: list[float], counts: list | None, rows: list[dict]) -> dict:
+    """``metrics`` plus, when the scored rows mark held-out items (toyworld: key words that never
+    occur in the task's fine-tuning data), the mask and the main metric on the held-out items and
+    on the rest (``held_out/<metric>``, ``seen/<metric>``, x100 like every main score)."""
+    if not rows or "held_out" not in rows[0]:
+        return metrics
+    import numpy as np
+
+    from encoderlab.evaluation.items import ItemScores
+
+    mask = np.array([bool(r["held_out"]) for r in rows])
+    if len(mask) != len(items):
+        raise RuntimeError(f"held-out mask of {len(mask)} rows for {len(items)} scored items (a dropped item?)")
+    scores = ItemScores(counts=counts) if counts is not None else ItemScores(values=items)
+    subsets = {f"{name}/{metric}": scores.score(np.flatnonzero(m)) for name, m in (("held_out", mask), ("seen", ~mask))}
+    return metrics | {"held_out_mask": mask.astype(int).tolist(), "held_out_items": int(mask.sum())} | subsets
+
+
 DIVERGENCE_FACTOR = 2.0  # a run whose loss ends above this multiple of where it began has diverged
 
 
@@ -267,7 +286,8 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
             predictions += head(mean_pool(backbone(ids, mask), mask)).argmax(-1).tolist()
         labels = [f["label"] for f in features]
         items = [float(p == y) for p, y in zip(predictions, labels)]
-        return {"accuracy": M.accuracy(predictions, labels)}, items
+        return _with_subsets({"accuracy": M.accuracy(predictions, labels)}, "accuracy", items, None,
+                             cap(task.splits[split])), items
     if kind == "tc":
         features = cache.get(task, key, counts,
                              lambda recorded: tc_features(backbone, cap(task.splits[split]), limit, recorded))
@@ -282,7 +302,9 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
                 gold_tags.append(gold)
                 pred_tags.append(words)
                 items.append(sum(g == p for g, p in zip(gold, words)) / len(gold))
-        return M.entity_scores(gold_tags, pred_tags), items
+        counts = entity_counts(gold_tags, pred_tags)
+        scores = M.entity_scores(gold_tags, pred_tags) | {"entity_counts": counts}
+        return _with_subsets(scores, spec.metric, items, counts, cap(task.splits[split])), items
     if kind == "qa":
         rows = cap(task.splits[split])
         features = cache.get(task, key, counts, lambda recorded: qa_features(backbone, rows, config, limit, recorded))
@@ -319,7 +341,7 @@ def _evaluate(kind, backbone, head, task, split, config, limit, counts, cap, dev
         items = [scores["per_question_f1"][r["id"]] for r in rows]
         scores = {k: v for k, v in scores.items() if k != "per_question_f1"}
         scores["squad_v2" if version == 2 else ("record" if spec.metric == "record" else "squad_v1")] = scores["f1"]
-        return scores, items
+        return _with_subsets(scores, spec.metric, items, None, rows), items
     raise ValueError(f"_evaluate: {kind!r} is scored by _evaluate_retrieval")
 
 
@@ -378,7 +400,9 @@ def _evaluate_retrieval(backbone, wanted: list[tuple[TaskData, str]], config, li
             result = (M.retrieval_scores(split_run, qrels)
                       | M.retrieval_scores(split_pool_run, qrels, judged_pool=pool))
             per_query = M.retrieval_per_query(split_run, qrels, measure="ndcg@10")
-            results[split] = (result, [float(per_query[q]) for q in ids])
+            items = [float(per_query[q]) for q in ids]
+            flagged = {q["_id"]: q for q in task.queries[split]}
+            results[split] = (_with_subsets(result, "ndcg@10", items, None, [flagged[q] for q in ids]), items)
         seconds = time.perf_counter() - started
         for split in splits:
             scored[(id(task), split)] = _Scored(*results[split], key, counts, seconds)

@@ -53,7 +53,9 @@ def threads_per_worker(workers: int) -> int:
 
 
 def _init_worker(threads: int, local_dirs: dict[str, str], fingerprints: dict[str, str]) -> None:
-    torch.set_num_threads(threads)
+    from encoderlab.threads import apply
+
+    apply(threads)
     _STATE.update(local_dirs=local_dirs, fingerprints=fingerprints, tasks={}, features=FeatureCache())
 
 
@@ -80,13 +82,14 @@ def _run(model: str, group: RunGroup, config: FinetuneConfig, trust_remote_code:
 
 
 def run_parallel(model: str, groups: list[RunGroup], config: FinetuneConfig, workers: int, local_dirs: dict[str, str],
-                 fingerprints: dict[str, str], trust_remote_code: bool, record) -> None:
+                 fingerprints: dict[str, str], trust_remote_code: bool, record, threads: int | None = None) -> None:
     """Runs every group on ``workers`` processes; ``record(group, results)`` is called in this
     process as each finishes. The first failure stops the sweep: runs not started are cancelled,
-    the ones in flight finish and are recorded, then the error is raised."""
+    the ones in flight finish and are recorded, then the error is raised. ``threads``: torch threads
+    of each worker (default: this process's shared out)."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=context, initializer=_init_worker,
-                               initargs=(threads_per_worker(workers), dict(local_dirs), dict(fingerprints)))
+                               initargs=(threads or threads_per_worker(workers), dict(local_dirs), dict(fingerprints)))
     failure: BaseException | None = None
     try:
         futures: dict[Future, RunGroup] = {pool.submit(_run, model, g, config, trust_remote_code): g for g in groups}

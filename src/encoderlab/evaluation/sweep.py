@@ -41,13 +41,18 @@ def sweep_protocol(config: FinetuneConfig, device: torch.device | None = None) -
 
 def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], results: str | Path,
               config: FinetuneConfig, local_dirs: dict[str, str] | None = None, progress: bool = True,
-              trust_remote_code: bool = False, workers: int = 1) -> list[dict]:
+              trust_remote_code: bool = False, workers: int = 1, threads: int | None = None) -> list[dict]:
     """Runs every (task, lr, seed) not yet in ``results``; returns the summary rows.
 
     ``workers`` > 1 runs that many fine-tuning runs at a time in worker processes (``pool.py``);
     how the work is spread never enters a run's key (the same run gives the same score, up to the
-    float rounding of another thread count: ``tests/test_sweep_workers.py``)."""
+    float rounding of another thread count: ``tests/test_sweep_workers.py``). ``threads``: torch
+    threads per worker (default: this process's threads shared out; ``encoderlab.threads``)."""
     check_workers(workers)
+    if threads is None:
+        threads = threads_per_worker(workers) if workers > 1 else torch.get_num_threads()
+    elif workers == 1:
+        torch.set_num_threads(threads)
     fingerprint = model_fingerprint(_weights_dir(model))
     for name in tasks:
         if get_task(name).type == "qa":  # impossible QA windows fail before any work
@@ -80,7 +85,6 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
                 bar.update(len(names) - len(pending))  # done before (an interrupted sweep resumes here)
             if pending:
                 todo.append(RunGroup(source, lr, seed, tuple(pending)))
-        threads = threads_per_worker(workers) if workers > 1 else torch.get_num_threads()
 
         def record(group: RunGroup, outcomes) -> None:
             for name, result in zip(group.names, outcomes):
@@ -103,7 +107,8 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
                     bar.update(1)
 
         if workers > 1 and len(todo) > 1:
-            run_parallel(str(model), todo, config, workers, local_dirs or {}, fingerprints, trust_remote_code, record)
+            run_parallel(str(model), todo, config, workers, local_dirs or {}, fingerprints, trust_remote_code, record,
+                         threads=threads)
         else:
             for group in todo:
                 record(group, finetune_many(model, loaded[group.source], group.lr, group.seed, config,

@@ -101,7 +101,12 @@ def run_jobs(spec, stage: str, commands: list[tuple[str, list[str]]], log, run_d
             parameters["slurm_account"] = scheduler.account
     executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
     waves = _waves(spec, commands) if stage == "pretrain" else [commands]
-    limit = max(1, scheduler.workers) if scheduler.kind == "local" else len(commands)
+    if scheduler.kind == "local":
+        from encoderlab.threads import resolve
+
+        limit = resolve(scheduler.workers).workers
+    else:
+        limit = len(commands)
     for wave in waves:
         for start in range(0, len(wave), limit):
             batch = wave[start : start + limit]
@@ -115,6 +120,61 @@ def run_jobs(spec, stage: str, commands: list[tuple[str, list[str]]], log, run_d
                 log(f"[study {spec.name}] {stage} job {job.job_id} ({name}) submitted")
             for name, job in jobs:
                 wait_for_job(stage, name, job)
+
+
+def _executor(spec, stage: str):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=spec.study_dir / "jobs" / stage, cluster="local")
+    executor.update_parameters(timeout_min=spec.scheduler.time_minutes, name=f"{spec.name}-{stage}")
+    return executor
+
+
+def run_local_graph(spec, nodes: list[dict], workers: int, log, poll_s: float = 0.2) -> dict[str, float]:
+    """Runs local jobs as a graph on ``workers`` slots: a node starts as soon as a slot is free and
+    the pretraining runs it waits for (``after``) have finished, so a branch, or the evaluation of a
+    finished checkpoint, never waits for unrelated work. ``nodes``: dicts with ``stage``
+    (``pretrain`` / ``evaluate``), ``name``, ``command``, ``after`` (names of pretraining nodes) and,
+    for pretraining, ``run_dir`` (a checkpointable job). Jobs are recorded as :func:`run_jobs`
+    records them. The first failure stops new starts; the jobs in flight finish, then it raises.
+    Returns each node's wall seconds, keyed ``stage/name``."""
+    from submitit.helpers import CommandFunction
+
+    executors = {stage: _executor(spec, stage) for stage in {n["stage"] for n in nodes}}
+    waiting, running, done, seconds = list(nodes), [], set(), {}
+    failure = None
+    while waiting or running:
+        while failure is None and len(running) < workers:
+            ready = next((n for n in waiting if set(n.get("after", ())) <= done), None)
+            if ready is None:
+                break
+            waiting.remove(ready)
+            function = (PretrainJob(ready["command"], ready["run_dir"]) if ready.get("run_dir")
+                        else CommandFunction(ready["command"], verbose=False))
+            job = executors[ready["stage"]].submit(function)
+            record_jobs(spec.study_dir / "jobs" / ready["stage"], "local", [(ready["name"], job)])
+            log(f"[study {spec.name}] {ready['stage']} job {job.job_id} ({ready['name']}) started")
+            running.append((ready, job, time.perf_counter()))
+        if failure is not None and not running:
+            break
+        if not running:  # nothing can start: a dependency that is not a node and not done
+            raise ValueError(f"study {spec.name!r}: jobs wait for runs that never start: "
+                             f"{[(n['name'], sorted(n.get('after', ()))) for n in waiting]}")
+        time.sleep(poll_s)
+        for item in [r for r in running if r[1].done()]:
+            node, job, started = item
+            running.remove(item)
+            seconds[f"{node['stage']}/{node['name']}"] = time.perf_counter() - started
+            try:
+                wait_for_job(node["stage"], node["name"], job)
+            except RuntimeError as err:
+                failure = failure or err
+                continue
+            done.add(node["name"])
+            log(f"[study {spec.name}] {node['stage']} {node['name']}: done ({seconds[node['stage'] + '/' + node['name']]:.0f} s)")
+    if failure is not None:
+        raise failure
+    return seconds
 
 
 def wait_for_job(stage: str, name: str, job) -> None:
@@ -202,12 +262,19 @@ def wait_while_running(spec, stage: str, name: str, run_dir: Path | None, log, p
         time.sleep(poll_s)
 
 
-def _waves(spec, commands: list[tuple[str, list[str]]]) -> list[list[tuple[str, list[str]]]]:
+def run_parents(spec) -> dict[str, set[str]]:
+    """For each run, the runs of the study it starts from (``init_from`` / ``branch_from``)."""
     names = {run.name for run in spec.runs}
     parents = {}
     for run in spec.runs:
         text = " ".join(run.overrides)
         parents[run.name] = {other for other in names if f"/runs/{other}/" in text and other != run.name}
+    return parents
+
+
+def _waves(spec, commands: list[tuple[str, list[str]]]) -> list[list[tuple[str, list[str]]]]:
+    names = {run.name for run in spec.runs}
+    parents = run_parents(spec)
     remaining, done, waves = list(commands), {n for n in names if n not in dict(commands)}, []
     while remaining:
         wave = [c for c in remaining if parents[c[0]] <= done]

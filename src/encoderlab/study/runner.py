@@ -16,6 +16,8 @@ from encoderlab.study.jobs import (  # noqa: F401 (job_state, latest_jobs, wait_
     job_state,
     latest_jobs,
     run_jobs,
+    run_local_graph,
+    run_parents,
     wait_for_job,
     wait_while_running,
 )
@@ -217,21 +219,41 @@ def _check_branch(spec: StudySpec, run, config, configs: dict) -> int:
                       f"({{study_dir}}/runs/<run>/checkpoints/step-N)")
 
 
-def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
+def execution_policy(spec: StudySpec, workers: int | str | None = None, threads: int | None = None):
+    """The thread policy of a study run (``encoderlab.threads``): local jobs side by side
+    (``workers``, else ``scheduler.workers``; ``auto`` = usable cores) with ``threads`` each
+    (default usable cores // workers); a SLURM study runs one process here."""
+    from encoderlab.threads import resolve
+
+    if spec.scheduler.kind != "local":
+        return resolve(1, threads)
+    return resolve(workers if workers is not None else spec.scheduler.workers, threads)
+
+
+def run_study(spec: StudySpec, progress: bool = True, log=print, workers: int | str | None = None,
+              threads: int | None = None) -> Path:
+    """Runs (or resumes) the study; ``workers`` / ``threads`` override the thread policy
+    (:func:`execution_policy`), which is recorded in ``timings.json`` and the report."""
     from encoderlab.evaluation.sweep import run_sweep
     from encoderlab.study.report import write_report
+    from encoderlab.threads import apply
     from encoderlab.training import pretrain
     from encoderlab.training.checkpoint import latest_checkpoint
 
     plan_study(spec)  # a bad preset, task or checkpoint step fails before any work
+    policy = execution_policy(spec, workers, threads)
     study_dir = spec.study_dir
     study_dir.mkdir(parents=True, exist_ok=True)
     timings = _read_timings(study_dir)
+    timings["execution"] = {"scheduler": spec.scheduler.kind, **policy.describe()}
+    in_process = spec.scheduler.kind == "local" and policy.workers <= 1
+    local_jobs = spec.scheduler.kind == "local" and not in_process
+    if in_process:
+        apply(policy.threads)
     started = time.perf_counter()
     log(f"[study {spec.name}] data")
     shards = prepare_study_data(spec, progress)
     timings["data_s"] = timings.get("data_s", 0.0) + time.perf_counter() - started
-    in_process = spec.scheduler.kind == "local" and spec.scheduler.workers <= 1
     pending, run_dirs = [], {}
     for run in spec.runs:
         config = pretrain_config(spec, run, shards)
@@ -264,7 +286,9 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
             timings.setdefault("pretrain_s", {})[run.name] = time.perf_counter() - started
             _write_timings(study_dir, timings)
         else:
-            pending.append((run.name, _pretrain_command(spec, run, config, resume)))
+            pending.append((run.name, _pretrain_command(spec, run, config, resume, policy.threads)))
+    if local_jobs:  # pretraining and evaluation as one graph of local jobs on the policy's slots
+        return _run_local(spec, shards, pending, run_dirs, policy, timings, log)
     # Runs that start from another run of the study (branch, CPT) must wait for it: submit in waves.
     started = time.perf_counter()
     run_jobs(spec, "pretrain", pending, log, run_dirs=run_dirs)
@@ -295,7 +319,34 @@ def run_study(spec: StudySpec, progress: bool = True, log=print) -> Path:
     return write_report(spec, shards, timings)
 
 
-def _pretrain_command(spec: StudySpec, run, config, resume: bool) -> list[str]:
+def _run_local(spec: StudySpec, shards, pending: list, run_dirs: dict, policy, timings: dict, log) -> Path:
+    """The local job graph: a checkpoint's evaluation starts as soon as its run is trained, and a
+    branch as soon as its parent is, each on a free slot of ``policy.workers``."""
+    from encoderlab.study.report import write_report
+
+    ev = spec.evaluation
+    parents = run_parents(spec)
+    training = {name for name, _ in pending}
+    nodes = [{"stage": "pretrain", "name": name, "command": command, "run_dir": run_dirs[name],
+              "after": parents[name] & training} for name, command in pending]
+    for ref in checkpoints_of(spec, shards):
+        key = f"{ref.run}@{ref.step}"
+        wait_while_running(spec, "evaluate", key, None, log)  # an earlier start's sweep of this checkpoint
+        nodes.append({"stage": "evaluate", "name": key, "command": _evaluate_command(spec, ref, policy.threads),
+                      "after": {ref.run} & training})
+    log(f"[study {spec.name}] {len(nodes)} jobs, {policy.workers} at a time, {policy.threads} thread(s) each "
+        f"({policy.cores} usable cores)")
+    started = time.perf_counter()
+    seconds = run_local_graph(spec, nodes, policy.workers, log)
+    for key, value in seconds.items():
+        stage, name = key.split("/", 1)
+        timings.setdefault(f"{stage}_s", {})[name] = value
+    timings["jobs_wall_s"] = time.perf_counter() - started
+    _write_timings(spec.study_dir, timings)
+    return write_report(spec, shards, timings)
+
+
+def _pretrain_command(spec: StudySpec, run, config, resume: bool, threads: int | None = None) -> list[str]:
     import sys
 
     from encoderlab.io import atomic_write_text
@@ -311,10 +362,10 @@ def _pretrain_command(spec: StudySpec, run, config, resume: bool) -> list[str]:
     else:
         launcher = [sys.executable]
     return [*launcher, "-m", "encoderlab.cli", "pretrain", str(config_file), "--no-progress",
-            *(["--resume"] if resume else [])]
+            *(["--threads", str(threads)] if threads else []), *(["--resume"] if resume else [])]
 
 
-def _evaluate_command(spec: StudySpec, ref: CheckpointRef) -> list[str]:
+def _evaluate_command(spec: StudySpec, ref: CheckpointRef, threads: int | None = None) -> list[str]:
     import sys
 
     ev = spec.evaluation
@@ -322,7 +373,7 @@ def _evaluate_command(spec: StudySpec, ref: CheckpointRef) -> list[str]:
                "--lrs", ",".join(repr(lr) for lr in ev.lrs), "--seeds", ",".join(map(str, ev.seeds)),
                "--results", str(spec.study_dir / "results.sqlite"), "--max-steps", str(ev.max_steps),
                "--batch-size", str(ev.batch_size), "--max-length", str(ev.max_length), "--workers", str(ev.workers),
-               "--no-progress"]
+               "--no-progress", *(["--threads", str(threads)] if threads else [])]
     if ev.max_eval_examples is not None:
         command += ["--max-eval-examples", str(ev.max_eval_examples)]
     for task, directory in ev.data.items():

@@ -85,7 +85,8 @@ class SchedulerSpec:
     ``nodes`` nodes with SLURM: one torchrun per node, joined by a c10d rendezvous)."""
 
     kind: Literal["local", "slurm"] = "local"
-    workers: int = 1  # local: jobs at a time
+    # local: jobs at a time ("auto": the usable cores, one torch thread each; encoderlab.threads)
+    workers: int | Literal["auto"] = 1
     partition: str | None = None
     account: str | None = None
     nodes: int = 1  # slurm: nodes per pretraining job
@@ -95,6 +96,10 @@ class SchedulerSpec:
     evaluation_gpus: int = 1
 
     def __post_init__(self) -> None:
+        if self.workers != "auto":
+            from encoderlab.threads import check_count
+
+            check_count(self.workers, "scheduler.workers")
         if self.nodes < 1:
             raise ConfigError(f"scheduler.nodes: expected a positive number of nodes, got {self.nodes}")
         if self.nodes > 1 and (self.kind != "slurm" or self.gpus_per_node < 1):

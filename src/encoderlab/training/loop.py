@@ -383,6 +383,7 @@ class Trainer:
                         "real_tokens_per_step": real / interval_steps, "real_tokens_per_s": real / elapsed,
                         "mfu": (tokens_per_s / ctx.world_size * flops / self.peak_flops) if self.peak_flops else None,
                         "precision": self.precision, "world_size": ctx.world_size,
+                        "threads": torch.get_num_threads(),
                     }
                     if ctx.device.type == "cuda":
                         record["peak_memory_gib"] = torch.cuda.max_memory_allocated(ctx.device) / 2**30
