@@ -5,12 +5,17 @@ BIN := $(VENV)/bin
 # torch: a CUDA machine takes the regular wheel; elsewhere the CPU build (TORCH_SPEC overrides).
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.5' || echo 'torch==2.13.0')
 
-.PHONY: setup demo test bench clean
+.PHONY: setup setup-demo demo test bench clean
 
-$(BIN)/.installed: pyproject.toml
+# The demo needs encoderlab and its runtime dependencies only; the tests add their extras.
+$(BIN)/.installed-demo: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.installed-demo
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	# ports of the official SQuAD v1.1 / v2.0 scripts, the metric tests' reference; --no-deps: they
 	# need only absl, not TensorFlow
@@ -19,7 +24,9 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-demo: setup
+setup-demo: $(BIN)/.installed-demo
+
+demo: setup-demo
 	$(BIN)/encoderlab demo
 
 test: setup

@@ -488,11 +488,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        from encoderlab.threads import apply, resolve
+        from encoderlab.threads import POLICY, apply, resolve
 
         # the thread policy (encoderlab.threads): a command that shares its cores out (study run,
-        # evaluate --workers) resolves its own workers; every other runs alone on the usable cores
-        apply(resolve(None, getattr(args, "threads", None)).threads)
+        # evaluate --workers) resolves its own workers; every other runs alone on the usable cores.
+        # Only a user's choice (--threads, ENCODERLAB_THREADS) is passed on to child processes.
+        policy = resolve(None, getattr(args, "threads", None))
+        apply(policy.threads, export=policy.source != POLICY)
         return int(args.func(args) or 0)
     except (ConfigError, ValueError, RuntimeError) as err:  # expected failures: one line, exit code 2
         print(f"encoderlab: error: {_one_line(str(err))}", file=sys.stderr)

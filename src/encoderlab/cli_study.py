@@ -83,14 +83,38 @@ def cmd_study_run(args: argparse.Namespace) -> int:
 
 
 def _print_findings(summary_path) -> None:
-    """The report's paper findings, a line each: verdict, claim, the pair, the numbers, p."""
-    findings = json.loads(summary_path.read_text()).get("findings") or []
+    """The scores table and the verdicts of the report, in the terminal (the report has the details)."""
+    import math
+
+    from encoderlab.study.overview import summary_lines
+
+    document = json.loads(summary_path.read_text())
+    models, tasks = document.get("models") or {}, []
+    for rows in models.values():
+        tasks += [t for t in rows if t not in tasks]
+    if models:
+        width = max(len(m) for m in models) + 2
+        print("test scores (x100) at the selected LR, mean over seeds ± 95% CI half-width "
+              "[held-out items, where marked]:")
+        print(" " * width + "".join(f"{t:>26}" for t in tasks))
+        for model, rows in models.items():
+            cells = []
+            for task in tasks:
+                row = rows.get(task) or {}
+                if row.get("mean") is None:
+                    cells.append(f"{'diverged' if row.get('all_diverged') else '':>26}")
+                    continue
+                half = (row["ci_high"] - row["ci_low"]) / 2 if row.get("ci_low") is not None else math.nan
+                held = ((document.get("held_out") or {}).get(model) or {}).get(task, {}).get("held_out", {})
+                text = f"{row['mean']:.1f} ± {half:.1f}" + (f" [{held['mean']:.1f}]" if held.get("mean") is not None
+                                                             else "")
+                cells.append(f"{text:>26}")
+            print(f"{model:<{width}}" + "".join(cells))
+    findings = document.get("findings") or []
     if findings:
-        print("paper findings (paired t-test over fine-tuning seeds; the report has the details):")
-    for f in findings:
-        p = "n/a" if f.get("p") is None else f"{f['p']:.3g}"
-        numbers = "" if f.get("a_mean") is None else f": {f['a_mean']:.2f} vs {f['b_mean']:.2f}"
-        print(f"  {f['verdict']:<13} {f['claim']} [{f['a']} vs {f['b']}{numbers}, p {p}]")
+        print("paper findings (one test over fine-tuning seeds and test items; verdicts from Holm-adjusted p):")
+    for line in summary_lines(findings):
+        print("  " + line.replace("**", ""))
 
 
 def cmd_study_status(args: argparse.Namespace) -> int:

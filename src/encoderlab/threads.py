@@ -27,6 +27,7 @@ import os
 from dataclasses import asdict, dataclass
 
 ENV = "ENCODERLAB_THREADS"
+POLICY = "policy: usable cores / workers"
 _NATIVE_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -105,16 +106,18 @@ def resolve(workers: int | str | None = None, threads: int | None = None) -> Thr
     from_env = env_threads()
     if from_env is not None:
         return ThreadPolicy(workers, from_env, cores, ENV)
-    return ThreadPolicy(workers, max(1, cores // workers), cores, "policy: usable cores / workers")
+    return ThreadPolicy(workers, max(1, cores // workers), cores, POLICY)
 
 
-def apply(threads: int) -> None:
-    """Sets this process's torch threads to ``threads`` and exports it, so the processes it starts
-    (study jobs, fine-tuning workers, torchrun) take the same count unless told otherwise."""
+def apply(threads: int, export: bool = True) -> None:
+    """Sets this process's torch threads to ``threads``; ``export`` also puts it in the environment,
+    so the processes it starts (study jobs, fine-tuning workers, torchrun) take the same count."""
     import torch
 
     check_count(threads, "threads")
     torch.set_num_threads(threads)
+    if not export:
+        return
     os.environ[ENV] = str(threads)
     for name in _NATIVE_ENV:
         os.environ[name] = str(threads)

@@ -30,6 +30,8 @@ class RunScore:
     validation: float  # NaN when the run diverged
     test: float
     test_items: Sequence[float] | None = None  # per-item test scores, for paired tests
+    items: object | None = None  # evaluation.items.ItemScores: the test score rebuilt from its items
+    held_out: np.ndarray | None = None  # bool per test item: a toyworld item whose key words fine-tuning never saw
 
 
 @dataclass

@@ -126,8 +126,11 @@ def _git() -> str | None:
 
 
 def run_scores(records: list[RunRecord]) -> list[RunScore]:
+    from encoderlab.evaluation.items import held_out_mask, item_scores
+
     return [RunScore(r.lr, r.seed, r.validation_score if r.status == "ok" else math.nan,
-                     r.test_score if r.status == "ok" else math.nan, r.test_items) for r in records]
+                     r.test_score if r.status == "ok" else math.nan, r.test_items,
+                     item_scores(r) if r.status == "ok" else None, held_out_mask(r)) for r in records]
 
 
 def summary_rows(store: ResultsStore, fingerprint: str, tasks: list[str], lrs: set[float], seeds: set[int],

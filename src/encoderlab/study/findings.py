@@ -8,11 +8,15 @@ points of B or better). A finding is evaluated for every pair of the study's mod
 kinds that are comparable (same size and number of pretraining steps; the random-init baseline
 pairs with every pretrained model of its size), and omitted when the study has no such pair.
 
-For a pair, a model's per-seed score is, seed by seed, the mean over the categories of the mean over
-the category's tasks (of the tasks both models have on the same (protocol, data) group: runs of
-different protocols or data are never compared). The two are paired by fine-tuning seed (the same
-seed fine-tunes both models) and compared with a paired t-test (``stats.paired_seed_test``); the
-verdict (``stats.verdict``, level 0.05) is ``reproduced``, ``contradicted`` or ``inconclusive``.
+For a pair, a model's score is the mean over the categories of the mean over each category's tasks
+(of the tasks both models have on the same (protocol, data) group: runs of different protocols or
+data are never compared) of its test score at the LR selected on validation, averaged over seeds.
+The difference A - B is tested by the report's one inference procedure
+(:mod:`encoderlab.evaluation.inference`: fine-tuning seeds and test items both as sources of
+chance); a claim marked ``items="held_out"`` is scored on the items whose key words fine-tuning
+never saw (toyworld). The verdict uses the p-value adjusted by Holm over every row of the study's
+findings (level 0.05): ``reproduced``, ``contradicted`` or ``inconclusive``, always printed with
+the regime it was measured in (pretraining tokens per parameter, and the paper's).
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from encoderlab.evaluation.stats import holm, lr_spread_by_seed, paired_seed_test, seedwise_mean, verdict
+import numpy as np
+
+from encoderlab.evaluation.inference import category_weights, combine, seed_difference, task_difference, verdict
+from encoderlab.evaluation.items import subset_index
+from encoderlab.evaluation.stats import holm, lr_spread_by_seed, seedwise_mean
 from encoderlab.evaluation.tasks import get_task
 
 ALPHA = 0.05
@@ -39,6 +47,7 @@ class Finding:
     measure: str = "score"  # "score": test score at the selected LR; "lr_spread": LR sensitivity
     margin: float = 0.0  # the claim is A - B > -margin (points x100)
     checkpoints: str = "final"  # "final", or "earliest": the earliest intermediate step both models have
+    items: str | None = None  # "held_out": scored on the items whose key words fine-tuning never saw (where marked)
 
 
 _TWO_STAGE = {"SC": "87.85 vs 87.00", "TC": "93.07 vs 92.21", "QA": "67.77 vs 62.77", "IR": "79.88 vs 79.55"}
@@ -64,8 +73,10 @@ FINDINGS: tuple[Finding, ...] = (
     *(Finding(id=f"cpt<-clm>cpt<-mlm:{c}", claim=f"MLM continued on a CLM model beats MLM continued on an MLM model "
               f"on {c}", a="cpt<-clm", b="cpt<-mlm", category=c,
               paper=f"finding 6, Figs. 8-9 (610M + 22K MLM steps: {_CPT[c]})") for c in _CPT),
-    Finding(id="pretrained>random", claim="Pretraining beats no pretraining (a sanity check, not a paper claim)",
-            a="pretrained", b="random-init", paper="the random-init baseline, same architecture and fine-tuning grid"),
+    Finding(id="pretrained>random", claim="Pretraining beats no pretraining on held-out items (a sanity check, not a "
+            "paper claim)", a="pretrained", b="random-init", items="held_out",
+            paper="the random-init baseline, same architecture and fine-tuning grid; judged on the items whose key "
+                  "words fine-tuning never saw, which only pretraining can teach"),
 )
 
 
@@ -129,24 +140,88 @@ def _entries(results: dict, label: str, task: str) -> list[dict]:
     return [tasks[task] for tasks in results.values() if task in tasks and tasks[task].get("model") == label]
 
 
-def _per_seed(entry: dict, measure: str) -> dict[int, float]:
-    if measure == "lr_spread":
-        return lr_spread_by_seed(entry["runs"])
-    return entry["summary"].by_seed() if entry["summary"] is not None else {}
-
-
 def _aggregate(columns: dict[str, dict[int, float]]) -> dict[int, float]:
-    """Seed by seed: the mean over categories of the mean over each category's tasks."""
+    """Seed by seed: the mean over categories of the mean over each category's tasks (for display)."""
     by_category: dict[str, list] = {}
     for task, column in columns.items():
         by_category.setdefault(get_task(task).category, []).append(column)
     return seedwise_mean([seedwise_mean(cols) for cols in by_category.values()])
 
 
-def evaluate_pair(finding: Finding, results: dict, a: str, b: str, tasks: list[str]) -> dict | None:
-    """The finding's test on models ``a`` and ``b`` over the tasks of its category; None when no task
-    of the category has runs of both on one (protocol, data) group."""
-    used, skipped, columns_a, columns_b = [], [], {}, {}
+def _selected_runs(entry: dict) -> list:
+    """The runs (one per seed) at the entry's selected LR that have test items; [] if none."""
+    if entry["summary"] is None:
+        return []
+    return [r for r in entry["runs"] if r.lr == entry["summary"].lr and math.isfinite(r.test) and r.items is not None]
+
+
+def _subset(runs_a: list, runs_b: list, items: str | None):
+    """The item indices of ``items`` (``held_out`` or None) shared by both models' runs, or None
+    (every item); ``(None, False)`` when the task marks no held-out items."""
+    if items is None:
+        return None, True
+    masks = [r.held_out for r in (*runs_a, *runs_b)]
+    if any(m is None for m in masks) or len({m.tobytes() for m in masks}) != 1:
+        return None, False
+    return subset_index(masks[0], items), True
+
+
+def _task_difference(finding: Finding, ea: dict, eb: dict):
+    """(difference, a's and b's per-seed values, the items used) for one task, or a reason it has none."""
+    if finding.measure == "lr_spread":
+        sa, sb = lr_spread_by_seed(ea["runs"]), lr_spread_by_seed(eb["runs"])
+        if not sa or not sb:
+            return "every LR diverged, or one LR"
+        return seed_difference(list(sa.values()), list(sb.values())), sa, sb, "all"
+    ra, rb = _selected_runs(ea), _selected_runs(eb)
+    if not ra or not rb:
+        sa = ea["summary"].by_seed() if ea["summary"] is not None else {}
+        sb = eb["summary"].by_seed() if eb["summary"] is not None else {}
+        if not sa or not sb:
+            return "every LR diverged"
+        # runs recorded without their test items (an older database): the seed components only
+        return seed_difference(list(sa.values()), list(sb.values())), sa, sb, "seeds only (no items recorded)"
+    index, marked = _subset(ra, rb, finding.items)
+    used = finding.items if (finding.items and marked) else "all"
+    try:
+        difference = task_difference([r.items for r in ra], [r.items for r in rb], index)
+    except ValueError as err:
+        return str(err)
+    return (difference, {r.seed: r.items.score(index) for r in ra}, {r.seed: r.items.score(index) for r in rb}, used)
+
+
+def regime_of(fact: dict) -> dict:
+    """A model's pretraining regime: tokens, parameters (body + embedding) and tokens per parameter."""
+    tokens, params = fact.get("pretraining_tokens", 0), fact.get("parameters")
+    return {"tokens": tokens, "parameters": params,
+            "tokens_per_parameter": tokens / params if params else None}
+
+
+def paper_regime() -> dict:
+    """The paper's main regime: its 610M model pretrained 42k steps of 2,359,296 tokens."""
+    from encoderlab.model import ModelConfig
+    from encoderlab.training.presets import PAPER_BATCH_TOKENS
+
+    params = ModelConfig.from_name("610m").num_parameters(include_head=False)
+    tokens = 42_000 * PAPER_BATCH_TOKENS
+    return {"model": "610m, 42k steps", "tokens": tokens, "parameters": params, "tokens_per_parameter": tokens / params}
+
+
+def regime_text(row: dict) -> str:
+    """"at 1.1 tokens/parameter (paper: 163)" for a finding row (both models' figures if they differ)."""
+    values = [row["regime"][k]["tokens_per_parameter"] for k in ("a", "b")]
+    shown = sorted({round(v, 2) for v in values if v})
+    paper = row["regime"]["paper"]["tokens_per_parameter"]
+    ours = " / ".join(f"{v:.3g}" for v in shown) if shown else "0 (no pretraining)"
+    return f"at {ours} tokens/parameter (paper: {paper:.0f})"
+
+
+def evaluate_pair(finding: Finding, results: dict, a: str, b: str, tasks: list[str], facts: dict | None = None) -> dict | None:
+    """The finding's test on models ``a`` and ``b`` over the tasks of its category
+    (:mod:`encoderlab.evaluation.inference`: seeds and items); None when no task of the category has
+    runs of both on one (protocol, data) group. The verdict is set by :func:`evaluate_findings`
+    from the Holm-adjusted p."""
+    used, skipped, parts, columns_a, columns_b, items_used = [], [], {}, {}, {}, set()
     for task in tasks:
         if finding.category is not None and get_task(task).category != finding.category:
             continue
@@ -158,37 +233,50 @@ def evaluate_pair(finding: Finding, results: dict, a: str, b: str, tasks: list[s
             skipped.append(f"{task} (no single common data/protocol group)")
             continue
         group = common.pop()
-        sa = _per_seed(next(e for e in ea if e["group"] == group), finding.measure)
-        sb = _per_seed(next(e for e in eb if e["group"] == group), finding.measure)
-        if not sa or not sb:
-            skipped.append(f"{task} (every LR diverged)")
+        outcome = _task_difference(finding, next(e for e in ea if e["group"] == group),
+                                   next(e for e in eb if e["group"] == group))
+        if isinstance(outcome, str):
+            skipped.append(f"{task} ({outcome})")
             continue
         used.append(task)
-        columns_a[task], columns_b[task] = sa, sb
+        parts[task], columns_a[task], columns_b[task], subset = outcome
+        items_used.add(subset)
     if not used:
         return None
+    weights = category_weights({t: get_task(t).category for t in used})
+    test = combine([(weights[t], parts[t]) for t in used]).test(margin=finding.margin)
     per_a, per_b = _aggregate(columns_a), _aggregate(columns_b)
-    test = paired_seed_test(per_a, per_b, margin=finding.margin)
-    seeds = test["seeds"]
-
-    def mean(values: dict[int, float]) -> float:
-        return float(sum(values[s] for s in seeds) / len(seeds)) if seeds else math.nan
-
+    seeds = sorted(set(per_a) & set(per_b))
+    facts = facts or {}
     return {"id": finding.id, "claim": finding.claim, "paper": finding.paper, "a": a, "b": b,
             "category": finding.category or "all", "measure": finding.measure, "tasks": used, "skipped": skipped,
-            "a_mean": mean(per_a), "b_mean": mean(per_b), "a_per_seed": [per_a[s] for s in seeds],
-            "b_per_seed": [per_b[s] for s in seeds], "difference": test["difference"], "ci_low": test["ci_low"],
-            "ci_high": test["ci_high"], "margin": finding.margin, "n": test["n"], "seeds": seeds,
-            "p": test["p_value"], "verdict": verdict(test, ALPHA)}
+            "items": _items_text(items_used),
+            "a_mean": sum(weights[t] * float(np.mean(list(columns_a[t].values()))) for t in used),
+            "b_mean": sum(weights[t] * float(np.mean(list(columns_b[t].values()))) for t in used),
+            "a_per_seed": [per_a[s] for s in seeds], "b_per_seed": [per_b[s] for s in seeds],
+            "difference": test["difference"], "ci_low": test["ci_low"], "ci_high": test["ci_high"],
+            "se": test["se"], "df": test["df"], "seed_variance": test["seed_variance"],
+            "item_variance": test["item_variance"], "margin": finding.margin,
+            "n": min(min(len(c) for c in columns_a.values()), min(len(c) for c in columns_b.values())),
+            "seeds": seeds, "p": test["p_value"], "test": test,
+            "regime": {"a": regime_of(facts.get(a, {})), "b": regime_of(facts.get(b, {})), "paper": paper_regime()}}
+
+
+def _items_text(used: set[str]) -> str:
+    if used == {"held_out"}:
+        return "held-out items"
+    if len(used) == 1:
+        return next(iter(used)).replace("all", "all items")
+    return "mixed: " + ", ".join(sorted(u.replace("held_out", "held-out items") for u in used))
 
 
 def evaluate_findings(results: dict, facts: dict, tasks: list[str], findings=FINDINGS) -> list[dict]:
-    """Every finding the study's runs can test, one row per comparable pair of models; with Holm's
-    adjusted p-values over the rows alongside (the verdicts use each claim's own p)."""
+    """Every finding the study's runs can test, one row per comparable pair of models; each verdict
+    uses Holm's adjusted p over the rows (the unadjusted p is kept beside it) and states its regime."""
     rows = []
     for finding in findings:
         for a, b in _pairs(finding, facts):
-            row = evaluate_pair(finding, results, a, b, tasks)
+            row = evaluate_pair(finding, results, a, b, tasks, facts)
             if row is not None:
                 rows.append(row)
     finite = [i for i, r in enumerate(rows) if math.isfinite(r["p"])]
@@ -196,17 +284,24 @@ def evaluate_findings(results: dict, facts: dict, tasks: list[str], findings=FIN
         rows[i]["p_holm"] = p
     for row in rows:
         row.setdefault("p_holm", math.nan)
+        row["verdict"] = verdict(row.pop("test"), row["p_holm"], ALPHA)
+        row["regime_text"] = regime_text(row)
     return rows
 
 
-INTRO = (f"Each claim of the paper that this study's runs can test, computed from the results database. A model's "
-         "score is, seed by seed, the mean over categories of its tasks' test scores at the LR selected on "
-         "validation; the LR sensitivity (LR spread) of a model is, seed by seed, the best minus the worst test "
-         "score of that seed across the LR grid (diverged runs left out), averaged the same way. A and B are "
-         "paired by fine-tuning seed and compared with a paired t-test on A - B (against -margin for a "
-         f"'competitive' claim): **reproduced** when A - B > -margin with p < {ALPHA}, **contradicted** when "
-         f"A - B < -margin with p < {ALPHA}, **inconclusive** otherwise. p (Holm) adjusts over the rows, for "
-         "reference. Findings the study has no runs for are omitted.")
+INTRO = ("Each claim of the paper that this study's runs can test, computed from the results database. A model's "
+         "score is the mean over categories of its tasks' test scores at the LR selected on validation, averaged "
+         "over fine-tuning seeds; the LR sensitivity (LR spread) is, seed by seed, the best minus the worst test "
+         "score across the LR grid. A - B is tested by one procedure for every comparison in this report: the "
+         "variance of the difference has a part from the fine-tuning seeds (each model's spread across its seeds) "
+         "and a part from the test items (the same items score both models), combined in a Student t with "
+         "Welch-Satterthwaite degrees of freedom (encoderlab.evaluation.inference; coverage and size checked by "
+         "simulation in docs/inference.md). The verdict uses p (Holm), adjusted over every row: **reproduced** "
+         f"when A - B > -margin with p (Holm) < {ALPHA}, **contradicted** when A - B < -margin with p (Holm) < "
+         f"{ALPHA}, **inconclusive** otherwise. Every verdict states the regime it was measured in: pretraining "
+         "tokens per parameter of the models, against the paper's. 'Pretraining beats no pretraining' is judged "
+         "on the held-out items (key words the fine-tuning data never contains). Findings the study has no runs "
+         "for are omitted.")
 
 
 def _num(value: float, digits: int = 2) -> str:
@@ -219,14 +314,14 @@ def _p(value: float) -> str:
 
 def findings_lines(rows: list[dict]) -> list[str]:
     """The findings table as Markdown lines (also turned into HTML by the report)."""
-    lines = ["| claim | paper | A | B | tasks | A (mean) | B (mean) | A - B [95% CI] | seeds | p | p (Holm) | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| claim | paper | A | B | tasks | items | A (mean) | B (mean) | A - B [95% CI] | seeds | p | p (Holm) "
+             "| verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         measure = " (LR spread)" if r["measure"] == "lr_spread" else ""
         ci = f" [{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if math.isfinite(r["ci_low"]) else ""
         margin = f" (margin {r['margin']:g})" if r["margin"] else ""
         tasks = ", ".join(r["tasks"]) + ("; skipped: " + ", ".join(r["skipped"]) if r["skipped"] else "")
-        lines.append(f"| {r['claim']}{margin} | {r['paper']} | {r['a']} | {r['b']} | {tasks} | "
+        lines.append(f"| {r['claim']}{margin} | {r['paper']} | {r['a']} | {r['b']} | {tasks} | {r['items']} | "
                      f"{_num(r['a_mean'])}{measure} | {_num(r['b_mean'])}{measure} | {_num(r['difference'])}{ci} | "
-                     f"{r['n']} | {_p(r['p'])} | {_p(r['p_holm'])} | **{r['verdict']}** |")
+                     f"{r['n']} | {_p(r['p'])} | {_p(r['p_holm'])} | **{r['verdict']}** {r['regime_text']} |")
     return lines

@@ -171,10 +171,26 @@ def run_local_graph(spec, nodes: list[dict], workers: int, log, poll_s: float = 
                 failure = failure or err
                 continue
             done.add(node["name"])
-            log(f"[study {spec.name}] {node['stage']} {node['name']}: done ({seconds[node['stage'] + '/' + node['name']]:.0f} s)")
+            log(f"[study {spec.name}] {node['stage']} {node['name']}: done ({seconds[node['stage'] + '/' + node['name']]:.0f} s); "
+                f"{_eta(seconds, nodes, waiting, running, workers)}")
     if failure is not None:
         raise failure
     return seconds
+
+
+def _eta(seconds: dict, nodes: list, waiting: list, running: list, workers: int) -> str:
+    """``k/n jobs done, about M min left``: each job not done costs the mean time of its stage's
+    finished jobs (the other stage's, before one has finished), spread over the slots."""
+    by_stage: dict[str, list[float]] = {}
+    for key, value in seconds.items():
+        by_stage.setdefault(key.split("/", 1)[0], []).append(value)
+    everything = [v for values in by_stage.values() for v in values]
+    def cost(node):
+        values = by_stage.get(node["stage"]) or everything
+        return sum(values) / len(values)
+    now = time.perf_counter()
+    left = sum(cost(n) for n in waiting) + sum(max(0.0, cost(n) - (now - started)) for n, _, started in running)
+    return f"{len(seconds)}/{len(nodes)} jobs done, about {left / max(1, workers) / 60:.1f} min left"
 
 
 def wait_for_job(stage: str, name: str, job) -> None:

@@ -14,20 +14,21 @@ import html
 import io
 import json
 import math
-import platform
 from pathlib import Path
 
 import numpy as np
 
 import encoderlab
 from encoderlab.evaluation.protocol import protocol_card, protocol_identity, settings_of
-from encoderlab.evaluation.stats import category_summary, holm, paired_permutation_test, stability, summarize
+from encoderlab.evaluation.stats import category_summary, stability, summarize
 from encoderlab.evaluation.store import ResultsStore, model_fingerprint
 from encoderlab.evaluation.sweep import run_scores
 from encoderlab.evaluation.tasks import get_task
 from encoderlab.io import atomic_write_text
 from encoderlab.study.findings import INTRO as FINDINGS_INTRO
-from encoderlab.study.findings import evaluate_findings, findings_lines
+from encoderlab.study.findings import evaluate_findings, findings_lines, paper_regime
+from encoderlab.study.overview import (held_out_lines, held_out_scores, lr_position, machine_provenance,
+                                       regime_lines, significance, significance_lines, summary_lines)
 from encoderlab.study.spec import StudySpec
 from encoderlab.study.summary import write_summary
 
@@ -79,27 +80,6 @@ def _fmt(value: float | None) -> str:
     return "" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
-def _item_means(entry: dict) -> np.ndarray | None:
-    if entry["summary"] is None:
-        return None
-    chosen = [r for r in entry["runs"] if r.lr == entry["summary"].lr and r.test_items]
-    if not chosen:
-        return None
-    return np.mean([r.test_items for r in chosen], axis=0)
-
-
-def _significance(spec: StudySpec, results: dict) -> dict:
-    tests = []
-    for a, b in spec.comparisons:
-        for task in spec.evaluation.tasks:
-            if task in results.get(a, {}) and task in results.get(b, {}):
-                x, y = _item_means(results[a][task]), _item_means(results[b][task])
-                if x is not None and y is not None and x.shape == y.shape:
-                    tests.append((a, b, task, paired_permutation_test(x, y, n_resamples=2000)))
-    adjusted = holm([t[3]["p_value"] for t in tests]) if tests else []
-    return {(a, b, task): {**result, "p_holm": p} for (a, b, task, result), p in zip(tests, adjusted)}
-
-
 def _figure(draw) -> str:
     import matplotlib
 
@@ -134,10 +114,12 @@ def _run_facts(spec: StudySpec, shards: Path | None) -> dict:
     for ref in checkpoints_of(spec, shards):
         config = configs[ref.run]
         label = ref.run if ref.final else f"{ref.run}@{ref.step}"
+        params = config.model.num_parameters(include_head=False)
         if next(r for r in spec.runs if r.name == ref.run).random_init:  # no pretraining: no objective
             facts[label] = {"run": ref.run, "step": 0, "final": True, "size": config.model.name, "mask_ratio": None,
                             "single_phase": False, "clm_share": 0.0, "total_steps": 0, "cpt_parent": None,
-                            "parent_steps": 0, "objectives": [], "random_init": True}
+                            "parent_steps": 0, "objectives": [], "random_init": True, "pretraining_tokens": 0,
+                            "parameters": params}
             continue
         mlm = [p for p in config.phases if p.objective == "mlm"]
         clm_steps = sum(p.steps for p in config.phases if p.objective == "clm")
@@ -149,6 +131,10 @@ def _run_facts(spec: StudySpec, shards: Path | None) -> dict:
             "clm_share": clm_steps / config.total_steps, "total_steps": config.total_steps, "cpt_parent": parent,
             "parent_steps": configs[parent].total_steps if parent else 0,
             "objectives": [p.objective for p in config.phases], "random_init": False,
+            # steps x batch tokens, the parent's too for continued pretraining (a branch's steps count from 0)
+            "pretraining_tokens": ref.step * config.global_batch_tokens
+            + (configs[parent].total_steps * configs[parent].global_batch_tokens if parent else 0),
+            "parameters": params,
         }
     return facts
 
@@ -222,7 +208,7 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
     models = list(results)
     tasks = [t for t in spec.evaluation.tasks if any(t in results[m] for m in models)]
     categories = sorted({get_task(t).category for t in tasks}, key=["SC", "TC", "QA", "IR"].index)
-    significance = _significance(spec, results)
+    tests = significance(spec.comparisons, spec.evaluation.tasks, results)
     category_rows = _category_rows(spec, results)
     facts = _run_facts(spec, shards) if models else {}
     findings = evaluate_findings(results, facts, tasks)
@@ -237,7 +223,7 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
                          if t in results[m] and results[m][t]["summary"] is not None), default=None) for t in tasks}
     best_cat = {c: max((category_rows[m][c][0] for m in models if c in category_rows[m]), default=None) for c in categories}
     for model in models:
-        cells = [model]
+        cells = [f"{model} (baseline: not pretrained)" if facts.get(model, {}).get("random_init") else model]
         for task in tasks:
             entry = results[model].get(task)
             if entry is None:
@@ -247,7 +233,7 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
                 cells.append(f"diverged ({len(entry['runs'])} runs)")
                 continue
             s = entry["summary"]
-            marks = "".join("†" for (a, b, t), r in significance.items()
+            marks = "".join("†" for (a, b, t), r in tests.items()
                             if t == task and model in (a, b) and r["p_holm"] < 0.05 and
                             (r["difference"] > 0) == (model == a))
             cells.append(cell(s.mean, s.ci_low, s.ci_high, s.mean == best_task[task]) + marks)
@@ -266,7 +252,9 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
             means = entry["summary"].lr_means
             row = [f"{means[lr]['test_mean']:.2f}" + (f" ({means[lr]['diverged']} div.)" if means[lr]["diverged"] else "")
                    if lr in means else "" for lr in spec.evaluation.lrs]
-            lr_lines.append(f"| {model} | {task} | {entry['summary'].lr:g} | " + " | ".join(row) + " |")
+            row = [f"**{v}**" if lr == entry["summary"].lr else v for lr, v in zip(spec.evaluation.lrs, row)]
+            lr_lines.append(f"| {model} | {task} | {entry['summary'].lr:g} ({lr_position(entry, spec.evaluation.lrs)}) | "
+                            + " | ".join(row) + " |")
     seed_lines = ["| model | task | selected LR | per-seed test scores | LR range (best - worst LR mean) | "
                   "std across LR means | mean std across seeds | diverged runs |", "|---|---|---|---|---|---|---|---|"]
     for model in models:
@@ -284,10 +272,12 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
     card = protocol_card(identity, spec.evaluation.lrs, spec.evaluation.seeds)
     if seen["other_protocol_runs"]:
         card.append(f"| excluded | {seen['other_protocol_runs']} run(s) in the database made under another protocol |")
-    sig_lines = ["| model A | model B | task | mean item difference | p (permutation) | p (Holm) |",
-                 "|---|---|---|---|---|---|"]
-    for (a, b, task), r in significance.items():
-        sig_lines.append(f"| {a} | {b} | {task} | {r['difference']:+.4f} | {r['p_value']:.4f} | {r['p_holm']:.4f} |")
+    sig_lines = significance_lines(tests)
+    held = held_out_scores(results)
+    held_lines = held_out_lines(held, tasks) if held else []
+    paper = paper_regime()
+    regime = regime_lines({m: facts[m] for m in models if m in facts}, paper) if facts else []
+    verdicts = summary_lines(findings)
 
     figures = {}
     if models and categories:
@@ -331,29 +321,33 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
         figures.update(_study_figures(spec, results, category_rows, facts))
 
     provenance = {
-        "study": spec.name, "encoderlab": encoderlab.__version__, "python": platform.python_version(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "host": platform.node(),
+        "study": spec.name, "encoderlab": encoderlab.__version__, **machine_provenance(),
+        "execution": (timings or {}).get("execution"),
         "evaluation": {"tasks": spec.evaluation.tasks, "lrs": spec.evaluation.lrs, "seeds": spec.evaluation.seeds,
                        "protocol": identity},
         "runs": [{"name": r.name, "preset": r.preset, "overrides": r.overrides} for r in spec.runs],
         "wall_seconds": timings or {},
         "device_hours": _device_hours(spec, timings or {}),
     }
-    try:
-        import torch
-
-        provenance["torch"] = torch.__version__
-        provenance["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    except Exception:  # provenance must not fail the report
-        pass
     intro = (f"Test scores (x100) at the fine-tuning LR selected on validation, mean over "
-             f"{len(spec.evaluation.seeds)} seeds ± half-width of the 95% Student-t interval. Best per column in "
-             "bold; † marks a model significantly better than the one it is compared with (paired permutation "
-             "test over test items, Holm-corrected p < 0.05).")
+             f"{len(spec.evaluation.seeds)} seeds ± half-width of the 95% Student-t interval over seeds. Best per "
+             "column in bold; † marks a model significantly better than the one it is compared with (the report's "
+             "one inference procedure, over fine-tuning seeds and test items, Holm-corrected p < 0.05; see "
+             "'Paired comparisons').")
+    held_intro = ("Scores on the test items whose key words (review adjectives, names) never occur in the task's "
+                  "fine-tuning data, which only pretraining can teach, and on the other items; mean over seeds at "
+                  "the selected LR ± half-width of the 95% Student-t interval over seeds.")
+    sections = [f"# {spec.name}", spec.description, "## Summary", intro, table,
+                "Verdicts (details in 'Paper findings'):\n\n" + "\n".join(f"- {v}" for v in verdicts)
+                if verdicts else "(no paper finding testable)"]
+    if regime:
+        sections += ["## Pretraining regime", "\n".join(regime)]
+    if held_lines:
+        sections += ["## Held-out items", held_intro, "\n".join(held_lines)]
     markdown = "\n\n".join([
-        f"# {spec.name}", spec.description, intro, table, "## Score per fine-tuning LR (test mean over seeds)",
+        *sections, "## Score per fine-tuning LR (test mean over seeds; selected LR in bold)",
         "\n".join(lr_lines), "## Per-seed scores and stability across the LR grid (Fig. 5)", "\n".join(seed_lines),
-        "## Paired comparisons", "\n".join(sig_lines) if significance else "(none)",
+        "## Paired comparisons", "\n".join(sig_lines) if tests else "(none)",
         "## Paper findings", FINDINGS_INTRO, "\n".join(findings_lines(findings)) if findings else "(none testable)",
         *[f"## {title}\n\n![{title}](data:image/png;base64,{png})" for title, png in figures.items()],
         "## Protocol", "\n".join(card), "## Provenance", "```json\n" + json.dumps(provenance, indent=2) + "\n```",
@@ -361,9 +355,16 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
     out_md = spec.study_dir / "report.md"
     out_html = spec.study_dir / "report.html"
     atomic_write_text(out_md, markdown)
-    atomic_write_text(out_html, _html(spec, intro, table, lr_lines, sig_lines if significance else [], figures, provenance,
-                                     seed_lines, card, findings_lines(findings) if findings else []))
-    write_summary(spec, results, category_rows, findings, identity)
+    atomic_write_text(out_html, _html(spec, intro, table, lr_lines, sig_lines if tests else [], figures, provenance,
+                                     seed_lines, card, findings_lines(findings) if findings else [],
+                                     {"verdicts": verdicts, "regime": regime, "held": held_lines,
+                                      "held_intro": held_intro}))
+    write_summary(spec, results, category_rows, findings, identity,
+                  extra={"held_out": held, "provenance": provenance, "paper_regime": paper,
+                         "regime": {m: {k: facts[m].get(k) for k in ("pretraining_tokens", "parameters")}
+                                    | {"tokens_per_parameter": (facts[m]["pretraining_tokens"] / facts[m]["parameters"])
+                                       if facts[m].get("parameters") else None}
+                                    for m in models if m in facts}})
     return out_html
 
 
@@ -381,6 +382,9 @@ def _device_hours(spec: StudySpec, timings: dict) -> dict:
     return out
 
 
+_NUMERIC = __import__("re").compile(r"[-+]?[\d.,]+(e[-+]?\d+)?( ± [\d.]+)?( \([a-z ]+\))?[†]*|<0\.0001|\[[-\d., ]+\]")
+
+
 def _md_table_to_html(lines: list[str]) -> str:
     rows = [line.strip("|").split(" | ") for line in lines if not set(line) <= set("|-")]
     out = ["<table>"]
@@ -391,25 +395,36 @@ def _md_table_to_html(lines: list[str]) -> str:
             value = value.strip()
             bold = value.startswith("**")
             text = html.escape(value.replace("**", ""))
-            cells.append(f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>")
+            numeric = tag == "td" and _NUMERIC.fullmatch(value.replace("**", "").strip()) is not None
+            opening = f'<{tag} class="num">' if numeric else f"<{tag}>"
+            cells.append(f"{opening}{'<b>' + text + '</b>' if bold else text}</{tag}>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "\n".join(out + ["</table>"])
 
 
-def _html(spec, intro, table, lr_lines, sig_lines, figures, provenance, seed_lines, card, finding_lines) -> str:
+def _html(spec, intro, table, lr_lines, sig_lines, figures, provenance, seed_lines, card, finding_lines,
+          overview: dict) -> str:
+    verdicts = "".join(f"<li>{html.escape(v.replace('**', ''))}</li>" for v in overview["verdicts"])
+    regime = f"<h2>Pretraining regime</h2>{_md_table_to_html(overview['regime'])}" if overview["regime"] else ""
+    held = (f"<h2>Held-out items</h2><p>{html.escape(overview['held_intro'])}</p><div id=\"held-out\">"
+            f"{_md_table_to_html(overview['held'])}</div>") if overview["held"] else ""
     images = "\n".join(f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="data:image/png;base64,{png}">'
                        for t, png in figures.items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(spec.name)} - encoderlab report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse;margin:1em 0}}th,td{{border:1px solid #bbb;padding:4px 8px;text-align:right}}
-th:first-child,td:first-child{{text-align:left}}img{{max-width:100%}}pre{{background:#f4f4f4;padding:1em;overflow:auto}}</style>
+table{{border-collapse:collapse;margin:1em 0}}th,td{{border:1px solid #bbb;padding:4px 8px;text-align:left}}
+td.num{{text-align:right;white-space:nowrap}}img{{max-width:100%}}pre{{background:#f4f4f4;padding:1em;overflow:auto}}</style>
 </head><body>
 <h1 id="title">{html.escape(spec.name)}</h1>
 <p>{html.escape(spec.description)}</p>
+<h2>Summary</h2>
 <p>{html.escape(intro)}</p>
 <div id="results">{_md_table_to_html(table.splitlines())}</div>
-<h2>Score per fine-tuning LR</h2>{_md_table_to_html(lr_lines)}
+<ul id="verdicts">{verdicts}</ul>
+{regime}
+{held}
+<h2>Score per fine-tuning LR (selected LR in bold)</h2>{_md_table_to_html(lr_lines)}
 <h2>Per-seed scores and stability across the LR grid (Fig. 5)</h2><div id="stability">{_md_table_to_html(seed_lines)}</div>
 <h2>Paired comparisons</h2>{_md_table_to_html(sig_lines) if sig_lines else "<p>(none)</p>"}
 <h2>Paper findings</h2><p>{html.escape(FINDINGS_INTRO.replace("**", ""))}</p>

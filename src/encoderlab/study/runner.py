@@ -274,7 +274,10 @@ def run_study(spec: StudySpec, progress: bool = True, log=print, workers: int | 
         run_dirs[run.name] = config.run_dir
         resume = latest_checkpoint(config.run_dir / "checkpoints") is not None
         origin = run.preset or f"cpt from {Path(run.cpt.decoder).name}"
-        log(f"[study {spec.name}] pretrain {run.name} ({origin}, {config.total_steps} steps"
+        source = _branch_source(spec, run)
+        branch = (f", a branch from {source[0]} step {source[1]}: trains {config.total_steps - source[1]}"
+                  if source else "")
+        log(f"[study {spec.name}] pretrain {run.name} ({origin}, {config.total_steps} steps{branch}"
             f"{', resuming' if resume else ''})")
         if run.cpt is not None:  # its start: the decoder imported once, with the study's tokenizer
             from encoderlab.training.cpt import write_study_cpt_start

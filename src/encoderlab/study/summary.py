@@ -9,7 +9,14 @@ Schema (NaN is written as null)::
      "categories": {MODEL: {CATEGORY: {"mean", "ci_low", "ci_high"}}},
      "findings": [{"id", "claim", "verdict", "p", "p_holm", "a", "b", "category", "measure", "tasks",
                    "a_mean", "b_mean", "difference", "ci_low", "ci_high", "margin", "n", "seeds", ...}],
-     "protocol": {every fine-tuning setting}, "lrs": [...], "seeds": [...]}
+     "protocol": {every fine-tuning setting}, "lrs": [...], "seeds": [...],
+     "held_out": {MODEL: {TASK: {"held_out": {"mean", "ci_low", "ci_high", "items"}, "seen": {...}}}},
+     "regime": {MODEL: {"pretraining_tokens", "parameters", "tokens_per_parameter"}},
+     "paper_regime": {"model", "tokens", "parameters", "tokens_per_parameter"},
+     "provenance": {"cpu", "cpu_vector_extensions", "torch", "torch_build", "git_revision", "execution", ...}}
+
+Every finding carries ``verdict`` (from ``p_holm``), ``items`` (held-out or all), ``regime`` and
+``regime_text`` (e.g. "at 1.13 tokens/parameter (paper: 163)").
 
 A model whose runs of a task come from two (protocol, data) groups has one MODEL key per group, as
 in the report's tables: no entry pools runs of different groups.
@@ -38,7 +45,8 @@ def _clean(value):
     return value
 
 
-def summary_document(spec, results: dict, category_rows: dict, findings: list[dict], protocol: dict) -> dict:
+def summary_document(spec, results: dict, category_rows: dict, findings: list[dict], protocol: dict,
+                     extra: dict | None = None) -> dict:
     models = {}
     for model, tasks in results.items():
         out = models.setdefault(model, {})
@@ -61,13 +69,14 @@ def summary_document(spec, results: dict, category_rows: dict, findings: list[di
         "study": spec.name, "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "encoderlab": encoderlab.__version__, "models": models, "categories": categories,
         "findings": findings, "protocol": protocol, "lrs": list(spec.evaluation.lrs),
-        "seeds": list(spec.evaluation.seeds),
+        "seeds": list(spec.evaluation.seeds), **(extra or {}),
     })
 
 
-def write_summary(spec, results: dict, category_rows: dict, findings: list[dict], protocol: dict) -> Path:
+def write_summary(spec, results: dict, category_rows: dict, findings: list[dict], protocol: dict,
+                  extra: dict | None = None) -> Path:
     """Writes ``summary.json`` in the study directory atomically (temporary file, then rename)."""
     path = Path(spec.study_dir) / "summary.json"
-    document = summary_document(spec, results, category_rows, findings, protocol)
+    document = summary_document(spec, results, category_rows, findings, protocol, extra)
     atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
     return path
