@@ -111,3 +111,28 @@ def test_both_sources_of_chance_are_seen():
     assert exact["p_value"] == 0.0 and exact["ci_low"] == exact["ci_high"] == 100.0
     with pytest.raises(ValueError, match="different numbers of test items"):
         task_difference(same, [ItemScores(values=[1, 0])])
+
+
+@pytest.mark.parametrize("name", ["toy-sentiment", "toy-ner", "toy-qa", "toy-retrieval"])
+def test_runs_record_held_out_items_that_rebuild_their_scores(tiny_checkpoint, name):
+    from encoderlab.evaluation.finetune import FinetuneConfig, finetune
+    from encoderlab.evaluation.items import ItemScores
+    from encoderlab.evaluation.tasks import load_task
+
+    config = FinetuneConfig(max_steps=2, batch_size=8, max_length=96, max_eval_examples=40, max_question_tokens=16,
+                            doc_stride=32, tc_full_epoch=False)
+    task = load_task(name)
+    result = finetune(str(tiny_checkpoint), task, lr=1e-3, seed=0, config=config)
+    metric = task.spec.metric
+    mask = np.array(result.metrics["test/held_out_mask"], dtype=bool)
+    assert len(mask) == len(result.test_items) == 40 and 0 < mask.sum() < 40
+    counts = result.metrics.get("test/entity_counts")
+    items = ItemScores(counts=counts) if counts is not None else ItemScores(values=result.test_items)
+    assert (counts is not None) == (name == "toy-ner")
+    assert items.score() == pytest.approx(result.test)  # the items give back the run's test score
+    assert items.score(np.flatnonzero(mask)) == pytest.approx(result.metrics[f"test/held_out/{metric}"])
+    assert items.score(np.flatnonzero(~mask)) == pytest.approx(result.metrics[f"test/seen/{metric}"])
+    source = task.queries if task.spec.type == "ir" else task.splits
+    rows = source["test"]
+    assert not any(r["held_out"] for r in source["train"])  # held-out words never occur in fine-tuning data
+    assert sum(r["held_out"] for r in rows[:40]) == mask.sum()

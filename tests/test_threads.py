@@ -41,7 +41,7 @@ def test_usable_cores_follow_the_cpu_affinity():
 def test_commands_apply_and_record_their_threads(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != ENV}
     run = tmp_path / "run"
-    subprocess.run([sys.executable, "-m", "encoderlab.cli", "pretrain", "tiny-clm", "phases.0.steps=4",
+    subprocess.run([sys.executable, "-m", "encoderlab.cli", "pretrain", "tiny-clm", "phases.0.steps=4", "schedule.warmup_steps=1", "schedule.decay_steps=2",
                     "log_every=2", f"output_dir={run}", "--no-progress", "--threads", "1"],
                    check=True, env=env, capture_output=True)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -83,7 +83,7 @@ def test_local_study_runs_as_a_job_graph_with_one_thread_per_job(tmp_path):
     spec = load_study(str(tmp_path / "spec.yaml"), output_dir=str(tmp_path / "out"))
     messages = []
     run_study(spec, progress=False, log=messages.append, workers=2)
-    started = [m for m in messages if " started" in m]
+    started = [m for m in messages if " submitted" in m]
     done = [m for m in messages if ": done (" in m]
     order = messages.index
     # the branch starts only after its parent is trained; a checkpoint's evaluation after its run

@@ -29,12 +29,13 @@ def test_tasks_follow_the_hub_schemas():
     for name in ("toy-sentiment", "toy-nli", "toy-ner", "toy-qa"):
         assert {split: len(rows) for split, rows in tasks[name]["splits"].items()} == SPLIT_SIZES
     sst2 = tasks["toy-sentiment"]["splits"]["train"][0]
-    assert set(sst2) == {"sentence", "label", "idx"} and sst2["label"] in (0, 1)
+    # the hub schema, plus ``held_out``: whether an item's key words never occur in fine-tuning data
+    assert set(sst2) == {"sentence", "label", "idx", "held_out"} and sst2["label"] in (0, 1)
     mnli = tasks["toy-nli"]["splits"]["train"]
-    assert set(mnli[0]) == {"premise", "hypothesis", "label", "idx"}
+    assert set(mnli[0]) == {"premise", "hypothesis", "label", "idx", "held_out"}
     assert {row["label"] for row in mnli} == {0, 1, 2}
     for row in tasks["toy-ner"]["splits"]["train"]:
-        assert set(row) == {"id", "tokens", "ner_tags"} and len(row["tokens"]) == len(row["ner_tags"])
+        assert set(row) == {"id", "tokens", "ner_tags", "held_out"} and len(row["tokens"]) == len(row["ner_tags"])
         assert all(0 <= tag < len(NER_LABELS) for tag in row["ner_tags"])
         for i, tag in enumerate(row["ner_tags"]):  # IOB2: an I- tag continues an entity of its type
             if NER_LABELS[tag].startswith("I-"):
@@ -42,7 +43,7 @@ def test_tasks_follow_the_hub_schemas():
     kinds = {NER_LABELS[t][2:] for row in tasks["toy-ner"]["splits"]["train"] for t in row["ner_tags"] if t}
     assert kinds == {"PER", "ORG", "LOC", "MISC"}
     qa = tasks["toy-qa"]["splits"]["train"]
-    assert set(qa[0]) == {"id", "title", "context", "question", "answers"}
+    assert set(qa[0]) == {"id", "title", "context", "question", "answers", "held_out"}
     answerable = [r for r in qa if r["answers"]["text"]]
     assert 0.4 < len(answerable) / len(qa) < 0.9
     for row in answerable:
@@ -53,7 +54,14 @@ def test_tasks_follow_the_hub_schemas():
     corpus_ids = {doc["_id"] for doc in retrieval["corpus"]}
     assert set(retrieval["corpus"][0]) == {"_id", "title", "text"}
     for split in ("train", "validation", "test"):
-        assert retrieval["queries"][split] and all(set(q) == {"_id", "text"} for q in retrieval["queries"][split])
+        assert retrieval["queries"][split] and all(set(q) == {"_id", "text", "held_out"}
+                                                   for q in retrieval["queries"][split])
+    for name in ("toy-sentiment", "toy-nli", "toy-ner", "toy-qa"):  # never in training, about half elsewhere
+        splits = tasks[name]["splits"]
+        assert not any(r["held_out"] for r in splits["train"])
+        assert 0.4 < sum(r["held_out"] for r in splits["test"]) / len(splits["test"]) < 0.6
+    assert not any(q["held_out"] for q in retrieval["queries"]["train"])
+    assert 0.3 < sum(q["held_out"] for q in retrieval["queries"]["test"]) / len(retrieval["queries"]["test"]) < 0.7
         assert all(r["corpus-id"] in corpus_ids and r["score"] == 1 for r in retrieval["qrels"][split])
     # Every query has one relevant review; held-out groups (and their reviews) never meet training.
     relevant = {split: [r["corpus-id"] for r in retrieval["qrels"][split]] for split in ("train", "validation", "test")}

@@ -153,7 +153,7 @@ def run_local_graph(spec, nodes: list[dict], workers: int, log, poll_s: float = 
                         else CommandFunction(ready["command"], verbose=False))
             job = executors[ready["stage"]].submit(function)
             record_jobs(spec.study_dir / "jobs" / ready["stage"], "local", [(ready["name"], job)])
-            log(f"[study {spec.name}] {ready['stage']} job {job.job_id} ({ready['name']}) started")
+            log(f"[study {spec.name}] {ready['stage']} job {job.job_id} ({ready['name']}) submitted")
             running.append((ready, job, time.perf_counter()))
         if failure is not None and not running:
             break

@@ -236,7 +236,7 @@ def run_study(spec: StudySpec, progress: bool = True, log=print, workers: int | 
     (:func:`execution_policy`), which is recorded in ``timings.json`` and the report."""
     from encoderlab.evaluation.sweep import run_sweep
     from encoderlab.study.report import write_report
-    from encoderlab.threads import apply
+    from encoderlab.threads import POLICY, apply
     from encoderlab.training import pretrain
     from encoderlab.training.checkpoint import latest_checkpoint
 
@@ -248,8 +248,8 @@ def run_study(spec: StudySpec, progress: bool = True, log=print, workers: int | 
     timings["execution"] = {"scheduler": spec.scheduler.kind, **policy.describe()}
     in_process = spec.scheduler.kind == "local" and policy.workers <= 1
     local_jobs = spec.scheduler.kind == "local" and not in_process
-    if in_process:
-        apply(policy.threads)
+    if in_process:  # only a user's choice is exported to the processes this one starts
+        apply(policy.threads, export=policy.source != POLICY)
     started = time.perf_counter()
     log(f"[study {spec.name}] data")
     shards = prepare_study_data(spec, progress)
