@@ -56,13 +56,13 @@ def test_tasks_follow_the_hub_schemas():
     for split in ("train", "validation", "test"):
         assert retrieval["queries"][split] and all(set(q) == {"_id", "text", "held_out"}
                                                    for q in retrieval["queries"][split])
+        assert all(r["corpus-id"] in corpus_ids and r["score"] == 1 for r in retrieval["qrels"][split])
     for name in ("toy-sentiment", "toy-nli", "toy-ner", "toy-qa"):  # never in training, about half elsewhere
         splits = tasks[name]["splits"]
         assert not any(r["held_out"] for r in splits["train"])
         assert 0.4 < sum(r["held_out"] for r in splits["test"]) / len(splits["test"]) < 0.6
     assert not any(q["held_out"] for q in retrieval["queries"]["train"])
     assert 0.3 < sum(q["held_out"] for q in retrieval["queries"]["test"]) / len(retrieval["queries"]["test"]) < 0.7
-        assert all(r["corpus-id"] in corpus_ids and r["score"] == 1 for r in retrieval["qrels"][split])
     # Every query has one relevant review; held-out groups (and their reviews) never meet training.
     relevant = {split: [r["corpus-id"] for r in retrieval["qrels"][split]] for split in ("train", "validation", "test")}
     for split in ("validation", "test"):
