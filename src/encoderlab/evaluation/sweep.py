@@ -41,13 +41,15 @@ def sweep_protocol(config: FinetuneConfig, device: torch.device | None = None) -
 
 def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], results: str | Path,
               config: FinetuneConfig, local_dirs: dict[str, str] | None = None, progress: bool = True,
-              trust_remote_code: bool = False, workers: int = 1, threads: int | None = None) -> list[dict]:
+              trust_remote_code: bool = False, workers: int = 1, threads: int | None = None,
+              label: str | None = None) -> list[dict]:
     """Runs every (task, lr, seed) not yet in ``results``; returns the summary rows.
 
     ``workers`` > 1 runs that many fine-tuning runs at a time in worker processes (``pool.py``);
     how the work is spread never enters a run's key (the same run gives the same score, up to the
     float rounding of another thread count: ``tests/test_sweep_workers.py``). ``threads``: torch
-    threads per worker (default: this process's threads shared out; ``encoderlab.threads``)."""
+    threads per worker (default: this process's threads shared out; ``encoderlab.threads``);
+    ``label``: the model's name on the progress bar (default: the directory's name)."""
     check_workers(workers)
     if threads is None:
         threads = threads_per_worker(workers) if workers > 1 else torch.get_num_threads()
@@ -74,7 +76,7 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(tasks) * len(lrs) * len(seeds), desc=f"evaluate {Path(model).name}", unit="run",
+        bar = tqdm(total=len(tasks) * len(lrs) * len(seeds), desc=f"evaluate {label or Path(model).name}", unit="run",
                    dynamic_ncols=True)
     features = FeatureCache()  # one model, so one tokenizer: each task is tokenized once per sweep
     with ResultsStore(results) as store:

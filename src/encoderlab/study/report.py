@@ -20,7 +20,7 @@ import numpy as np
 
 import encoderlab
 from encoderlab.evaluation.protocol import protocol_card, protocol_identity, settings_of
-from encoderlab.evaluation.stats import category_summary, stability, summarize
+from encoderlab.evaluation.stats import category_summary, seedwise_mean, stability, summarize, t_interval
 from encoderlab.evaluation.store import ResultsStore, model_fingerprint
 from encoderlab.evaluation.sweep import run_scores
 from encoderlab.evaluation.tasks import get_task
@@ -139,16 +139,17 @@ def _run_facts(spec: StudySpec, shards: Path | None) -> dict:
     return facts
 
 
-def _line_figure(series: dict[str, list[tuple[float, float]]], xlabel: str) -> str:
-    """One line per label through its (x, mean test score) points, sorted by x."""
+def _line_figure(series: dict[str, list[tuple[float, float, float]]], xlabel: str) -> str:
+    """One line per label through its (x, mean test score, 95% CI half-width) points, sorted by x."""
 
     def draw(plt):
         fig, ax = plt.subplots(figsize=(4.5, 3))
         for label, points in series.items():
             points = sorted(points)
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+            ax.errorbar([p[0] for p in points], [p[1] for p in points],
+                        yerr=[0.0 if math.isnan(p[2]) else p[2] for p in points], marker="o", capsize=3, label=label)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("mean test score")
+        ax.set_ylabel("mean test score (x100), 95% CI")
         ax.legend(fontsize=8)
         return fig
 
@@ -159,36 +160,44 @@ def _study_figures(spec: StudySpec, results: dict, category_rows: dict, facts: d
     """The paper's study-specific figures, each drawn when the study has the runs it needs."""
 
     def overall(label):
-        values = [v[0] for v in category_rows.get(label, {}).values() if not math.isnan(v[0])]
-        return float(np.mean(values)) if values else math.nan
+        """(mean over categories, half-width of its 95% t-interval over seeds) of a model."""
+        by_category: dict[str, list[dict]] = {}
+        for task, entry in results.get(label, {}).items():
+            if entry["summary"] is not None:
+                by_category.setdefault(get_task(task).category, []).append(entry["summary"].by_seed())
+        per_seed = seedwise_mean([seedwise_mean(columns) for columns in by_category.values()])
+        if not per_seed:
+            return math.nan, math.nan
+        mean, low, high = t_interval(list(per_seed.values()))
+        return mean, (high - low) / 2 if math.isfinite(low) else 0.0
 
     figures = {}
     final = {label: f for label, f in facts.items() if f["final"] and label in results and not f.get("random_init")}
     by_size = {}
     for label, f in final.items():
         if f["single_phase"] and f["mask_ratio"] is not None:
-            by_size.setdefault(f["size"], []).append((100 * f["mask_ratio"], overall(label)))
-    if len({x for points in by_size.values() for x, _ in points}) > 1:
+            by_size.setdefault(f["size"], []).append((100 * f["mask_ratio"], *overall(label)))
+    if len({x for points in by_size.values() for x, *_ in points}) > 1:
         figures["Score vs masking ratio (Fig. 3)"] = _line_figure(by_size, "masking ratio (%)")
     by_run = {}
     for label, f in facts.items():
         if label in results:
-            by_run.setdefault(f["run"], []).append((f["step"], overall(label)))
+            by_run.setdefault(f["run"], []).append((f["step"], *overall(label)))
     by_run = {run: points for run, points in by_run.items() if len(points) > 1}
     if by_run:
         figures["Score vs pretraining steps (Fig. 4)"] = _line_figure(by_run, "pretraining steps")
     budgets = {}
     for label, f in final.items():
         if f["cpt_parent"] is None and (f["clm_share"] in (0.0, 1.0) or not f["single_phase"]):
-            budgets.setdefault(f"{f['total_steps']} steps", []).append((100 * f["clm_share"], overall(label)))
-    if any(len({x for x, _ in points}) > 2 for points in budgets.values()):
+            budgets.setdefault(f"{f['total_steps']} steps", []).append((100 * f["clm_share"], *overall(label)))
+    if any(len({x for x, *_ in points}) > 2 for points in budgets.values()):
         figures["Two-stage splits per budget (Fig. 6)"] = _line_figure(budgets, "CLM share of the budget (%)")
     after_clm = {}
     for label, f in final.items():
         if not f["single_phase"] and f["mask_ratio"] is not None and f["cpt_parent"] is None:
             key = f"{f['size']}, {100 * f['clm_share']:.0f}% CLM first"
-            after_clm.setdefault(key, []).append((100 * f["mask_ratio"], overall(label)))
-    after_clm = {k: v for k, v in after_clm.items() if len({x for x, _ in v}) > 1}
+            after_clm.setdefault(key, []).append((100 * f["mask_ratio"], *overall(label)))
+    after_clm = {k: v for k, v in after_clm.items() if len({x for x, *_ in v}) > 1}
     if after_clm:
         figures["Masking ratio after CLM (Fig. 7)"] = _line_figure(after_clm, "masking ratio of the MLM phase (%)")
     continued = {}
@@ -196,8 +205,8 @@ def _study_figures(spec: StudySpec, results: dict, category_rows: dict, facts: d
         if f["cpt_parent"]:
             series = continued.setdefault(f"from {f['cpt_parent']}", [])
             if not series and f["cpt_parent"] in final:  # the starting point itself
-                series.append((facts[f["cpt_parent"]]["total_steps"], overall(f["cpt_parent"])))
-            series.append((f["parent_steps"] + f["total_steps"], overall(label)))
+                series.append((facts[f["cpt_parent"]]["total_steps"], *overall(f["cpt_parent"])))
+            series.append((f["parent_steps"] + f["total_steps"], *overall(label)))
     if continued:
         figures["Continued MLM pretraining (Figs. 8-9)"] = _line_figure(continued, "total pretraining steps")
     return figures
@@ -306,14 +315,19 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
                         means = results[model][task]["summary"].lr_means
                         lrs = sorted(means)
                         grid.update(lrs)
-                        ax.plot(lrs, [means[lr]["test_mean"] for lr in lrs], marker="o", label=model)
+                        errors = [0.0 if math.isnan(means[lr]["test_std"]) else means[lr]["test_std"] for lr in lrs]
+                        line = ax.errorbar(lrs, [means[lr]["test_mean"] for lr in lrs], yerr=errors, marker="o",
+                                           capsize=3, label=model)
+                        chosen = results[model][task]["summary"].lr  # the LR selected on validation: ringed
+                        ax.plot([chosen], [means[chosen]["test_mean"]], marker="o", markersize=11, fillstyle="none",
+                                color=line[0].get_color())
                 ax.set_xscale("log")
                 if grid:  # ticks at the grid's LRs only: log-axis minor labels crowd a narrow grid
                     ax.xaxis.set_minor_locator(NullLocator())
                     ax.set_xticks(sorted(grid), [f"{lr:g}" for lr in sorted(grid)], fontsize=7, rotation=30)
                 ax.set_title(task, fontsize=9)
                 ax.set_xlabel("fine-tuning LR")
-            axes[0][0].set_ylabel("test score")
+            axes[0][0].set_ylabel("test score ± std over seeds\n(ring: the selected LR)")
             axes[0][-1].legend(fontsize=7)
             return fig
 

@@ -311,7 +311,7 @@ def run_study(spec: StudySpec, progress: bool = True, log=print, workers: int | 
             continue
         started = time.perf_counter()
         run_sweep(str(ref.path), ev.tasks, ev.lrs, ev.seeds, study_dir / "results.sqlite", finetune_config,
-                  local_dirs=ev.data, progress=progress, workers=ev.workers)
+                  local_dirs=ev.data, progress=progress, workers=ev.workers, label=key)
         timings.setdefault("evaluate_s", {})[key] = timings.get("evaluate_s", {}).get(key, 0.0) + time.perf_counter() - started
         _write_timings(study_dir, timings)
     started = time.perf_counter()
