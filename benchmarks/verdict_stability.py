@@ -1,9 +1,13 @@
 """Do a study's verdicts survive a perturbation of its pretraining? (issue 23: on another CPU the
 demo's floats differed and three verdicts flipped.)
 
-Runs the study again with every run's pretraining seed changed (``--seed-offset``: the initial
-weights, the data order and the masks all change, a far larger perturbation than another CPU's
-float rounding), then compares each finding's verdict with the original study's ``summary.json``.
+Runs the study again, perturbed, then compares each finding's verdict with the original study's
+``summary.json``. Two perturbations:
+
+- ``--seed-offset N``: every run's pretraining seed changed (the initial weights, the data order
+  and the masks all change: a far larger perturbation than another CPU's float rounding);
+- ``--env ATEN_CPU_CAPABILITY=avx2`` (with ``--seed-offset 0``): the same study with torch's AVX2
+  kernels instead of AVX-512 ones, i.e. the float rounding of the other CPU of issue 23.
 
     python benchmarks/verdict_stability.py studies/toyworld-demo --spec toyworld-demo \\
         --json benchmarks/results/demo-2026-12-04/verdict_stability.json
@@ -36,7 +40,8 @@ def perturbed_spec(spec_name: str, offset: int, where: Path) -> Path:
     raw = load_yaml(source)
     raw["name"] = f"{spec.name}-seed+{offset}"
     for run in raw["runs"]:
-        run["overrides"] = [*run.get("overrides", []), f"seed={offset}", f"data.seed={offset}"]
+        if offset:
+            run["overrides"] = [*run.get("overrides", []), f"seed={offset}", f"data.seed={offset}"]
     path = where / f"{raw['name']}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -51,6 +56,8 @@ def main(argv=None) -> int:
     parser.add_argument("study_dir", help="the finished study to compare with (its summary.json)")
     parser.add_argument("--spec", required=True, help="its spec (file or built-in name)")
     parser.add_argument("--seed-offset", type=int, default=1)
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment of the perturbed run, e.g. ATEN_CPU_CAPABILITY=avx2")
     parser.add_argument("--output", help="where the perturbed study runs (default: beside STUDY_DIR)")
     parser.add_argument("--json", help="write the comparison here")
     args = parser.parse_args(argv)
@@ -59,8 +66,11 @@ def main(argv=None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     spec = perturbed_spec(args.spec, args.seed_offset, output)
     started = time.perf_counter()
+    import os
+
+    env = dict(os.environ, **dict(item.split("=", 1) for item in args.env))
     subprocess.run([sys.executable, "-m", "encoderlab.cli", "study", "run", str(spec), "--output", str(output),
-                    "--no-progress"], check=True)
+                    "--no-progress"], check=True, env=env)
     seconds = time.perf_counter() - started
     before, after = verdicts(base / "summary.json"), verdicts(output / "summary.json")
     rows = []
@@ -74,12 +84,13 @@ def main(argv=None) -> int:
     for r in rows:
         mark = "CHANGED" if r in changed else "same   "
         print(f"{mark} {r['id']:<24} {r['a']} vs {r['b']}: {r['verdict']} -> {r['perturbed_verdict']}")
-    print(f"{len(changed)} of {len(rows)} verdicts changed with the pretraining seed offset by {args.seed_offset} "
-          f"({seconds:.0f} s)")
+    print(f"{len(changed)} of {len(rows)} verdicts changed (pretraining seed offset {args.seed_offset}, environment "
+          f"{args.env or 'unchanged'}; {seconds:.0f} s)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"base": str(base), "perturbed": str(output), "seed_offset":
-                                               args.seed_offset, "changed": len(changed), "findings": len(rows),
+                                               args.seed_offset, "env": args.env, "changed": len(changed),
+                                               "findings": len(rows),
                                                "seconds": seconds, "rows": rows}, indent=2) + "\n")
     return 0
 

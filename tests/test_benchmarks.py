@@ -236,3 +236,28 @@ def test_real_encoder_compares_encoderlab_with_a_plain_transformers_loop(tmp_pat
     table = (tmp_path / "real_encoder.md").read_text()
     assert "| sst2 (accuracy) | plain | 0 | 2 |" in table and "| conll2003 | encoderlab | 0 |" in table
     assert len((tmp_path / "real_encoder.jsonl").read_text().splitlines()) == 4
+
+
+def test_inference_coverage_simulates_every_setting(tmp_path):
+    out = tmp_path / "coverage.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference_coverage.py"), "--reps", "20", "--items",
+                           "40", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 12 and all(0 <= r["coverage"] <= 1 and 0 <= r["rejection_rate"] <= 1 for r in rows)
+    single = [r for r in rows if r["tasks"] == 1]
+    assert single and all("old_item_permutation_rejection_rate" in r for r in single)
+    assert all(r["truth"] == 0 for r in rows if r["setting"]["abilities"][0] == r["setting"]["abilities"][1])
+
+
+def test_verdict_stability_perturbs_every_run_and_keeps_the_spec_valid(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from verdict_stability import perturbed_spec
+
+    from encoderlab.study import load_study
+
+    spec = load_study(str(perturbed_spec("toyworld-demo", 2, tmp_path)), output_dir=str(tmp_path / "out"))
+    assert spec.name == "toyworld-demo-seed+2"
+    assert all({"seed=2", "data.seed=2"} <= set(run.overrides) for run in spec.runs)
+    same = load_study(str(perturbed_spec("toyworld-demo", 0, tmp_path)))  # offset 0: only the environment changes
+    assert [run.overrides for run in same.runs] == [run.overrides for run in load_study("toyworld-demo").runs]

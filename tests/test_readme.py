@@ -37,7 +37,7 @@ def readme_commands() -> list[str]:
 
 # How each README command is exercised: "run" (as written, in the workflow below), or a check.
 NOT_RUN = {  # command -> why it cannot run here, and what is checked instead
-    "make demo": "the full demo takes ~30 min on this CPU; the same study machinery runs in the workflow below",
+    "make demo": "the full demo takes ~8 min on this CPU; the same study machinery runs in the workflow below",
     "make test": "this is the test suite itself",
     "torchrun --nproc-per-node 8 -m encoderlab.cli pretrain 610m-mlm40-42k parallelism=fsdp": "8 GPUs",
     "torchrun --nnodes 4 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST0:29500 -m encoderlab.cli "
@@ -51,7 +51,7 @@ NOT_RUN = {  # command -> why it cannot run here, and what is checked instead
     "encoderlab evaluate runs/610m-mlm40-42k/checkpoints/step-042000 --tasks sst2,mnli,qqp,conll2003,ontonotes5,"
     "uner-en,squad,squad_v2,record,msmarco,nq,mldr-en": "a 610m checkpoint and the hub's datasets",
     "encoderlab evaluate path/to/EuroBERT-210m --tasks sst2,conll2003": "EuroBERT's weights from the hub",
-    "encoderlab demo": "~30 min on this CPU; `study run` of a small study runs below",
+    "encoderlab demo": "~8 min on this CPU; `study run` of a small study runs below",
     "encoderlab cpt path/to/Qwen3-0.6B --data data/shards-qwen3 --objective mlm --mask-ratio 0.4 --steps 12000":
     "a Qwen3 checkpoint from the hub and 12,000 steps (tests/test_cpt.py runs cpt from a tiny random Qwen3)",
 }

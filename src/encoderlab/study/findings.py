@@ -300,8 +300,10 @@ INTRO = ("Each claim of the paper that this study's runs can test, computed from
          f"when A - B > -margin with p (Holm) < {ALPHA}, **contradicted** when A - B < -margin with p (Holm) < "
          f"{ALPHA}, **inconclusive** otherwise. Every verdict states the regime it was measured in: pretraining "
          "tokens per parameter of the models, against the paper's. 'Pretraining beats no pretraining' is judged "
-         "on the held-out items (key words the fine-tuning data never contains). Findings the study has no runs "
-         "for are omitted.")
+         "on the held-out items (key words the fine-tuning data never contains). A verdict is about the study's "
+         "checkpoints: with one pretraining run per model, the variance of pretraining itself (its seed) is not "
+         "in the test (docs/demo.md measures how much it moves the demo's verdicts). Findings the study has no "
+         "runs for are omitted.")
 
 
 def _num(value: float, digits: int = 2) -> str:

@@ -9,8 +9,6 @@ import platform
 import subprocess
 from pathlib import Path
 
-import numpy as np
-
 from encoderlab.evaluation.inference import task_difference
 from encoderlab.evaluation.items import SUBSETS, subset_index
 from encoderlab.evaluation.stats import holm, t_interval
@@ -170,8 +168,3 @@ def lr_position(entry: dict, lrs: list[float]) -> str:
     if lr is None or len(grid) < 2:
         return ""
     return "low edge" if lr == grid[0] else ("high edge" if lr == grid[-1] else "inside")
-
-
-def finite_mean(values) -> float:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.mean(values)) if values else math.nan

@@ -327,7 +327,6 @@ def _run_local(spec: StudySpec, shards, pending: list, run_dirs: dict, policy, t
     branch as soon as its parent is, each on a free slot of ``policy.workers``."""
     from encoderlab.study.report import write_report
 
-    ev = spec.evaluation
     parents = run_parents(spec)
     training = {name for name, _ in pending}
     nodes = [{"stage": "pretrain", "name": name, "command": command, "run_dir": run_dirs[name],
