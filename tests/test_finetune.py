@@ -130,7 +130,9 @@ def test_a_retrieval_corpus_is_ranked_once_for_validation_and_test(tiny_checkpoi
         apart = ft._evaluate_retrieval(backbone, [(shared, "validation"), (shared, "test"), (shared, "test")], config,
                                        12, lambda rows: rows[:16], torch.device("cpu"), FeatureCache(), ("key",))
     assert passes == [len(task.corpus)] * 5 and len(apart) == 2
-    whole_corpus = {k: v for k, v in alone[(id(task), "validation")].metrics.items() if "judged pool" not in k}
+    whole_corpus = {k: v for k, v in alone[(id(task), "validation")].metrics.items()
+                    if "judged pool" not in k and isinstance(v, (int, float))}
+    assert apart[(id(shared), "test")].metrics["held_out_mask"] == alone[(id(task), "validation")].metrics["held_out_mask"]
     assert {k: apart[(id(shared), "test")].metrics[k] for k in whole_corpus} == pytest.approx(whole_corpus, abs=1e-9)
     assert apart[(id(shared), "test")].items == pytest.approx(alone[(id(task), "validation")].items, abs=1e-9)
 
