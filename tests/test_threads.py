@@ -106,3 +106,15 @@ def test_local_study_runs_as_a_job_graph_with_one_thread_per_job(tmp_path):
 
     rows = sqlite3.connect(spec.study_dir / "results.sqlite").execute("SELECT provenance FROM runs").fetchall()
     assert rows and all(json.loads(p)["execution"] == {"workers": 1, "threads": 1} for (p,) in rows)
+
+
+def test_the_eta_counts_each_stage_at_its_own_pace():
+    import time
+
+    from encoderlab.study.jobs import _eta
+
+    nodes = [{"stage": "pretrain", "name": "a"}, {"stage": "evaluate", "name": "b"}, {"stage": "evaluate", "name": "c"}]
+    early = _eta({"pretrain/a": 60.0}, nodes, [nodes[2]], [(nodes[1], None, time.perf_counter())], 2)
+    assert early.startswith("1/3 jobs done") and "evaluate jobs, not timed yet" in early  # named, not guessed
+    assert _eta({"pretrain/a": 60.0, "evaluate/b": 120.0}, nodes, [nodes[2]], [], 2) == \
+        "2/3 jobs done, about 1.0 min left"  # one 120 s job on two slots

@@ -180,17 +180,21 @@ def run_local_graph(spec, nodes: list[dict], workers: int, log, poll_s: float = 
 
 def _eta(seconds: dict, nodes: list, waiting: list, running: list, workers: int) -> str:
     """``k/n jobs done, about M min left``: each job not done costs the mean time of its stage's
-    finished jobs (the other stage's, before one has finished), spread over the slots."""
+    finished jobs, spread over the slots; a stage none of whose jobs has finished yet is named
+    instead of guessed."""
     by_stage: dict[str, list[float]] = {}
     for key, value in seconds.items():
         by_stage.setdefault(key.split("/", 1)[0], []).append(value)
-    everything = [v for values in by_stage.values() for v in values]
-    def cost(node):
-        values = by_stage.get(node["stage"]) or everything
-        return sum(values) / len(values)
-    now = time.perf_counter()
-    left = sum(cost(n) for n in waiting) + sum(max(0.0, cost(n) - (now - started)) for n, _, started in running)
-    return f"{len(seconds)}/{len(nodes)} jobs done, about {left / max(1, workers) / 60:.1f} min left"
+    now, left, untimed = time.perf_counter(), 0.0, set()
+    for node, started in [(n, None) for n in waiting] + [(n, s) for n, _, s in running]:
+        values = by_stage.get(node["stage"])
+        if not values:
+            untimed.add(node["stage"])
+            continue
+        cost = sum(values) / len(values)
+        left += cost if started is None else max(0.0, cost - (now - started))
+    text = f"{len(seconds)}/{len(nodes)} jobs done, about {left / max(1, workers) / 60:.1f} min left"
+    return text + (f" (+ {', '.join(sorted(untimed))} jobs, not timed yet)" if untimed else "")
 
 
 def wait_for_job(stage: str, name: str, job) -> None:

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -396,7 +397,7 @@ def _device_hours(spec: StudySpec, timings: dict) -> dict:
     return out
 
 
-_NUMERIC = __import__("re").compile(r"[-+]?[\d.,]+(e[-+]?\d+)?( ± [\d.]+)?( \([a-z ]+\))?[†]*|<0\.0001|\[[-\d., ]+\]")
+_NUMERIC = re.compile(r"[-+]?[\d.,]+(e[-+]?\d+)?( ± [\d.]+)?( \([a-z ]+\))?[†]*|<0\.0001|\[[-\d., ]+\]")
 
 
 def _md_table_to_html(lines: list[str]) -> str:
