@@ -63,9 +63,11 @@ def test_a_failing_run_in_a_worker_stops_the_sweep_with_its_error_and_keeps_what
     assert recorded == [(good, "ok")]
 
 
-def test_a_worker_refuses_data_other_than_what_the_sweep_fingerprinted():
+def test_a_worker_refuses_data_other_than_what_the_sweep_fingerprinted(monkeypatch):
     from encoderlab.evaluation import pool
 
+    for name in ("ENCODERLAB_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.setenv(name, "1")  # a worker exports its threads; undone after the test
     pool._init_worker(1, {}, {"toy-sentiment": "0" * 64})
     try:
         with pytest.raises(RuntimeError, match=r"task 'toy-sentiment': a fine-tuning worker .* loaded data with "

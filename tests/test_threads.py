@@ -76,8 +76,10 @@ scheduler: {kind: local, workers: auto}
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git for the provenance")
-def test_local_study_runs_as_a_job_graph_with_one_thread_per_job(tmp_path):
+def test_local_study_runs_as_a_job_graph_with_one_thread_per_job(tmp_path, monkeypatch):
     from encoderlab.study import load_study, run_study
+
+    monkeypatch.delenv(ENV, raising=False)  # the policy's own choice, not an inherited one
 
     (tmp_path / "spec.yaml").write_text(GRAPH)
     spec = load_study(str(tmp_path / "spec.yaml"), output_dir=str(tmp_path / "out"))
