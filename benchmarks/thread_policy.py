@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from encoderlab.study.overview import cpu_model  # noqa: E402
 from encoderlab.threads import usable_cores  # noqa: E402
 from toyworld_model import random_toyworld_checkpoint  # noqa: E402
 
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     cores = usable_cores()
     burners = args.burners if args.burners is not None else cores
-    result = {"usable_cores": cores, "cpu": _cpu(), "burners": burners, "preset": args.preset, "tasks": args.tasks,
+    result = {"usable_cores": cores, "cpu": cpu_model(), "burners": burners, "preset": args.preset, "tasks": args.tasks,
               "lrs": args.lrs, "seeds": args.seeds, "steps": args.steps, "repeats": args.repeats, "conditions": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -128,13 +129,6 @@ def main(argv=None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
-
-
-def _cpu() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -184,7 +184,9 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
         for scoring in passes.values():
             for name, value in scoring.counts.items():
                 run_counts[name] = run_counts.get(name, 0) + value
-        metrics = ({f"validation/{k}": v for k, v in validation.metrics.items()}
+        # per-item lists (held-out mask, entity counts) are kept for the test split only: nothing reads them
+        # for validation, which selects the LR by its score
+        metrics = ({f"validation/{k}": v for k, v in validation.metrics.items() if not isinstance(v, list)}
                    | {f"test/{k}": v for k, v in test.metrics.items()})
         results.append(RunResult("ok", scale * validation.metrics[spec.metric],
                                  scale * test.metrics[test_task.spec.metric], metrics, test.items, steps, train_seconds,

@@ -30,6 +30,7 @@ from encoderlab.evaluation.inference import category_weights, combine, seed_diff
 from encoderlab.evaluation.items import subset_index
 from encoderlab.evaluation.stats import holm, lr_spread_by_seed, seedwise_mean
 from encoderlab.evaluation.tasks import get_task
+from encoderlab.study.overview import regime_of, selected_runs
 
 ALPHA = 0.05
 CATEGORIES = ("SC", "TC", "QA", "IR")
@@ -140,19 +141,13 @@ def _entries(results: dict, label: str, task: str) -> list[dict]:
     return [tasks[task] for tasks in results.values() if task in tasks and tasks[task].get("model") == label]
 
 
-def _aggregate(columns: dict[str, dict[int, float]]) -> dict[int, float]:
-    """Seed by seed: the mean over categories of the mean over each category's tasks (for display)."""
+def category_mean_by_seed(columns: dict[str, dict[int, float]]) -> dict[int, float]:
+    """Seed by seed: the mean over categories of the mean over each category's tasks (``columns``:
+    per task, its scores keyed by seed; only seeds every task has)."""
     by_category: dict[str, list] = {}
     for task, column in columns.items():
         by_category.setdefault(get_task(task).category, []).append(column)
     return seedwise_mean([seedwise_mean(cols) for cols in by_category.values()])
-
-
-def _selected_runs(entry: dict) -> list:
-    """The runs (one per seed) at the entry's selected LR that have test items; [] if none."""
-    if entry["summary"] is None:
-        return []
-    return [r for r in entry["runs"] if r.lr == entry["summary"].lr and math.isfinite(r.test) and r.items is not None]
 
 
 def _subset(runs_a: list, runs_b: list, items: str | None):
@@ -173,7 +168,7 @@ def _task_difference(finding: Finding, ea: dict, eb: dict):
         if not sa or not sb:
             return "every LR diverged, or one LR"
         return seed_difference(list(sa.values()), list(sb.values())), sa, sb, "all"
-    ra, rb = _selected_runs(ea), _selected_runs(eb)
+    ra, rb = selected_runs(ea), selected_runs(eb)
     if not ra or not rb:
         sa = ea["summary"].by_seed() if ea["summary"] is not None else {}
         sb = eb["summary"].by_seed() if eb["summary"] is not None else {}
@@ -188,13 +183,6 @@ def _task_difference(finding: Finding, ea: dict, eb: dict):
     except ValueError as err:
         return str(err)
     return (difference, {r.seed: r.items.score(index) for r in ra}, {r.seed: r.items.score(index) for r in rb}, used)
-
-
-def regime_of(fact: dict) -> dict:
-    """A model's pretraining regime: tokens, parameters (body + embedding) and tokens per parameter."""
-    tokens, params = fact.get("pretraining_tokens", 0), fact.get("parameters")
-    return {"tokens": tokens, "parameters": params,
-            "tokens_per_parameter": tokens / params if params else None}
 
 
 def paper_regime() -> dict:
@@ -245,7 +233,7 @@ def evaluate_pair(finding: Finding, results: dict, a: str, b: str, tasks: list[s
         return None
     weights = category_weights({t: get_task(t).category for t in used})
     test = combine([(weights[t], parts[t]) for t in used]).test(margin=finding.margin)
-    per_a, per_b = _aggregate(columns_a), _aggregate(columns_b)
+    per_a, per_b = category_mean_by_seed(columns_a), category_mean_by_seed(columns_b)
     seeds = sorted(set(per_a) & set(per_b))
     facts = facts or {}
     return {"id": finding.id, "claim": finding.claim, "paper": finding.paper, "a": a, "b": b,

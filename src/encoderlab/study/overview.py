@@ -89,14 +89,20 @@ def _cell(mean: float, low: float, high: float) -> str:
     return f"{mean:.2f}" if not math.isfinite(low) else f"{mean:.2f} ± {(high - low) / 2:.2f}"
 
 
+def regime_of(fact: dict) -> dict:
+    """A model's pretraining regime: tokens, parameters (body + embedding) and tokens per parameter."""
+    tokens, params = fact.get("pretraining_tokens", 0), fact.get("parameters")
+    return {"tokens": tokens, "parameters": params, "tokens_per_parameter": tokens / params if params else None}
+
+
 def regime_lines(facts: dict, paper: dict) -> list[str]:
     lines = ["| model | pretraining steps | pretraining tokens | parameters (body + embedding) | tokens per parameter |",
              "|---|---|---|---|---|"]
     for label, fact in facts.items():
-        tokens, params = fact.get("pretraining_tokens", 0), fact.get("parameters")
-        ratio = f"{tokens / params:.3g}" if params else ""
+        regime = regime_of(fact)
+        ratio = "" if regime["tokens_per_parameter"] is None else f"{regime['tokens_per_parameter']:.3g}"
         steps = "none (baseline)" if fact.get("random_init") else f"{fact['parent_steps'] + fact['step']:,}"
-        lines.append(f"| {label} | {steps} | {tokens:,} | {params:,} | {ratio} |")
+        lines.append(f"| {label} | {steps} | {regime['tokens']:,} | {regime['parameters']:,} | {ratio} |")
     lines.append(f"| paper ({paper['model']}) | 42,000 | {paper['tokens']:,} | {paper['parameters']:,} | "
                  f"{paper['tokens_per_parameter']:.0f} |")
     return lines
@@ -115,7 +121,8 @@ def summary_lines(findings: list[dict]) -> list[str]:
     return out
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -141,7 +148,7 @@ def machine_provenance() -> dict:
     accelerator, the torch build, the git revision of encoderlab."""
     from encoderlab.training.checkpoint import git_revision
 
-    out = {"cpu": _cpu_model(), "cpu_vector_extensions": _cpu_flags(), "machine": platform.machine(),
+    out = {"cpu": cpu_model(), "cpu_vector_extensions": _cpu_flags(), "machine": platform.machine(),
            "host": platform.node(), "python": platform.python_version(), "git_revision": git_revision()}
     try:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,

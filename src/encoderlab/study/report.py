@@ -21,15 +21,15 @@ import numpy as np
 
 import encoderlab
 from encoderlab.evaluation.protocol import protocol_card, protocol_identity, settings_of
-from encoderlab.evaluation.stats import category_summary, seedwise_mean, stability, summarize, t_interval
+from encoderlab.evaluation.stats import category_summary, stability, summarize, t_interval
 from encoderlab.evaluation.store import ResultsStore, model_fingerprint
 from encoderlab.evaluation.sweep import run_scores
 from encoderlab.evaluation.tasks import get_task
 from encoderlab.io import atomic_write_text
 from encoderlab.study.findings import INTRO as FINDINGS_INTRO
-from encoderlab.study.findings import evaluate_findings, findings_lines, paper_regime
+from encoderlab.study.findings import category_mean_by_seed, evaluate_findings, findings_lines, paper_regime
 from encoderlab.study.overview import (held_out_lines, held_out_scores, lr_position, machine_provenance,
-                                       regime_lines, significance, significance_lines, summary_lines)
+                                       regime_lines, regime_of, significance, significance_lines, summary_lines)
 from encoderlab.study.spec import StudySpec
 from encoderlab.study.summary import write_summary
 
@@ -162,11 +162,8 @@ def _study_figures(spec: StudySpec, results: dict, category_rows: dict, facts: d
 
     def overall(label):
         """(mean over categories, half-width of its 95% t-interval over seeds) of a model."""
-        by_category: dict[str, list[dict]] = {}
-        for task, entry in results.get(label, {}).items():
-            if entry["summary"] is not None:
-                by_category.setdefault(get_task(task).category, []).append(entry["summary"].by_seed())
-        per_seed = seedwise_mean([seedwise_mean(columns) for columns in by_category.values()])
+        per_seed = category_mean_by_seed({task: entry["summary"].by_seed() for task, entry in results.get(label, {}).items()
+                                          if entry["summary"] is not None})
         if not per_seed:
             return math.nan, math.nan
         mean, low, high = t_interval(list(per_seed.values()))
@@ -376,10 +373,7 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
                                       "held_intro": held_intro}))
     write_summary(spec, results, category_rows, findings, identity,
                   extra={"held_out": held, "provenance": provenance, "paper_regime": paper,
-                         "regime": {m: {k: facts[m].get(k) for k in ("pretraining_tokens", "parameters")}
-                                    | {"tokens_per_parameter": (facts[m]["pretraining_tokens"] / facts[m]["parameters"])
-                                       if facts[m].get("parameters") else None}
-                                    for m in models if m in facts}})
+                         "regime": {m: regime_of(facts[m]) for m in models if m in facts}})
     return out_html
 
 

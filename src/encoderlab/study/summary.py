@@ -11,7 +11,7 @@ Schema (NaN is written as null)::
                    "a_mean", "b_mean", "difference", "ci_low", "ci_high", "margin", "n", "seeds", ...}],
      "protocol": {every fine-tuning setting}, "lrs": [...], "seeds": [...],
      "held_out": {MODEL: {TASK: {"held_out": {"mean", "ci_low", "ci_high", "items"}, "seen": {...}}}},
-     "regime": {MODEL: {"pretraining_tokens", "parameters", "tokens_per_parameter"}},
+     "regime": {MODEL: {"tokens", "parameters", "tokens_per_parameter"}},
      "paper_regime": {"model", "tokens", "parameters", "tokens_per_parameter"},
      "provenance": {"cpu", "cpu_vector_extensions", "torch", "torch_build", "git_revision", "execution", ...}}
 
