@@ -120,10 +120,11 @@ def _agree(ctx, error: BaseException | None) -> None:
 
 def cmd_cpt(args: argparse.Namespace) -> int:
     from encoderlab.training import distributed as D
-    from encoderlab.training import pretrain
-    from encoderlab.training.cpt import plan_cpt, write_cpt_start
+    from encoderlab.training.cpt import plan_cpt
+    from encoderlab.training.lock import RunLock
 
     ctx = D.init_distributed()
+    lock, existed = None, True
     try:
         error, plan, evaluation = None, None, None
         try:
@@ -139,27 +140,67 @@ def cmd_cpt(args: argparse.Namespace) -> int:
         except Exception as err:  # noqa: BLE001 - shared with the other processes, then raised
             error = err
         _agree(ctx, error)
-        if ctx.is_main:
+        if ctx.is_main:  # the run's lock before anything in it is replaced; held to the end of the command
             try:
-                write_cpt_start(plan)
+                existed = plan.output.exists()
+                lock = RunLock(plan.output).acquire()
+                _write_start(plan, existed)
             except Exception as err:  # noqa: BLE001
                 error = err
         _agree(ctx, error)
+        final = _train(plan, args, existed)
     except BaseException:
         D.shutdown_distributed()
+        if lock is not None:
+            lock.release(remove_if_unused=True)
         raise
-    final = pretrain(plan.config, resume=args.resume, progress=not args.no_progress)  # shuts the group down
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process reports, evaluates, exports
+    try:
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only the first process reports, evaluates, exports
+            return 0
+        print(f"final checkpoint: {final}")
+        if evaluation is not None:
+            from encoderlab.cli import cmd_evaluate
+
+            evaluation.model = str(final)
+            cmd_evaluate(evaluation)
+        if args.export:
+            from encoderlab.model import export_hf
+
+            out = export_hf(final, args.export, args.export_target, overwrite=args.overwrite)
+            print(f"exported {final} as {args.export_target} to {out}")
         return 0
-    print(f"final checkpoint: {final}")
-    if evaluation is not None:
-        from encoderlab.cli import cmd_evaluate
+    finally:
+        if lock is not None:
+            lock.release()
 
-        evaluation.model = str(final)
-        cmd_evaluate(evaluation)
-    if args.export:
-        from encoderlab.model import export_hf
 
-        out = export_hf(final, args.export, args.export_target, overwrite=args.overwrite)
-        print(f"exported {final} as {args.export_target} to {out}")
-    return 0
+def _write_start(plan, existed: bool) -> None:
+    from encoderlab.training.cpt import write_cpt_start
+    from encoderlab.training.outputs import foreign
+
+    removed = write_cpt_start(plan)
+    if removed:
+        kept = foreign(plan.output, keep=("run.lock",))
+        print(f"cpt: removed the previous cpt run's {', '.join(removed)} from {plan.output}"
+              + (f"; kept {', '.join(kept)} (not written by the run)" if kept else ""), flush=True)
+
+
+def _train(plan, args: argparse.Namespace, existed: bool) -> Path:
+    """Trains the run; one that ends before its first checkpoint removes the start this command wrote
+    (a folder it created goes entirely), so the same command can be run again as it was."""
+    import shutil
+
+    from encoderlab.training import pretrain
+    from encoderlab.training.checkpoint import complete_checkpoints
+    from encoderlab.training.outputs import remove_owned
+
+    try:
+        return pretrain(plan.config, resume=args.resume, progress=not args.no_progress)  # shuts the group down
+    except BaseException:
+        if int(os.environ.get("RANK", "0")) == 0 and not args.resume and not complete_checkpoints(
+                plan.output / "checkpoints"):
+            if not existed:
+                shutil.rmtree(plan.output, ignore_errors=True)
+            else:
+                remove_owned(plan.output)
+        raise

@@ -229,44 +229,49 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
     from encoderlab.training.checkpoint import complete_checkpoints
 
     previous = complete_checkpoints(output / "checkpoints")
-    if previous and not resume and not (overwrite and (output / "cpt.json").is_file()):
-        what = "a cpt run; continue it with --resume or replace it with --overwrite" if (
-            output / "cpt.json").is_file() else "a run that is not a cpt run; choose another --output"
+    is_cpt = (output / "cpt.json").is_file()
+    if resume and not (previous and is_cpt):
+        raise ConfigError(f"cpt --resume: nothing to resume in {output} ("
+                          + ("no cpt.json: not a cpt run" if previous else "no complete checkpoint") +
+                          "); run the command without --resume to start it")
+    if previous and not resume and not (overwrite and is_cpt):
+        what = "a cpt run; continue it with --resume or replace it with --overwrite" if is_cpt else (
+            "a run that is not a cpt run; choose another --output")
         raise FileExistsError(f"{output}: already holds {what} ({len(previous)} checkpoint(s), up to "
                               f"{previous[-1].name})")
-    if init_dir.exists() and not overwrite and not reuse:
-        raise FileExistsError(f"{init_dir}: already exists (the imported start of a cpt run); pass --overwrite or "
+    if init_dir.exists() and not is_cpt:
+        raise FileExistsError(f"{init_dir}: already exists and {output} has no cpt.json (not the start of a cpt run); "
                               "choose another --output")
     run = _run(name, model.config, objective=objective, mask_ratio=mask_ratio, steps=steps, data=data, output=output,
                seq_len=seq_len, global_batch_tokens=global_batch_tokens)
     run_config = _configured(run, overrides, f"cpt run {name!r}", micro_batch_size, world_size)
+    from encoderlab.training.loop import preflight
+
+    preflight(run_config, world_size)  # what the run checks before its model: checked before the start is written
     return CptPlan(hf_dir=hf_dir, data=str(data), output=output, model=model, config=run_config, mask=mask_choice,
                    model_type=json.loads((hf_dir / "config.json").read_text()).get("model_type"),
                    reuse_start=reuse, overwrite=overwrite)
 
 
-def write_cpt_start(plan: CptPlan) -> None:
+def write_cpt_start(plan: CptPlan) -> list[str]:
     """Writes the run's start: the imported checkpoint ``<output>/init`` (with the shards' tokenizer)
-    and ``<output>/cpt.json``. With ``overwrite`` a previous cpt run in ``<output>`` is removed first."""
-    output = plan.output
-    if plan.overwrite and (output / "cpt.json").is_file():
-        import shutil
+    and ``<output>/cpt.json``; returns what it removed first. The caller holds the run's lock
+    (:class:`~encoderlab.training.lock.RunLock`). A previous cpt run there (``overwrite``), or a start
+    that trained no checkpoint, is removed first: what it wrote (its ``outputs.json``), nothing else."""
+    from encoderlab.training.outputs import claim, remove_owned
 
-        shutil.rmtree(output)  # a previous cpt run there: its start checkpoint, checkpoints and metrics
+    output = plan.output
+    removed = []
+    if not plan.reuse_start and (output / "cpt.json").is_file():
+        removed = remove_owned(output)
+    claim(output, "init", "cpt.json")
     tokenizer_dir = Path(plan.data) / "tokenizer"
     if not plan.reuse_start:
         save_checkpoint(plan.model, plan.init_dir, tokenizer_dir=tokenizer_dir if tokenizer_dir.is_dir() else None,
                         overwrite=plan.overwrite,
                         extra={"imported_from": str(plan.hf_dir), "cpt_mask": plan.mask})
     atomic_write_text(output / "cpt.json", _cpt_record(plan.hf_dir, plan.model_type, plan.config, plan.mask))
-
-
-def prepare_cpt(hf_dir: str | Path, data: str, **options) -> PretrainConfig:
-    """``plan_cpt`` then ``write_cpt_start``: the CPT run config, its start written (nothing is
-    written when any input is refused)."""
-    plan = plan_cpt(hf_dir, data, **options)
-    write_cpt_start(plan)
-    return plan.config
+    return removed
 
 
 # -- cpt runs of a study (``cpt:`` in a study's run, encoderlab.study.spec.CptSpec) -----------------------
@@ -303,9 +308,18 @@ def study_cpt_config(cpt, name: str, output_dir: str | Path, shards: Path | None
 def write_study_cpt_start(cpt, config: PretrainConfig) -> None:
     """Imports the decoder of a study's cpt run into ``config.init_from`` (once: a complete start is
     kept), with the shards' tokenizer, and records ``cpt.json`` beside it."""
+    from encoderlab.training.lock import RunLock
+    from encoderlab.training.outputs import claim
+
     init_dir = Path(config.init_from)
     if (init_dir / "model.safetensors").is_file():
         return
+    with RunLock(init_dir.parent):  # no other process trains or writes there meanwhile
+        claim(init_dir.parent, "init", "cpt.json")
+        _write_study_start(cpt, config, init_dir)
+
+
+def _write_study_start(cpt, config: PretrainConfig, init_dir: Path) -> None:
     hf_dir = Path(cpt.decoder)
     data = config.data.source
     _, shard_tokenizer = _shard_mask(data)
@@ -319,5 +333,5 @@ def write_study_cpt_start(cpt, config: PretrainConfig) -> None:
     atomic_write_text(init_dir.parent / "cpt.json", _cpt_record(hf_dir, model_type, config, mask))
 
 
-__all__ = ["CheckpointError", "CptPlan", "cpt_schedule", "plan_cpt", "prepare_cpt", "study_cpt_config", "write_cpt_start",
+__all__ = ["CheckpointError", "CptPlan", "cpt_schedule", "plan_cpt", "study_cpt_config", "write_cpt_start",
            "write_study_cpt_start"]

@@ -130,22 +130,46 @@ def lock_status(run_dir: str | Path) -> tuple[str, dict | None]:
     return {True: "running", False: "stale", None: "unknown"}[alive], record
 
 
+# The run directories this process holds (resolved path -> how many RunLocks share it): a command
+# that locks a run before it prepares it (``cpt``) and then trains it (``pretrain``, which locks too)
+# holds one lock; the inner acquisition nests in the outer one.
+_HELD: dict[str, int] = {}
+
+
+def _key(run_dir: Path) -> str:
+    return str(run_dir.resolve())
+
+
 class RunLock:
-    """Holds ``RUN_DIR/run.lock`` from :meth:`acquire` to :meth:`release` (or process exit)."""
+    """Holds ``RUN_DIR/run.lock`` from :meth:`acquire` to :meth:`release` (or process exit).
+
+    Re-entrant within a process: a second RunLock of a directory this process already holds nests
+    in the first (its release frees nothing)."""
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
         self._fd: int | None = None
+        self._nested = False
         self._created_dir = False
+        self._found: set[str] = set()
         self.took_over: str | None = None  # the stale holder replaced, for the run's notes
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None or self._nested
+
     def acquire(self) -> RunLock:
-        if self._fd is not None:
+        if self.held:
+            return self
+        if self.run_dir.exists() and _HELD.get(_key(self.run_dir)):
+            _HELD[_key(self.run_dir)] += 1
+            self._nested = True
             return self
         if not self.run_dir.exists():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._created_dir = True
+        self._found = {p.name for p in self.run_dir.iterdir()}  # what was there before this lock
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -188,20 +212,28 @@ class RunLock:
         os.pwrite(fd, data, 0)
         os.fsync(fd)
         self._fd = fd
+        _HELD[_key(self.run_dir)] = 1
         return self
 
     def release(self, *, remove_if_unused: bool = False) -> None:
         """Frees the lock (an empty file). ``remove_if_unused``: a run that wrote nothing (it
-        failed validation) leaves no directory it created itself."""
+        failed validation) leaves no lock file nor directory it created itself."""
+        if self._nested:
+            self._nested = False
+            _HELD[_key(self.run_dir)] -= 1
+            return
         if self._fd is None:
             return
+        _HELD.pop(_key(self.run_dir), None)
         fd, self._fd = self._fd, None
         try:
-            if remove_if_unused and self._created_dir and [p.name for p in self.run_dir.iterdir()] == [LOCK_FILE]:
+            now = {p.name for p in self.run_dir.iterdir()}
+            if remove_if_unused and LOCK_FILE not in self._found and now - {LOCK_FILE} <= self._found:
                 os.unlink(self.path)  # a waiter that opened this inode sees it unlinked and retries
                 os.close(fd)
-                with contextlib.suppress(OSError):
-                    self.run_dir.rmdir()
+                if self._created_dir:
+                    with contextlib.suppress(OSError):
+                        self.run_dir.rmdir()
                 return
             os.ftruncate(fd, 0)
         except OSError:

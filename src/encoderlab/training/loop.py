@@ -9,7 +9,6 @@ counts are summed across ranks, and each micro-batch contributes ``loss_sum / gl
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from pathlib import Path
 
@@ -38,7 +37,8 @@ from encoderlab.training.checkpoint import (
 )
 from encoderlab.training.config import PretrainConfig
 from encoderlab.training.data import build_source, micro_batches, shard_tokenizer
-from encoderlab.training.lock import RunLock, RunLockedError
+from encoderlab.training.lock import LOCK_FILE, RunLock, RunLockedError
+from encoderlab.training.outputs import claim, foreign, remove_owned
 from encoderlab.training.metrics import MetricsLogger, peak_bf16_flops, truncate_metrics
 from encoderlab.training.schedule import wsd_lr
 
@@ -90,12 +90,27 @@ def build_objectives(config: PretrainConfig) -> list:
     return objectives
 
 
-# What a run writes in its directory; --overwrite removes these (and nothing else) before a new run.
+# What a run writes in its directory (recorded in its outputs.json, encoderlab.training.outputs):
+# --overwrite removes what the previous run recorded there, and nothing else, before a new run.
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "config.yaml")
 
 
 def _inside(path: str | Path, directory: Path) -> bool:
     return Path(path).resolve().is_relative_to(directory.resolve())
+
+
+def preflight(config: PretrainConfig, world_size: int):
+    """The checks of a run that need no model: the batch splits over the processes, the data opens,
+    the shards' tokenizer is theirs. Returns (accumulation steps, the sample source, the tokenizer
+    directory checkpoints carry). ``cpt`` runs them before it writes its start."""
+    per_step = config.micro_batch_size * world_size
+    if config.global_batch_samples % per_step:
+        raise ConfigError(
+            f"run {config.name!r}: the global batch of {config.global_batch_samples} samples is not divisible by "
+            f"micro_batch_size {config.micro_batch_size} x {world_size} processes"
+        )
+    source = build_source(config.data, config.model)  # fails fast, before the model
+    return config.global_batch_samples // per_step, source, shard_tokenizer(config.data, source)
 
 
 class Trainer:
@@ -127,15 +142,7 @@ class Trainer:
                 if source and _inside(source, self.run_dir):
                     raise ConfigError(f"run {config.name!r}: {key} {source} lies inside {self.run_dir}, which "
                                       "--overwrite would delete; copy it elsewhere first")
-        per_step = config.micro_batch_size * ctx.world_size
-        if config.global_batch_samples % per_step:
-            raise ConfigError(
-                f"run {config.name!r}: the global batch of {config.global_batch_samples} samples is not divisible by "
-                f"micro_batch_size {config.micro_batch_size} x {ctx.world_size} processes"
-            )
-        self.accumulation = config.global_batch_samples // per_step
-        self.source = build_source(config.data, config.model)  # fails fast, before the model
-        self.tokenizer_dir = shard_tokenizer(config.data, self.source)  # the shards' own tokenizer, or an error
+        self.accumulation, self.source, self.tokenizer_dir = preflight(config, ctx.world_size)
         if self.tokenizer_dir is None and config.data.source != "synthetic":
             self.notes.append(f"warning: {Path(config.data.source) / 'tokenizer'} has no tokenizer (no "
                               "tokenizer_config.json); the checkpoints will carry none")
@@ -297,15 +304,12 @@ class Trainer:
         """Main process, before the first step: replace (--overwrite) or tidy the run directory."""
         run_dir = self.run_dir
         if self.overwrite:
-            removed = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
-            for name in removed:
-                target = run_dir / name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                else:
-                    target.unlink()
+            removed = remove_owned(run_dir)  # what the previous run wrote; a user's files stay
             if removed:
-                print(f"overwrite: removed the previous run's {', '.join(removed)} from {run_dir}", flush=True)
+                kept = foreign(run_dir, keep=(LOCK_FILE,))
+                print(f"overwrite: removed the previous run's {', '.join(removed)} from {run_dir}"
+                      + (f"; kept {', '.join(kept)} (not written by the run)" if kept else ""), flush=True)
+        claim(run_dir, *(n for n in RUN_OUTPUTS if n != "tensorboard" or self.config.tensorboard))
         run_dir.mkdir(parents=True, exist_ok=True)
         stale = clean_stale_temporaries(self.checkpoint_dir)
         if stale:

@@ -1,0 +1,132 @@
+"""Nothing lost, nothing silently wrong (issue 24): each class of defect a careless or hostile user
+found, one reproduction each, against the real commands (a real lock holder in another process,
+real tiny decoders, real files)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from encoderlab.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_cpt import _decoder, _prepare  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def decoder(tmp_path_factory):
+    where = tmp_path_factory.mktemp("decoder")
+    _decoder(where / "qwen3")
+    _prepare(where / "qwen3", where / "shards")
+    return where / "qwen3", where / "shards"
+
+
+def _cpt(decoder, output, *more, steps="4"):
+    hf_dir, shards = decoder
+    return main(["cpt", str(hf_dir), "--data", str(shards), "--steps", steps, "--seq-len", "128", "--batch-tokens",
+                 "1024", "--output", str(output), "--no-progress", *more])
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` with its size and modification time (what a refused command must not change)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line_error(capsys, *words):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("encoderlab: error: "), err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+# -- A. Destructive work before the lock ------------------------------------------------------------
+def test_overwrite_of_a_live_cpt_run_is_refused_naming_its_holder(decoder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _cpt(decoder, run) == 0
+    before = _listing(run)
+    holder = subprocess.Popen(  # a real process holding the run, as a cpt that trains there does
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from encoderlab.training.lock import RunLock
+            RunLock({str(run)!r}).acquire()
+            print("held", flush=True)
+            time.sleep(120)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        capsys.readouterr()
+        assert _cpt(decoder, run, "--overwrite") == 2
+        _one_line_error(capsys, f"{run}: in use by pid {holder.pid}")
+        after = _listing(run)
+        assert {k: v for k, v in after.items() if k != "run.lock"} == {
+            k: v for k, v in before.items() if k != "run.lock"}  # nothing of the live run deleted or replaced
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_overwrite_removes_only_what_the_previous_run_wrote(decoder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _cpt(decoder, run, "--evaluate", "toy-sentiment", "--eval-lrs", "1e-3", "--eval-seeds", "0",
+                "--eval-set", "max_steps=2") == 0
+    (run / "my_notes.txt").write_text("mine\n")
+    results = (run / "results.sqlite").read_bytes()
+    old_metrics = (run / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert _cpt(decoder, run, "--overwrite", steps="2") == 0
+    out = capsys.readouterr().out
+    assert "kept my_notes.txt, results.sqlite (not written by the run)" in out, out
+    assert (run / "my_notes.txt").read_text() == "mine\n" and (run / "results.sqlite").read_bytes() == results
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-000002"]  # step 4 is gone
+    assert (run / "metrics.jsonl").read_text() != old_metrics
+    assert json.loads((run / "outputs.json").read_text())["outputs"] == [
+        "init", "cpt.json", "checkpoints", "metrics.jsonl", "config.yaml"]
+
+
+def test_pretrain_overwrite_keeps_files_it_did_not_write(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["pretrain", "tiny-clm", "phases.0.steps=2", "schedule.warmup_steps=1", "schedule.decay_steps=1",
+            "--output", str(run), "--no-progress"]
+    assert main(argv) == 0
+    (run / "tensorboard-notes.md").write_text("mine\n")
+    capsys.readouterr()
+    assert main([*argv, "--overwrite"]) == 0
+    assert "kept tensorboard-notes.md (not written by the run)" in capsys.readouterr().out
+    assert (run / "tensorboard-notes.md").read_text() == "mine\n"
+
+
+def test_resume_with_nothing_to_resume_leaves_nothing_and_the_fresh_command_then_runs(decoder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _cpt(decoder, run, "--resume") == 2
+    _one_line_error(capsys, f"cpt --resume: nothing to resume in {run} (no complete checkpoint)")
+    assert not run.exists()
+    assert _cpt(decoder, run) == 0
+
+
+def test_a_cpt_interrupted_before_its_first_checkpoint_leaves_the_folder_as_it_found_it(decoder, tmp_path, capsys):
+    import signal
+    import time
+
+    hf_dir, shards = decoder
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "my_notes.txt").write_text("mine\n")
+    before = _listing(run)
+    proc = subprocess.Popen([sys.executable, "-m", "encoderlab.cli", "cpt", str(hf_dir), "--data", str(shards),
+                             "--steps", "5000", "--seq-len", "128", "--batch-tokens", "1024", "--output", str(run),
+                             "--set", "checkpoint_every=4000", "--set", "log_every=1", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # training, no checkpoint yet
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, err
+    assert _listing(run) == before  # the start, metrics, manifest and lock it wrote are gone
+    assert _cpt(decoder, run) == 0  # and the fresh command runs
