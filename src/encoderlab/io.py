@@ -23,20 +23,44 @@ def _default_mode(path: Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+def check_replaceable(target: Path, replacement: Path | None = None, owns=None) -> None:
+    """Refuses to replace directory ``target`` when it holds entries that neither the replacement
+    (``replacement``'s entries) nor a previous output of the same kind (``owns(name)``) would have:
+    ``--overwrite`` replaces an earlier output, never a user's folder (``--export ~/models``) or files
+    put beside an output. Refused before anything is deleted."""
+    if not target.is_dir() or target.is_symlink():
+        if target.exists() or target.is_symlink():
+            raise FileExistsError(f"{target}: exists and is not a directory; --overwrite replaces only an earlier "
+                                  "output directory")
+        return
+    new = {p.name for p in replacement.iterdir()} if replacement is not None else set()
+    extra = sorted(p.name for p in target.iterdir() if p.name not in new and not (owns and owns(p.name)))
+    if extra:
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise FileExistsError(f"{target}: holds {shown}, which the output replacing it would not have; --overwrite "
+                              "would delete them, so nothing was replaced: move them away or choose another directory")
+
+
 @contextlib.contextmanager
-def atomic_directory(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(target: str | Path, overwrite: bool = False, owns=None) -> Iterator[Path]:
     """Yields a temporary directory beside ``target`` that is renamed to ``target`` on success.
 
-    On any exception the temporary directory is removed and ``target`` is left as it was.
+    On any exception the temporary directory is removed and ``target`` is left as it was. With
+    ``overwrite`` an existing ``target`` is replaced only when it holds nothing but what the new
+    output holds or ``owns(name)`` accepts (:func:`check_replaceable`).
     """
     target = Path(target)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target}: already exists (pass overwrite to replace it)")
+    if (target.exists() or target.is_symlink()) and not target.is_dir():
+        check_replaceable(target)  # a file where the output goes: refused before any work
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         _default_mode(tmp, directory=True)
         yield tmp
+        if target.exists():
+            check_replaceable(target, tmp, owns)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

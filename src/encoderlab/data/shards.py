@@ -37,7 +37,7 @@ import encoderlab
 from encoderlab.config import ConfigError
 from encoderlab.data.sources import SourceConfig, iter_documents
 from encoderlab.data.tokenizer import encode_documents, tokenizer_info
-from encoderlab.io import atomic_write_text
+from encoderlab.io import atomic_write_text, check_replaceable
 
 MANIFEST = "manifest.json"
 FORMAT = "encoderlab-shards"
@@ -46,6 +46,7 @@ _SHARD_NAME = re.compile(r"shard-\d{5,}")
 # What a failed `data prepare` of encoderlab < 0.2 could leave in its output folder (no manifest):
 # the tokenizer saved before the source was read, the first shard's files, temporary files.
 _LEFTOVER = re.compile(r"tokenizer|shard-\d{5,}\.(tokens|offsets)\.npy|\..*\.tmp.*")
+_OWNED = re.compile(r"manifest\.json")  # with _LEFTOVER: what a preparation writes in its folder
 _DISCARD_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
 
 
@@ -264,6 +265,8 @@ def prepare(
                 "shard_tokens": shard_tokens}
     _check_outside_source(source, output_dir)
     previous = _check_output(output_dir)
+    if previous is not None and overwrite:  # a rebuild replaces the shards, never files put beside them
+        check_replaceable(output_dir, owns=lambda name: bool(_OWNED.fullmatch(name) or _LEFTOVER.fullmatch(name)))
     if previous is not None and previous["complete"] and not overwrite:
         differences = _differences(previous, settings, info, source.describe())
         if not differences:

@@ -94,7 +94,7 @@ def save_training_checkpoint(
     try:
         # overwrite: a same-named directory here is an incomplete leftover or a checkpoint this
         # (deterministic) run is re-writing after a resume from an older one.
-        with atomic_directory(target, overwrite=True) as tmp:
+        with atomic_directory(target, overwrite=True, owns=lambda name: True) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, str(tmp / WEIGHTS_FILE),
                       metadata={"format": "pt"})
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
