@@ -156,3 +156,101 @@ def test_overwrite_never_replaces_a_folder_holding_files_the_output_would_not_ha
     assert main([*prepare, "--overwrite"]) == 2
     _one_line_error(capsys, f"{shards}: holds README.md, which the output replacing it would not have")
     assert _listing(shards) == before
+
+
+# -- C. Evaluation data checked for consistency, not only shape ---------------------------------------
+from encoderlab.config import ConfigError  # noqa: E402
+from encoderlab.evaluation.tasks import load_task  # noqa: E402
+from test_task_layouts import MSMARCO_QRELS, beir_folder, squad_json, write_jsonl  # noqa: E402
+
+CONLL_IOB2 = ("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\n"
+              "call NN I-NP O\n. . O O\n\nPeter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\n\n")
+CONLL_IOB1 = CONLL_IOB2.replace("B-ORG", "I-ORG").replace("B-MISC", "I-MISC").replace("B-PER", "I-PER")
+
+
+def _conll_folder(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("train.txt", "valid.txt", "test.txt"):
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_iob1_conll_is_refused_naming_file_and_line_and_converts_on_request(tmp_path, capsys):
+    iob1 = _conll_folder(tmp_path / "iob1", CONLL_IOB1)
+    with pytest.raises(ConfigError, match=r"train\.txt:3: tag I-ORG follows the sentence start, which IOB2 does not "
+                                          r"allow .*encoderlab data iob1-to-iob2"):
+        load_task("conll2003", local_dir=iob1)
+    assert main(["data", "iob1-to-iob2", str(iob1), str(tmp_path / "iob2")]) == 0
+    assert "train.txt: 2 sentences, 3 tags changed to B-" in capsys.readouterr().out
+    converted = load_task("conll2003", local_dir=tmp_path / "iob2")
+    assert converted.splits == load_task("conll2003", local_dir=_conll_folder(tmp_path / "gold", CONLL_IOB2)).splits
+    assert (tmp_path / "iob2" / "train.txt").read_text() == CONLL_IOB2  # every other byte kept
+    assert main(["data", "iob1-to-iob2", str(iob1), str(tmp_path / "iob2")]) == 2  # never over an existing output
+
+
+def test_iob1_hub_rows_and_uner_files_are_refused(tmp_path):
+    rows = [{"id": "0", "tokens": ["Peter", "Blackburn"], "ner_tags": [2, 2]}]  # I-PER I-PER
+    for split in ("train", "validation", "test"):
+        write_jsonl(tmp_path / "hub" / f"{split}.jsonl", rows)
+    with pytest.raises(ConfigError, match=r"train\.jsonl: row 1, token 1 \('Peter'\): tag I-PER follows the sentence"):
+        load_task("conll2003", local_dir=tmp_path / "hub")
+    uner = tmp_path / "uner"
+    uner.mkdir()
+    for split in ("train", "validation", "test"):
+        (uner / f"{split}.iob2").write_text("# sent_id = a\n1\tPeter\tB-PER\t-\n2\tsaw\tO\t-\n3\tParis\tI-LOC\t-\n\n")
+    with pytest.raises(ConfigError, match=r"train\.iob2:4: tag I-LOC follows O"):
+        load_task("uner-en", local_dir=uner)
+
+
+SQUAD_OK = {"answers": [{"answer_start": 20, "text": "Normandy"}], "question": "Where?"}
+SQUAD_BAD = {  # case -> (the bad question, the error's words)
+    "answer_start past the context": ({"answers": [{"answer_start": 90, "text": "Normandy"}]},
+                                      "answer 'Normandy' is not the context's text at answer_start 90"),
+    "negative answer_start": ({"answers": [{"answer_start": -3, "text": "Normandy"}]}, "at answer_start -3"),
+    "gold text not in the context": ({"answers": [{"answer_start": 20, "text": "Brittany"}]},
+                                     "(the text is nowhere in the context)"),
+    "an offset one off": ({"answers": [{"answer_start": 21, "text": "Normandy"}]}, "(the text is at 20)"),
+    "no answer in SQuAD v1.1": ({"answers": []}, "has no answer, but task 'squad' has no unanswerable questions"),
+    "a duplicate question id": ({"id": "t3"}, "1 duplicate question id(s), e.g. 't3'"),
+}
+
+
+@pytest.mark.parametrize("case", list(SQUAD_BAD))
+def test_inconsistent_squad_answers_are_refused_at_load(tmp_path, case):
+    change, words = SQUAD_BAD[case]
+    questions = [{**SQUAD_OK, "question": f"Where {i}?", "id": f"t{i}"} for i in range(40)]
+    questions[7] = {**questions[7], **change}
+    squad_json(tmp_path / "train-v1.1.json", "1.1", questions)
+    squad_json(tmp_path / "dev-v1.1.json", "1.1", [{**SQUAD_OK, "id": "d0"}])
+    with pytest.raises(ConfigError) as err:
+        load_task("squad", local_dir=tmp_path)
+    assert "train-v1.1.json: row 8" in str(err.value) or "duplicate" in str(err.value), err.value
+    assert words in str(err.value), err.value
+
+
+BEIR_BAD = {  # case -> (change to the BEIR folder, the error's words)
+    "qrels to documents missing from the corpus": (
+        lambda f: (f / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq4\td4\t3\nq5\td99\t2\n"),
+        "the test qrels of task 'msmarco' judge 1 document(s) that are not in the corpus"),
+    "an empty corpus": (lambda f: (f / "corpus.jsonl").write_text(""), "the corpus of task 'msmarco' is empty"),
+    "a test query without a relevant document": (
+        lambda f: (f / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq4\td4\t3\nq5\td1\t0\n"),
+        "1 query(ies) of the test qrels of task 'msmarco' have no relevant document (score > 0), e.g. 'q5'"),
+    "duplicate corpus ids": (
+        lambda f: write_jsonl(f / "corpus.jsonl", [{"_id": f"d{i % 6}", "title": "", "text": "x"} for i in range(7)]),
+        "1 duplicate corpus id(s), e.g. 'd0'"),
+    "duplicate query ids": (
+        lambda f: write_jsonl(f / "queries.jsonl", [{"_id": f"q{i % 8}", "text": "x"} for i in range(9)]),
+        "1 duplicate query id(s), e.g. 'q0'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BEIR_BAD))
+def test_inconsistent_retrieval_data_is_refused_at_load(tmp_path, case):
+    change, words = BEIR_BAD[case]
+    folder = beir_folder(tmp_path, MSMARCO_QRELS)
+    load_task("msmarco", local_dir=folder)  # consistent as written
+    change(folder)
+    with pytest.raises(ConfigError) as err:
+        load_task("msmarco", local_dir=folder)
+    assert words in str(err.value) and str(folder) in str(err.value), err.value

@@ -352,21 +352,21 @@ def test_squad_official_json_is_flattened(tmp_path):
         {"answers": [{"answer_start": 20, "text": "Normandy"}], "question": f"Where {i}?", "id": f"t{i}"}
         for i in range(40)])
     squad_json(tmp_path / "dev-v1.1.json", "1.1", [
-        {"answers": [{"answer_start": 20, "text": "Normandy"}, {"answer_start": 43, "text": "France"},
+        {"answers": [{"answer_start": 20, "text": "Normandy"}, {"answer_start": 42, "text": "France"},
                      {"answer_start": 20, "text": "Normandy"}], "question": "In what country?", "id": "56ddde6b"}])
     data = load_task("squad", local_dir=tmp_path)
     assert data.splits["test"] == [{"id": "56ddde6b", "title": "Normans",
                                     "context": "The Normans were in Normandy, a region in France.",
                                     "question": "In what country?",
                                     "answers": {"text": ["Normandy", "France", "Normandy"],
-                                                "answer_start": [20, 43, 20]}}]
+                                                "answer_start": [20, 42, 20]}}]
     assert len(data.splits["train"]) == 38
     with pytest.raises(ConfigError, match=r"no train split for task 'squad_v2'; tried .*train-v2.0.json"):
         load_task("squad_v2", local_dir=tmp_path)
 
 
 def test_squad_v2_unanswerable_questions_have_empty_answers(tmp_path):
-    impossible = {"plausible_answers": [{"text": "France", "answer_start": 43}], "question": "Who ruled?",
+    impossible = {"plausible_answers": [{"text": "France", "answer_start": 42}], "question": "Who ruled?",
                   "id": "5ad39d53", "answers": [], "is_impossible": True}
     answerable = {"question": "Where?", "id": "56ddde6b", "answers": [{"text": "Normandy", "answer_start": 20}],
                   "is_impossible": False}

@@ -354,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"encoderlab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from encoderlab.cli_convert import add_convert_parser
     from encoderlab.cli_cpt import add_cpt_parser
     from encoderlab.cli_study import add_study_parsers
 
@@ -430,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--seed", type=int, default=0)
     toy.add_argument("--overwrite", action="store_true")
     toy.set_defaults(func=cmd_data_toyworld)
+    add_convert_parser(data_commands)  # encoderlab.cli_convert: data iob1-to-iob2
     data.set_defaults(func=lambda args: (data.print_help(), 0)[1])
 
     tok = commands.add_parser("tokenizer", help="train a tokenizer")

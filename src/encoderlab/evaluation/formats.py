@@ -120,28 +120,102 @@ def read_glue_tsv(path: Path, text_fields: tuple[str, ...], label_names: tuple[s
 
 
 # -- token classification -----------------------------------------------------------------------
+def iob2_error(tags: list[str]) -> int | None:
+    """The position of the first tag that breaks IOB2 (an ``I-X`` that follows neither ``B-X`` nor
+    ``I-X``: every entity starts with ``B-``), or None. IOB1 files (CoNLL-2003's original
+    distribution) start entities with ``I-``: strict entity F1 would find none of them."""
+    previous = "O"
+    for position, tag in enumerate(tags):
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            return position
+        previous = tag
+    return None
+
+
+def iob1_to_iob2(tags: list[str]) -> list[str]:
+    """IOB1 -> IOB2: an ``I-X`` that starts an entity (after ``O`` or another type) becomes ``B-X``."""
+    out, previous = [], "O"
+    for tag in tags:
+        out.append(f"B-{tag[2:]}" if tag.startswith("I-") and previous[2:] != tag[2:] else tag)
+        previous = tag
+    return out
+
+
+IOB1_HINT = ("; the file looks like IOB1 (entities starting with I-, as in CoNLL-2003's original distribution): "
+             "convert it with `encoderlab data iob1-to-iob2 FILE OUTPUT`")
+
+
+def _check_sentence(path: Path, tags: list[str], lines: list[int]) -> None:
+    bad = iob2_error(tags)
+    if bad is not None:
+        before = tags[bad - 1] if bad else "the sentence start"
+        raise ConfigError(f"{path}:{lines[bad]}: tag {tags[bad]} follows {before}, which IOB2 does not allow (an "
+                          f"entity starts with B-){IOB1_HINT}")
+
+
 def read_conll(path: Path) -> list[dict]:
-    """CoNLL-2003 raw format: ``tok POS CHUNK NER`` lines; -DOCSTART- and blank lines end sentences."""
-    rows, tokens, tags = [], [], []
+    """CoNLL-2003 raw format: ``tok POS CHUNK NER`` lines; -DOCSTART- and blank lines end sentences.
+    The NER tags must be IOB2 (checked per sentence, the line named)."""
+    rows, tokens, tags, lines = [], [], [], []
+
+    def end_sentence():
+        if tokens:
+            _check_sentence(path, tags, lines)
+            rows.append({"id": str(len(rows)), "tokens": list(tokens), "ner_tags": [CONLL_TAGS.index(t) for t in tags]})
+        tokens.clear(), tags.clear(), lines.clear()
+
     for number, line in iter_lines(path):
         if not line.strip() or line.startswith("-DOCSTART-"):
-            if tokens:
-                rows.append({"id": str(len(rows)), "tokens": tokens, "ner_tags": tags})
-            tokens, tags = [], []
+            end_sentence()
             continue
         parts = line.split(" ")
         if len(parts) != 4 or parts[3] not in CONLL_TAGS:
             raise ConfigError(f"{path}:{number}: expected 'token POS CHUNK NER' with an IOB2 tag, got {line!r}")
         tokens.append(parts[0])
-        tags.append(CONLL_TAGS.index(parts[3]))
-    if tokens:
-        rows.append({"id": str(len(rows)), "tokens": tokens, "ner_tags": tags})
+        tags.append(parts[3])
+        lines.append(number)
+    end_sentence()
     return rows
+
+
+def convert_iob1_file(source: Path, target: Path) -> tuple[int, int]:
+    """Writes ``source`` (CoNLL ``tok POS CHUNK NER`` lines, or UNER ``index<TAB>token<TAB>tag`` lines)
+    to ``target`` with its NER tags converted from IOB1 to IOB2, every other byte kept; returns
+    (sentences, tags changed)."""
+    text = source.read_text(encoding="utf-8")
+    out, sentence, changed, sentences = [], [], 0, 0
+    tab = "\t" in text.split("\n", 1)[0] or source.suffix == ".iob2"
+
+    def flush():
+        nonlocal changed, sentences
+        if not sentence:
+            return
+        sentences += 1
+        fields = [line.split("\t" if tab else " ") for line in sentence]
+        column = 2 if tab else 3
+        tags = [f[column] if len(f) > column else "O" for f in fields]
+        for f, new in zip(fields, iob1_to_iob2(tags)):
+            if len(f) > column and f[column] != new:
+                f[column], changed = new, changed + 1
+        out.extend(("\t" if tab else " ").join(f) for f in fields)
+        sentence.clear()
+
+    for line in text.split("\n"):
+        if not line.strip() or line.startswith(("-DOCSTART-", "#")):
+            flush()
+            out.append(line)
+        else:
+            sentence.append(line)
+    flush()
+    from encoderlab.io import atomic_write_text
+
+    atomic_write_text(target, "\n".join(out))
+    return sentences, changed
 
 
 def read_iob2(path: Path) -> list[dict]:
     """UNER ``.iob2``: ``index<TAB>token<TAB>tag<TAB>...`` lines under ``# sent_id`` / ``# text`` comments."""
-    rows, tokens, tags, sent_id = [], [], [], None
+    rows, tokens, tags, lines, sent_id = [], [], [], [], None
     for number, line in [*iter_lines(path), (0, "")]:
         if line.startswith("# sent_id"):
             sent_id = line.split("=", 1)[1].strip()
@@ -149,14 +223,16 @@ def read_iob2(path: Path) -> list[dict]:
             continue
         elif not line.strip():
             if tokens:
+                _check_sentence(path, [UNER_TAGS[t] for t in tags], lines)
                 rows.append({"idx": sent_id or str(len(rows)), "tokens": tokens, "ner_tags": tags})
-            tokens, tags, sent_id = [], [], None
+            tokens, tags, lines, sent_id = [], [], [], None
         else:
             parts = line.split("\t")
             if len(parts) < 3 or parts[2] not in UNER_TAGS:
                 raise ConfigError(f"{path}:{number}: expected 'index<TAB>token<TAB>IOB2 tag', got {line!r}")
             tokens.append(parts[1])
             tags.append(UNER_TAGS.index(parts[2]))
+            lines.append(number)
     return rows
 
 

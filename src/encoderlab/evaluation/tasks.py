@@ -71,8 +71,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from encoderlab.config import ConfigError
-from encoderlab.evaluation.formats import (parse_label, read_beir_qrels, read_conll, read_glue_tsv, read_iob2,
-                                           read_rows, read_squad_json, record_rows_to_hub)
+from encoderlab.evaluation.formats import (IOB1_HINT, iob2_error, parse_label, read_beir_qrels, read_conll,
+                                           read_glue_tsv, read_iob2, read_rows, read_squad_json, record_rows_to_hub)
 from encoderlab.evaluation.registry import (BEIR_CORPUS, BEIR_QRELS, BEIR_QUERIES, MLDR_FILES, PAPER_TASKS, REGISTRY,
                                             TOYWORLD_TASKS, Files, TaskData, TaskSpec, get_task, split_train95)
 
@@ -160,14 +160,51 @@ def _check_rows(spec: TaskSpec, split: str, rows: list[dict], where: str) -> lis
             if any(not 0 <= t < len(names) for t in tags) or len(tags) != len(row["tokens"]):
                 raise ConfigError(f"{where}: row {number}: a tag id outside the {len(names)} labels of "
                                   f"{spec.name!r}, or not one tag per token")
+            bad = iob2_error([names[t] for t in tags])
+            if bad is not None:
+                raise ConfigError(f"{where}: row {number}, token {bad + 1} ({row['tokens'][bad]!r}): tag {names[tags[bad]]} "
+                                  f"follows {names[tags[bad - 1]] if bad else 'the sentence start'}, which IOB2 does "
+                                  f"not allow (an entity starts with B-){IOB1_HINT}")
             row["ner_tags"] = tags
         elif spec.type == "qa":
-            answers = row["answers"]
-            if (not isinstance(answers, dict) or not isinstance(answers.get("text"), list)
-                    or len(answers["text"]) != len(answers.get("answer_start") or [])):
-                raise ConfigError(f"{where}: row {number}: answers must be {{'text': [...], 'answer_start': [...]}} "
-                                  f"of equal lengths, got {answers!r}")
+            _check_answers(spec, row, f"{where}: row {number}")
+    if spec.type == "qa":
+        _check_unique([str(row.get("id", number)) for number, row in enumerate(rows, start=1)], "question id", where)
     return rows
+
+
+def _check_answers(spec: TaskSpec, row: dict, where: str) -> None:
+    """SQuAD-style answers that are what the metric and the training labels assume: lists of equal
+    lengths, each answer the context's text at its ``answer_start``; every question of a task
+    without unanswerable questions (SQuAD v1.1, ReCoRD) has one. An answer elsewhere would train
+    the question as unanswerable, silently."""
+    answers, context = row["answers"], row["context"]
+    if (not isinstance(answers, dict) or not isinstance(answers.get("text"), list)
+            or len(answers["text"]) != len(answers.get("answer_start") or [])):
+        raise ConfigError(f"{where}: answers must be {{'text': [...], 'answer_start': [...]}} of equal lengths, "
+                          f"got {answers!r}")
+    question = f"question {row.get('id')!r}" if row.get("id") is not None else "the question"
+    if not answers["text"] and spec.metric != "squad_v2":
+        raise ConfigError(f"{where}: {question} has no answer, but task {spec.name!r} has no unanswerable questions "
+                          "(every question needs at least one answer; unanswerable questions are squad_v2's)")
+    for text, start in zip(answers["text"], answers["answer_start"]):
+        if isinstance(start, bool) or not isinstance(start, int) or not isinstance(text, str):
+            raise ConfigError(f"{where}: {question}: answer_start {start!r} and text {text!r} must be an integer "
+                              "and a string")
+        if not text or not 0 <= start <= len(context) - len(text) or context[start:start + len(text)] != text:
+            found = context.find(text) if text else -1
+            hint = (f" (the text is at {found})" if found >= 0 else " (the text is nowhere in the context)") \
+                if text else " (an empty answer text)"
+            raise ConfigError(f"{where}: {question}: answer {text!r} is not the context's text at answer_start "
+                              f"{start} (context length {len(context)}){hint}")
+
+
+def _check_unique(ids: list[str], what: str, where: str) -> None:
+    seen: set[str] = set()
+    duplicates = [i for i in ids if i in seen or seen.add(i)]
+    if duplicates:
+        raise ConfigError(f"{where}: {len(duplicates)} duplicate {what}(s), e.g. {duplicates[0]!r}; each must be "
+                          "unique (results are keyed by it)")
 
 
 def _record_to_squad(rows: list[dict]) -> list[dict]:
@@ -262,6 +299,7 @@ def _ir_from_tables(spec, corpus, queries, qrels_rows, sources: dict[str, str], 
     if absent:
         raise ConfigError(f"{where}: task {spec.name!r} needs the qrels splits {list(spec.required_splits)}; "
                           f"missing {absent}")
+    _check_corpus(spec, corpus, qrels, sources, where)
     splits = list(qrels)
     for i, first in enumerate(splits):
         for second in splits[i + 1:]:
@@ -272,6 +310,33 @@ def _ir_from_tables(spec, corpus, queries, qrels_rows, sources: dict[str, str], 
                     f"({sources.get(second, where)}) share {len(shared)} query ids (e.g. {min(shared)!r}); the "
                     "splits must be disjoint (a validation split equal to test would select the LR on test)")
     return TaskData(spec, corpus=corpus, queries=queries, qrels=qrels)
+
+
+def _check_corpus(spec, corpus: list[dict], qrels: dict[str, dict[str, dict[str, int]]], sources: dict[str, str],
+                  where: str) -> None:
+    """A corpus the qrels can be scored against: not empty, unique ids, every judged document in it,
+    every query of a split with at least one relevant (score > 0) document. A judged document
+    missing from the corpus can never be retrieved and an all-irrelevant query scores 0 whatever
+    the model: both would lower the score silently."""
+    corpus_where = sources.get("corpus", where)
+    if not corpus:
+        raise ConfigError(f"{corpus_where}: the corpus of task {spec.name!r} is empty")
+    ids = [str(d["_id"]) for d in corpus]
+    _check_unique(ids, "corpus id", corpus_where)
+    known = set(ids)
+    for split, table in qrels.items():
+        judged = {doc for docs in table.values() for doc in docs}
+        missing = sorted(judged - known)
+        if missing:
+            raise ConfigError(f"{sources.get(split, where)}: the {split} qrels of task {spec.name!r} judge "
+                              f"{len(missing)} document(s) that are not in the corpus ({corpus_where}), e.g. "
+                              f"{missing[0]!r}; a missing document can never be retrieved (use the corpus these "
+                              "qrels were made for)")
+        unjudged = sorted(q for q, docs in table.items() if not any(score > 0 for score in docs.values()))
+        if unjudged:
+            raise ConfigError(f"{sources.get(split, where)}: {len(unjudged)} query(ies) of the {split} qrels of task "
+                              f"{spec.name!r} have no relevant document (score > 0), e.g. {unjudged[0]!r}; such a "
+                              "query scores 0 whatever the model: drop it from the qrels")
 
 
 def _split_queries(spec, all_queries: dict[str, dict], qrels_rows: dict[str, list[dict]], sources: dict[str, str],
@@ -356,8 +421,9 @@ def _ir_from_beir(spec: TaskSpec, folder: Path) -> TaskData:
     for rows, path, columns in ((corpus, corpus_file, ("_id", "text")), (query_rows, queries_file, ("_id", "text"))):
         if rows and any(c not in rows[0] for c in columns):
             raise ConfigError(f"{path}: BEIR rows need {list(columns)}; the first row has {sorted(rows[0])}")
+    _check_unique([str(q["_id"]) for q in query_rows], "query id", queries_file)
     all_queries = {str(q["_id"]): q for q in query_rows}
-    qrels_rows, sources = {}, {}
+    qrels_rows, sources = {}, {"corpus": corpus_file}
     for split in spec.hub_splits:
         candidates = [folder / "qrels" / name for name in BEIR_QRELS[split]]
         path = next((p for p in candidates if p.is_file()), None)
