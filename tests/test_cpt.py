@@ -58,6 +58,8 @@ def test_cpt_from_a_tiny_qwen3_end_to_end(tmp_path, capsys):
                  "--batch-tokens", "1024", "--output", str(out), "--no-progress"]) == 0
     record = json.loads((out / "cpt.json").read_text())
     assert record["model_type"] == "qwen3" and record["objective"] == "mlm" and record["mask_ratio"] == 0.4
+    identity = record["tokenizer_identity"]
+    assert identity.startswith("fingerprint ") and "the decoder's tokenizer" in identity, identity
     assert record["mask"] == {"mask_token_id": tokens, "mask_token": "<mask>", "origin": "added",
                               "decoder_vocab_size": 320}  # a free id of the embedding: nothing grown
     assert record["schedule"] == {**cpt_schedule(40), "final_lr": 0.0}

@@ -254,3 +254,50 @@ def test_inconsistent_retrieval_data_is_refused_at_load(tmp_path, case):
     with pytest.raises(ConfigError) as err:
         load_task("msmarco", local_dir=folder)
     assert words in str(err.value) and str(folder) in str(err.value), err.value
+
+
+# -- D. Identity checked always, not only when the files happen to be there --------------------------
+def _copy(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_shards_of_another_tokenizer_are_refused_without_their_tokenizer_folder(decoder, tmp_path, capsys):
+    from test_cpt import _other_tokenizer_shards
+
+    other = _copy(_other_tokenizer_shards(tmp_path, decoder[0]), tmp_path / "other-bare")
+    import shutil
+
+    shutil.rmtree(other / "tokenizer")  # only the manifest's fingerprint says which tokenizer made them
+    capsys.readouterr()
+    assert _cpt((decoder[0], other), tmp_path / "run") == 2
+    _one_line_error(capsys, "the shards' tokenizer", "is not the decoder's (fingerprint")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_decoder_without_tokenizer_files_needs_the_users_word(decoder, tmp_path, capsys):
+    hf_dir = _copy(decoder[0], tmp_path / "bare")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (hf_dir / name).unlink(missing_ok=True)
+    capsys.readouterr()
+    assert _cpt((hf_dir, decoder[1]), tmp_path / "run") == 2
+    _one_line_error(capsys, "cannot establish that the shards were made with", "--skip-tokenizer-check")
+    assert not (tmp_path / "run").exists()
+    assert _cpt((hf_dir, decoder[1]), tmp_path / "run", "--skip-tokenizer-check") == 0
+    assert json.loads((tmp_path / "run" / "cpt.json").read_text())["tokenizer_identity"].startswith("not checked (")
+
+
+@pytest.mark.parametrize("tokenizer, words", [
+    (["a", "list"], "expected a 'tokenizer' mapping"),
+    ({"mask_token_id": "5", "fingerprint": "x"}, "records no usable mask token id (got '5')"),
+])
+def test_a_manifest_with_an_ill_typed_tokenizer_is_one_line(decoder, tmp_path, capsys, tokenizer, words):
+    shards = _copy(decoder[1], tmp_path / "shards")
+    manifest = json.loads((shards / "manifest.json").read_text())
+    manifest["tokenizer"] = tokenizer
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert _cpt((decoder[0], shards), tmp_path / "run") == 2
+    _one_line_error(capsys, words)

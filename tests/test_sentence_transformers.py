@@ -9,10 +9,18 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from encoderlab.cli import main  # noqa: E402
 from encoderlab.evaluation.backbone import mean_pool  # noqa: E402
-from encoderlab.model import load_checkpoint  # noqa: E402
 
 
 def test_sentence_transformers_round_trip(tmp_path, tiny_checkpoint):
+    """The exported model embeds a text as encoderlab's evaluation does: the same framing
+    ([start] text [sep]) from a tokenizer whose post-processor adds nothing, bidirectional, mean
+    pooling (compared with the evaluation's own path, Backbone.frame/encode, not the export's tokenizer)."""
+    import json
+
+    from encoderlab.evaluation.backbone import Backbone, pad_batch
+
+    processor = json.loads((tiny_checkpoint / "tokenizer.json").read_text())["post_processor"]
+    assert processor is None or not processor.get("special_tokens"), processor  # the case the export must fix
     out = tmp_path / "st"
     assert main(["export", str(tiny_checkpoint), str(out), "--target", "sentence-transformers"]) == 0
     st = SentenceTransformer(str(out), device="cpu")
@@ -20,13 +28,13 @@ def test_sentence_transformers_round_trip(tmp_path, tiny_checkpoint):
     assert st[1].get_config_dict()["pooling_mode"] == "mean"
     texts = ["Query: who founded the company", "Document: Ada Smith works in Paris.", "a longer sentence " * 5]
     theirs = st.encode(texts, convert_to_tensor=True, normalize_embeddings=False)
-    # encoderlab: the same token ids, bidirectional, mean pooling over real tokens
-    model = load_checkpoint(tiny_checkpoint).eval()
-    batch = st.tokenizer(texts, padding=True, return_tensors="pt")
+    backbone = Backbone(str(tiny_checkpoint))
+    backbone.model.eval()
+    framed = [backbone.frame(ids) for ids in backbone.encode_many(texts)]
+    assert st.tokenizer(texts)["input_ids"] == framed  # the same ids, special tokens included
+    ids, mask = pad_batch(framed, backbone.pad_id, torch.device("cpu"))
     with torch.no_grad():
-        hidden = model(batch["input_ids"], attention="bidirectional",
-                       attention_mask=batch["attention_mask"]).hidden_states
-    ours = mean_pool(hidden, batch["attention_mask"])
+        ours = mean_pool(backbone(ids, mask), mask)
     torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
     # the prompt is the protocol's prefix
     prompted = st.encode(["who founded the company"], prompt_name="query", convert_to_tensor=True)

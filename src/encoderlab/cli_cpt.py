@@ -45,6 +45,9 @@ def add_cpt_parser(commands) -> None:
                      help="dotted run overrides right after HF_DECODER_DIR, e.g. schedule.lr=1e-4 (or --set)")
     cpt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="a dotted run override anywhere on the line, e.g. --set log_every=1")
+    cpt.add_argument("--skip-tokenizer-check", action="store_true",
+                     help="use shards whose tokenizer cannot be compared with the decoder's (the decoder has no "
+                          "tokenizer files, or the manifest no fingerprint); recorded in cpt.json")
     cpt.add_argument("--resume", action="store_true")
     cpt.add_argument("--overwrite", action="store_true", help="replace a previous cpt run in --output")
     cpt.add_argument("--no-progress", action="store_true")
@@ -132,7 +135,7 @@ def cmd_cpt(args: argparse.Namespace) -> int:
                             steps=args.steps, output=args.output, seq_len=args.seq_len,
                             global_batch_tokens=args.batch_tokens, micro_batch_size=args.micro_batch_size,
                             overrides=[*args.overrides, *args.set], overwrite=args.overwrite, resume=args.resume,
-                            world_size=ctx.world_size)
+                            world_size=ctx.world_size, check_tokenizer=not args.skip_tokenizer_check)
             if args.evaluate:
                 evaluation = _evaluate_args(args, Path(args.eval_results or plan.output / "results.sqlite"))
             if args.export:

@@ -27,9 +27,24 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
+# files one of which a tokenizer directory holds (fast: tokenizer.json; slow sources it is built from)
+TOKENIZER_SOURCES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
+                     "sentencepiece.bpe.model")
+
+
+def check_tokenizer_files(directory: str | Path, what: str = "tokenizer") -> None:
+    """A local directory without any tokenizer file is refused: transformers would build an empty
+    tokenizer from its config.json alone (one token; every text encodes to no ids)."""
+    local = Path(directory)
+    if local.is_dir() and not any((local / name).is_file() for name in TOKENIZER_SOURCES):
+        raise ConfigError(f"{what} {str(directory)!r}: the directory has no tokenizer files (expected one of "
+                          f"{', '.join(TOKENIZER_SOURCES)})")
+
+
 def _load_fast(name_or_path: str):
     from transformers import AutoTokenizer
 
+    check_tokenizer_files(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except Exception as err:

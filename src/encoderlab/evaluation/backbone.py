@@ -54,6 +54,7 @@ class Backbone(nn.Module):
         super().__init__()
         from transformers import AutoTokenizer
 
+        from encoderlab.data.tokenizer import check_tokenizer_files
         from encoderlab.model.checkpoint import CHECKPOINT_FORMAT
         from encoderlab.model.hf import IMPORTABLE_MODEL_TYPES
 
@@ -63,6 +64,7 @@ class Backbone(nn.Module):
         hf = _hf_config(folder)
         self.attention = attention
         self.native = hf.get("format") == CHECKPOINT_FORMAT
+        check_tokenizer_files(folder, "model")  # an evaluated model needs its tokenizer next to the weights
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         except Exception as err:

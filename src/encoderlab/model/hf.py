@@ -196,7 +196,52 @@ def export_hf(
         hf_model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer_source is not None:
             copy_tokenizer_files(tokenizer_source, tmp)
+            if target == "eurobert":
+                frame_like_encoderlab(tmp)
     return output_dir
+
+
+def frame_like_encoderlab(directory: Path) -> None:
+    """Makes the tokenizer in ``directory`` add the special tokens encoderlab's evaluation frames
+    every text with (``[start] text [sep]``: cls or bos, then sep or eos;
+    ``encoderlab.evaluation.backbone.Backbone.frame``), so that transformers and sentence-transformers
+    users embed exactly what was evaluated. A tokenizer whose post-processor adds nothing (a trained
+    BPE, most decoders' tokenizers) would otherwise give the exported model other inputs. Checked
+    after writing: the exported tokenizer's ids must be the framed ids, or the export fails."""
+    from tokenizers import Tokenizer, processors
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(directory)
+    start = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
+    sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+    single, pair, specials = "$A:0", "$A:0 $B:1", []
+    if start is not None:
+        token = tok.convert_ids_to_tokens(start)
+        single, pair, specials = f"{token}:0 {single}", f"{token}:0 $A:0", [(token, start)]
+    if sep is not None:
+        token = tok.convert_ids_to_tokens(sep)
+        single = f"{single} {token}:0"
+        pair = f"{pair} {token}:0 $B:1 {token}:1" if start is not None else f"$A:0 {token}:0 $B:1 {token}:1"
+        specials = [*specials, (token, sep)] if (token, sep) not in specials else specials
+    elif start is not None:
+        pair = f"{pair} $B:1"
+    backend = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
+    backend.save(str(directory / "tokenizer.json"))
+    config_path = directory / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    if "add_bos_token" in config or "add_eos_token" in config or "Llama" in str(config.get("tokenizer_class")):
+        # Llama-style tokenizer classes rebuild their post-processor from these flags when loaded
+        config.update(add_bos_token=start is not None, add_eos_token=sep is not None)
+        config_path.write_text(json.dumps(config, indent=2) + "\n")
+    check = AutoTokenizer.from_pretrained(directory)
+    text = "framing check: a b c"
+    plain = check(text, add_special_tokens=False)["input_ids"]
+    expected = ([start] if start is not None else []) + plain + ([sep] if sep is not None else [])
+    if check(text)["input_ids"] != expected:
+        raise CheckpointError(f"{directory}: the exported tokenizer frames texts as {check(text)['input_ids'][:3]}..., "
+                              f"not as encoderlab's evaluation does ({expected[:3]}...); the export would embed "
+                              "differently from the evaluation")
 
 
 def export_sentence_transformers(

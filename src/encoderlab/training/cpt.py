@@ -54,7 +54,14 @@ def _shard_mask(data: str) -> tuple[int | None, dict]:
     if not manifest_path.is_file():
         raise ConfigError(f"--data {data}: no manifest.json; expected token shards from `encoderlab data prepare` "
                           "made with the decoder's tokenizer")
-    tokenizer = json.loads(manifest_path.read_text()).get("tokenizer") or {}
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{manifest_path}: not a readable shard manifest ({err}); prepare the shards again") from None
+    tokenizer = manifest.get("tokenizer") if isinstance(manifest, dict) else None
+    if not isinstance(tokenizer, dict):
+        raise ConfigError(f"{manifest_path}: expected a 'tokenizer' mapping (name, fingerprint, mask_token_id, ...), "
+                          f"got {tokenizer!r}; prepare the shards again with `encoderlab data prepare`")
     return tokenizer.get("mask_token_id"), tokenizer
 
 
@@ -81,9 +88,43 @@ def _decoder_mask(hf_dir: Path) -> dict:
     return tokenizer_info(tokenizer, str(hf_dir), ensure_mask_token(tokenizer))
 
 
-def _shard_vocabulary_check(hf_dir: Path, data: str, decoder_vocab: int, shard_tokenizer: dict) -> None:
+def _decoder_fingerprint(hf_dir: Path) -> tuple[str | None, str]:
+    """(the fingerprint ``data prepare --tokenizer HF_DIR`` records for the decoder's tokenizer, or
+    None with why it cannot be established)."""
+    try:
+        return _decoder_mask(hf_dir)["fingerprint"], ""
+    except ConfigError as err:
+        return None, f"{hf_dir} has no tokenizer that loads ({' '.join(str(err).split())[:160]})"
+
+
+def _shard_vocabulary_check(hf_dir: Path, data: str, decoder_vocab: int, shard_tokenizer: dict,
+                            check_tokenizer: bool = True) -> str:
     """Shards tokenized with another tokenizer than the decoder's are refused: their ids would index
-    the wrong embedding rows (or none)."""
+    the wrong embedding rows (or none). The manifest's tokenizer fingerprint is compared with the
+    decoder's tokenizer's; when either is unknown the run is refused unless ``check_tokenizer`` is
+    off (the user's word, recorded). Returns how the identity was established."""
+    recorded = shard_tokenizer.get("fingerprint")
+    decoder, why = _decoder_fingerprint(hf_dir)
+    if not recorded:
+        why = f"the manifest of {data} records no tokenizer fingerprint"
+    if decoder is not None and recorded and decoder != recorded:
+        _vocabulary_difference(hf_dir, data, decoder_vocab, shard_tokenizer)
+        raise ConfigError(f"--data {data}: the shards' tokenizer ({shard_tokenizer.get('name')!r}, fingerprint "
+                          f"{recorded}, {shard_tokenizer.get('vocab_size')} tokens) is not the decoder's (fingerprint "
+                          f"{decoder}); prepare the shards with `encoderlab data prepare ... --tokenizer {hf_dir}`")
+    if decoder is None or not recorded:
+        if check_tokenizer:
+            raise ConfigError(f"--data {data}: cannot establish that the shards were made with {hf_dir}'s tokenizer "
+                              f"({why}); give the decoder its tokenizer files, or pass --skip-tokenizer-check if you "
+                              "know they match")
+        _vocabulary_difference(hf_dir, data, decoder_vocab, shard_tokenizer)
+        return f"not checked ({why}; --skip-tokenizer-check)"
+    return f"fingerprint {decoder} (the decoder's tokenizer, as data prepare records it)"
+
+
+def _vocabulary_difference(hf_dir: Path, data: str, decoder_vocab: int, shard_tokenizer: dict) -> None:
+    """Refuses shards whose tokenizer visibly differs from the decoder's (more tokens than its
+    embedding, ids moved or missing), naming the difference."""
     own = shard_tokenizer.get("vocab_size")
     if isinstance(own, int) and own - (1 if shard_tokenizer.get("mask_origin") == "added" else 0) > decoder_vocab:
         raise ConfigError(f"--data {data}: its tokenizer has {own} tokens, more than the {decoder_vocab}-row embedding "
@@ -106,14 +147,15 @@ def _shard_vocabulary_check(hf_dir: Path, data: str, decoder_vocab: int, shard_t
                           f"`encoderlab data prepare ... --tokenizer {hf_dir}`")
 
 
-def _with_mask(config, hf_dir: Path, data: str | None, shard_tokenizer: dict):
+def _with_mask(config, hf_dir: Path, data: str | None, shard_tokenizer: dict, check_tokenizer: bool = True):
     """(the decoder's model config with the shards' mask and special token ids, the mask choice)."""
     mask_id = shard_tokenizer.get("mask_token_id")
-    if mask_id is None:
-        raise ConfigError(f"--data {data}: the shards' tokenizer records no mask token id; prepare them again "
-                          "with `encoderlab data prepare` (it gives every tokenizer a mask token)")
+    if isinstance(mask_id, bool) or not isinstance(mask_id, int) or mask_id < 0:
+        raise ConfigError(f"--data {data}: the shards' tokenizer records no usable mask token id (got {mask_id!r}); "
+                          "prepare them again with `encoderlab data prepare` (it gives every tokenizer a mask token)")
+    identity = "decoder's tokenizer (the shards are not prepared yet)"
     if data is not None:
-        _shard_vocabulary_check(hf_dir, data, config.vocab_size, shard_tokenizer)
+        identity = _shard_vocabulary_check(hf_dir, data, config.vocab_size, shard_tokenizer, check_tokenizer)
     choice = {"mask_token_id": mask_id, "mask_token": shard_tokenizer.get("mask_token"),
               "origin": shard_tokenizer.get("mask_origin", "existing"), "decoder_vocab_size": config.vocab_size}
     changes: dict[str, Any] = {"mask_token_id": mask_id}
@@ -127,7 +169,7 @@ def _with_mask(config, hf_dir: Path, data: str | None, shard_tokenizer: dict):
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):  # the tokenizer's: kept out of the masking
         if shard_tokenizer.get(key) is not None:
             changes[key] = shard_tokenizer[key]
-    return config.replace(**changes), choice
+    return config.replace(**changes), choice, identity
 
 
 def _start_model(model, config):
@@ -178,11 +220,11 @@ def _configured(run: dict[str, Any], overrides: list[str] | None, where: str, mi
     return PretrainConfig.from_dict(run, where=where)
 
 
-def _cpt_record(hf_dir: Path, model_type: str | None, config: PretrainConfig, mask: dict) -> str:
+def _cpt_record(hf_dir: Path, model_type: str | None, config: PretrainConfig, mask: dict, identity: str) -> str:
     phase = config.phases[0]
     return json.dumps(
         {"hf_dir": str(hf_dir), "model_type": model_type, "objective": phase.objective,
-         "mask_ratio": phase.mask_ratio, "steps": config.total_steps, "mask": mask,
+         "mask_ratio": phase.mask_ratio, "steps": config.total_steps, "mask": mask, "tokenizer_identity": identity,
          "bidirectional_sliding_window": config.model.bidirectional_sliding_window,
          "schedule": config.schedule.__dict__, "init_from": config.init_from}, indent=2) + "\n"
 
@@ -197,6 +239,7 @@ class CptPlan:
     model: Any  # the imported Encoder (mask token set, embedding grown when needed)
     config: PretrainConfig
     mask: dict
+    tokenizer_identity: str  # how the shards' tokenizer was found to be the decoder's
     model_type: str | None
     reuse_start: bool  # a resumed run keeps the start it was made from
     overwrite: bool
@@ -210,7 +253,7 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
              steps: int = 12_000, output: str | Path | None = None, seq_len: int | None = None,
              global_batch_tokens: int | None = None, micro_batch_size: int | None = None,
              overrides: list[str] | None = None, overwrite: bool = False, resume: bool = False,
-             world_size: int = 1) -> CptPlan:
+             world_size: int = 1, check_tokenizer: bool = True) -> CptPlan:
     """Imports ``hf_dir`` in memory and returns the validated CPT run; writes nothing."""
     hf_dir = Path(hf_dir)
     _check_options(objective, steps)
@@ -218,7 +261,7 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
         raise ConfigError("cpt: --resume and --overwrite are exclusive (continue the run, or replace it)")
     _, shard_tokenizer = _shard_mask(data)
     model = import_hf(hf_dir)  # in memory: every shape from config.json, errors before anything is written
-    config, mask_choice = _with_mask(model.config, hf_dir, data, shard_tokenizer)
+    config, mask_choice, identity = _with_mask(model.config, hf_dir, data, shard_tokenizer, check_tokenizer)
     model = _start_model(model, config)
     name = f"{hf_dir.name}-cpt-{objective}{round(mask_ratio * 100)}-{steps}"
     output = Path(output) if output is not None else Path("runs") / name
@@ -248,7 +291,7 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
     from encoderlab.training.loop import preflight
 
     preflight(run_config, world_size)  # what the run checks before its model: checked before the start is written
-    return CptPlan(hf_dir=hf_dir, data=str(data), output=output, model=model, config=run_config, mask=mask_choice,
+    return CptPlan(hf_dir=hf_dir, data=str(data), output=output, model=model, config=run_config, mask=mask_choice, tokenizer_identity=identity,
                    model_type=json.loads((hf_dir / "config.json").read_text()).get("model_type"),
                    reuse_start=reuse, overwrite=overwrite)
 
@@ -270,7 +313,7 @@ def write_cpt_start(plan: CptPlan) -> list[str]:
         save_checkpoint(plan.model, plan.init_dir, tokenizer_dir=tokenizer_dir if tokenizer_dir.is_dir() else None,
                         overwrite=plan.overwrite,
                         extra={"imported_from": str(plan.hf_dir), "cpt_mask": plan.mask})
-    atomic_write_text(output / "cpt.json", _cpt_record(plan.hf_dir, plan.model_type, plan.config, plan.mask))
+    atomic_write_text(output / "cpt.json", _cpt_record(plan.hf_dir, plan.model_type, plan.config, plan.mask, plan.tokenizer_identity))
     return removed
 
 
@@ -298,7 +341,7 @@ def study_cpt_config(cpt, name: str, output_dir: str | Path, shards: Path | None
     else:
         raise ConfigError(f"run {name!r}: a cpt run needs token shards made with {hf_dir}'s tokenizer: the study's "
                           f"data (data: {{tokenizer: {hf_dir}}}) or a data.source=SHARDS override")
-    config, _ = _with_mask(config, hf_dir, data, shard_tokenizer)
+    config, _, _ = _with_mask(config, hf_dir, data, shard_tokenizer)
     run = _run(name, config, objective=cpt.objective, mask_ratio=cpt.mask_ratio, steps=cpt.steps,
                data=str(shards) if shards is not None else data, output=Path(output_dir), seq_len=None,
                global_batch_tokens=None)
@@ -324,13 +367,13 @@ def _write_study_start(cpt, config: PretrainConfig, init_dir: Path) -> None:
     data = config.data.source
     _, shard_tokenizer = _shard_mask(data)
     model = import_hf(hf_dir)
-    start, mask = _with_mask(model.config, hf_dir, data, shard_tokenizer)
+    start, mask, identity = _with_mask(model.config, hf_dir, data, shard_tokenizer)
     model = _start_model(model, start)
     tokenizer_dir = Path(data) / "tokenizer"
     save_checkpoint(model, init_dir, tokenizer_dir=tokenizer_dir if tokenizer_dir.is_dir() else None, overwrite=True,
                     extra={"imported_from": str(hf_dir), "cpt_mask": mask})
     model_type = json.loads((hf_dir / "config.json").read_text()).get("model_type")
-    atomic_write_text(init_dir.parent / "cpt.json", _cpt_record(hf_dir, model_type, config, mask))
+    atomic_write_text(init_dir.parent / "cpt.json", _cpt_record(hf_dir, model_type, config, mask, identity))
 
 
 __all__ = ["CheckpointError", "CptPlan", "cpt_schedule", "plan_cpt", "study_cpt_config", "write_cpt_start",
