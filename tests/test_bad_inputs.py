@@ -61,7 +61,7 @@ def test_results_database_not_ours_is_left_untouched(model, tmp_path, name, stat
 
 @pytest.mark.parametrize("extra, names", [
     (("--tasks", "toy-sentiment", "--data", "toy-sentiment=somewhere"), "toy-sentiment"),  # would be ignored
-    (("--tasks", "toy-sentiment", "--batch-size", "0"), "batch_size must be a positive integer"),
+    (("--tasks", "toy-sentiment", "--batch-size", "0"), "argument --batch-size: expected a positive integer, got 0"),
     (("--tasks", "toy-sentiment", "--set", "adam_beta3=0.9"), "adam_beta3"),
     (("--tasks", "toy-sentiment", "--set", "attention=sideways"), "sideways"),
     (("--tasks", "toy-qa", "--max-length", "64"), "QA window"),  # checked before any run

@@ -307,10 +307,10 @@ def test_disk_full_while_writing_shards_leaves_nothing_half_written(tmp_path, to
 def test_zero_and_negative_counts_are_refused_before_anything_is_written(tmp_path, tokenizers):
     out = tmp_path / "out"
     one_line_error(cli("data", "prepare", "toyworld", "--max-documents", "0", "--tokenizer", tokenizers[0], "-o", out,
-                       cwd=tmp_path), "max documents 0: expected a whole number >= 1")
+                       cwd=tmp_path), "argument --max-documents: expected a positive integer, got 0")
     assert not out.exists()  # was: out/tokenizer saved, then "no non-empty documents"
     one_line_error(cli("data", "inspect", tmp_path, "--seq-len", "0", cwd=tmp_path),
-                   "seq_len 0: expected a whole number >= 1")  # was: ZeroDivisionError traceback
+                   "argument --seq-len: expected a positive integer, got 0")  # was: ZeroDivisionError traceback
     for options in ({"toyworld_documents": 0}, {"toyworld_documents": -5}, {"toyworld_seed": -1},
                     {"max_documents": -1}, {"max_documents": 0}):
         with pytest.raises(ConfigError, match="expected a whole number"):

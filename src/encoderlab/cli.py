@@ -13,6 +13,7 @@ from pathlib import Path
 from encoderlab import __version__
 from encoderlab.config import ConfigError
 from encoderlab.threads import add_threads_argument, workers_argument
+from encoderlab.validate import NONNEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, parse_grid, unique
 
 
 def _model_config(spec: str, overrides: list[str] | None = None):
@@ -27,10 +28,27 @@ def _model_config(spec: str, overrides: list[str] | None = None):
             raise ConfigError(f"override {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
         changes[key] = yaml.safe_load(value)
+    if Path(spec).is_dir():  # an encoderlab checkpoint or a Hugging Face model directory
+        config = _directory_model_config(Path(spec))
+        return ModelConfig.from_dict({**config.to_dict(), **changes}, where=spec) if changes else config
     if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
         config = ModelConfig.from_yaml(spec)
         return ModelConfig.from_dict({**config.to_dict(), **changes}, where=spec) if changes else config
+    if "/" in spec or "\\" in spec:
+        raise ConfigError(f"{spec}: no such file or directory (expected a preset name, a model YAML file, an "
+                          "encoderlab checkpoint or a Hugging Face model directory)")
     return ModelConfig.from_name(spec, **changes)
+
+
+def _directory_model_config(path: Path):
+    from encoderlab.model import ModelConfig
+    from encoderlab.model.checkpoint import CHECKPOINT_FORMAT, read_checkpoint_meta
+    from encoderlab.model.hf import _read_hf_config, model_config_from_hf
+
+    hf = _read_hf_config(path)  # names the directory when it has no (valid) config.json
+    if hf.get("format") == CHECKPOINT_FORMAT:
+        return ModelConfig.from_dict(read_checkpoint_meta(path)["model"], where=str(path))
+    return model_config_from_hf(hf, str(path / "config.json"), name=path.name)
 
 
 def cmd_model_list(args: argparse.Namespace) -> int:
@@ -232,12 +250,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                              run_sweep, sweep_protocol)
     from encoderlab.evaluation.tasks import TOYWORLD_TASKS
 
-    tasks = args.tasks.split(",") if args.tasks else list(TOYWORLD_TASKS)
-    try:
-        lrs = [float(x) for x in args.lrs.split(",")] if args.lrs else list(PAPER_LRS)
-        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else list(PAPER_SEEDS)
-    except ValueError as err:
-        raise ConfigError(f"--lrs / --seeds: expected comma-separated numbers ({err})") from None
+    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks is not None else list(TOYWORLD_TASKS)
+    if not all(tasks):
+        raise ConfigError(f"evaluate --tasks {args.tasks!r}: expected a comma list of task names")
+    unique(tasks, "evaluate --tasks")
+    lrs, seeds = parse_grid(args.lrs, args.seeds, PAPER_LRS, PAPER_SEEDS, "evaluate")
     local_dirs = {}
     for item in args.data or []:
         if "=" not in item:
@@ -338,21 +355,30 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-column", default="text", help="column holding the text (jsonl, parquet, tsv, hf)")
     parser.add_argument("--txt-mode", choices=["file", "line", "paragraph"], default="file",
                         help=".txt files: one document per file, line or blank-line separated paragraph")
-    parser.add_argument("--max-documents", type=int, default=None,
+    parser.add_argument("--max-documents", type=POSITIVE_INT, default=None,
                         help="read at most this many source documents (empty ones included)")
-    parser.add_argument("--toyworld-documents", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=0, help="toyworld seed")
+    parser.add_argument("--toyworld-documents", type=POSITIVE_INT, default=20_000)
+    parser.add_argument("--seed", type=NONNEGATIVE_INT, default=0, help="toyworld seed")
     if parser.prog.split()[-2:] == ["data", "prepare"]:  # `tokenizer train` defines its own --overwrite
         parser.add_argument("--overwrite", action="store_true",
                             help="rebuild an output directory prepared with other settings (else it is refused)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the command and what was wrong), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"encoderlab: error: {self.prog}: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="encoderlab",
         description="Pretrain text encoders with CLM, MLM or CLM->MLM and evaluate them (arXiv 2507.00994).",
     )
     parser.add_argument("--version", action="version", version=f"encoderlab {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an unexpected failure, print the whole traceback (default: one line)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     from encoderlab.cli_convert import add_convert_parser
     from encoderlab.cli_cpt import add_cpt_parser
@@ -363,9 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = model_commands.add_parser("list", help="list the model presets")
     listing.set_defaults(func=cmd_model_list)
     info = model_commands.add_parser("info", help="dimensions, parameter counts and FLOPs of a preset or YAML config")
-    info.add_argument("preset", help="preset name (see `encoderlab model list`) or a model YAML file")
+    info.add_argument("preset", help="preset name (see `encoderlab model list`), a model YAML file, an encoderlab "
+                                     "checkpoint or a Hugging Face model directory")
     info.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
-    info.add_argument("--seq-len", type=int, default=None, help="sequence length for FLOPs (default: max positions)")
+    info.add_argument("--seq-len", type=POSITIVE_INT, default=None, help="sequence length for FLOPs (default: max positions)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_model_info)
     model.set_defaults(func=lambda args: (model.print_help(), 0)[1])
@@ -390,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = commands.add_parser("import", help="import a local Hugging Face EuroBERT or Llama-architecture checkpoint")
     imp.add_argument("hf_dir", help="local Hugging Face model directory (safetensors weights)")
     imp.add_argument("output", help="encoderlab checkpoint directory to write")
-    imp.add_argument("--mask-token-id", type=int, help="mask token id to record (decoders have none)")
+    imp.add_argument("--mask-token-id", type=NONNEGATIVE_INT, help="mask token id to record (decoders have none)")
     imp.add_argument("--overwrite", action="store_true")
     imp.set_defaults(func=cmd_import)
 
@@ -415,20 +442,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_arguments(prep)
     prep.add_argument("--output", "-o", required=True, help="shard directory (resumable)")
     prep.add_argument("--tokenizer", help="Hugging Face tokenizer id or local directory")
-    prep.add_argument("--train-tokenizer", type=int, metavar="VOCAB_SIZE",
+    prep.add_argument("--train-tokenizer", type=POSITIVE_INT, metavar="VOCAB_SIZE",
                       help="train a byte-level BPE tokenizer of this size on the corpus first")
-    prep.add_argument("--shard-tokens", type=int, default=64 * 2**20)
+    prep.add_argument("--shard-tokens", type=POSITIVE_INT, default=64 * 2**20)
     prep.add_argument("--dtype", choices=["uint16", "uint32"], default=None, help="default: the smallest that fits")
     prep.add_argument("--no-progress", action="store_true")
     prep.set_defaults(func=cmd_data_prepare)
     inspect = data_commands.add_parser("inspect", help="manifest and packing statistics of a shard directory")
     inspect.add_argument("shards")
-    inspect.add_argument("--seq-len", type=int, default=2048)
+    inspect.add_argument("--seq-len", type=POSITIVE_INT, default=2048)
     inspect.add_argument("--variable-length", action="store_true")
     inspect.set_defaults(func=cmd_data_inspect)
     toy = data_commands.add_parser("toyworld", help="write the toyworld tasks (hub schemas) and their baselines")
     toy.add_argument("output")
-    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--seed", type=NONNEGATIVE_INT, default=0)
     toy.add_argument("--overwrite", action="store_true")
     toy.set_defaults(func=cmd_data_toyworld)
     add_convert_parser(data_commands)  # encoderlab.cli_convert: data iob1-to-iob2
@@ -438,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     tok_commands = tok.add_subparsers(dest="tokenizer_command", metavar="SUBCOMMAND")
     train = tok_commands.add_parser("train", help="train a byte-level BPE tokenizer on a corpus")
     _add_source_arguments(train)
-    train.add_argument("--vocab-size", type=int, required=True)
+    train.add_argument("--vocab-size", type=POSITIVE_INT, required=True)
     train.add_argument("--output", "-o", required=True)
     train.add_argument("--overwrite", action="store_true")
     train.set_defaults(func=cmd_tokenizer_train)
@@ -451,10 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", help="comma list (default: 0,1,2,3,4)")
     ev.add_argument("--results", default="results.sqlite", help="SQLite results database (runs already there are skipped)")
     ev.add_argument("--data", action="append", metavar="TASK=DIR", help="read a task from local files")
-    ev.add_argument("--max-steps", type=int, help="at most this many steps or one epoch (default 1000; TC: one epoch)")
-    ev.add_argument("--batch-size", type=int, help="default 32")
-    ev.add_argument("--max-length", type=int, help="tokens per input (default 2048, capped at the model's positions)")
-    ev.add_argument("--max-eval-examples", type=int, default=None, help="cap validation/test sizes (smoke runs)")
+    ev.add_argument("--max-steps", type=POSITIVE_INT, help="at most this many steps or one epoch (default 1000; TC: one epoch)")
+    ev.add_argument("--batch-size", type=POSITIVE_INT, help="default 32")
+    ev.add_argument("--max-length", type=POSITIVE_INT, help="tokens per input (default 2048, capped at the model's positions)")
+    ev.add_argument("--max-eval-examples", type=POSITIVE_INT, default=None, help="cap validation/test sizes (smoke runs)")
     ev.add_argument("--attention", choices=("bidirectional", "causal"),
                     help="default bidirectional (the protocol); causal is recorded with every run and shown in reports")
     ev.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -473,11 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     smoke = commands.add_parser("smoke", help="a short training run of a small model on random packed tokens")
     smoke.add_argument("--preset", default="mini")
     smoke.add_argument("--set", action="append", metavar="KEY=VALUE")
-    smoke.add_argument("--steps", type=int, default=40)
-    smoke.add_argument("--batch-size", type=int, default=8)
-    smoke.add_argument("--seq-len", type=int, default=128)
-    smoke.add_argument("--lr", type=float, default=2e-3)
-    smoke.add_argument("--seed", type=int, default=0)
+    smoke.add_argument("--steps", type=POSITIVE_INT, default=40)
+    smoke.add_argument("--batch-size", type=POSITIVE_INT, default=8)
+    smoke.add_argument("--seq-len", type=POSITIVE_INT, default=128)
+    smoke.add_argument("--lr", type=POSITIVE_NUMBER, default=2e-3)
+    smoke.add_argument("--seed", type=NONNEGATIVE_INT, default=0)
     add_threads_argument(smoke)
     smoke.set_defaults(func=cmd_smoke)
     return parser
@@ -485,7 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a bad option (one line already printed): its status
+        return done.code if isinstance(done.code, int) else 2
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
@@ -499,12 +529,34 @@ def main(argv: list[str] | None = None) -> int:
         apply(policy.threads, export=policy.source != POLICY)
         return int(args.func(args) or 0)
     except (ConfigError, ValueError, RuntimeError) as err:  # expected failures: one line, exit code 2
+        if args.debug:
+            raise
         print(f"encoderlab: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # a missing path, a full disk, no permission: the file and the reason
+        if args.debug:
+            raise
         text = f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
         print(f"encoderlab: error: {_one_line(text)}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - unexpected: one line naming it, the traceback on request
+        if args.debug:
+            raise
+        where = _raised_at(err)
+        print(f"encoderlab: error: {_one_line(f'{type(err).__name__}: {err}')} (unexpected, at {where}; run "
+              f"`encoderlab --debug {' '.join(argv if argv is not None else sys.argv[1:])}` for the traceback)",
+              file=sys.stderr)
+        return 2
+
+
+def _raised_at(err: BaseException) -> str:
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return "an unknown place"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno}"
 
 
 def _one_line(text: str) -> str:

@@ -21,6 +21,7 @@ EXPORT_TARGETS = ("eurobert", "sentence-transformers")
 
 def add_cpt_parser(commands) -> None:
     from encoderlab.threads import add_threads_argument
+    from encoderlab.validate import OPEN_FRACTION, POSITIVE_INT
 
     cpt = commands.add_parser(
         "cpt", help="continued MLM/MNTP pretraining from a Hugging Face decoder (shapes from its config.json)",
@@ -35,12 +36,12 @@ def add_cpt_parser(commands) -> None:
     cpt.add_argument("--data", required=True, metavar="SHARDS",
                      help="token shards prepared with the decoder's tokenizer (`encoderlab data prepare`)")
     cpt.add_argument("--objective", choices=["mlm", "mntp"], default="mlm")
-    cpt.add_argument("--mask-ratio", type=float, default=0.4)
-    cpt.add_argument("--steps", type=int, default=12_000, help="CPT steps (default 12k, the paper's strong budget)")
+    cpt.add_argument("--mask-ratio", type=OPEN_FRACTION, default=0.4)
+    cpt.add_argument("--steps", type=POSITIVE_INT, default=12_000, help="CPT steps (default 12k, the paper's strong budget)")
     cpt.add_argument("--output", help="run directory (default runs/<decoder>-cpt-<objective><ratio>-<steps>)")
-    cpt.add_argument("--seq-len", type=int, help="default min(2048, the decoder's max positions)")
-    cpt.add_argument("--batch-tokens", type=int, help="global batch in tokens (default the paper's 2,359,296)")
-    cpt.add_argument("--micro-batch-size", type=int)
+    cpt.add_argument("--seq-len", type=POSITIVE_INT, help="default min(2048, the decoder's max positions)")
+    cpt.add_argument("--batch-tokens", type=POSITIVE_INT, help="global batch in tokens (default the paper's 2,359,296)")
+    cpt.add_argument("--micro-batch-size", type=POSITIVE_INT)
     cpt.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                      help="dotted run overrides right after HF_DECODER_DIR, e.g. schedule.lr=1e-4 (or --set)")
     cpt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -69,7 +70,7 @@ def add_cpt_parser(commands) -> None:
 def _evaluate_args(args: argparse.Namespace, results: Path) -> argparse.Namespace:
     """The ``encoderlab evaluate`` arguments of ``--evaluate``, every one checked (tasks, LRs, seeds, protocol)."""
     from encoderlab.cli import finetune_config_from_args
-    from encoderlab.evaluation.tasks import TOYWORLD_TASKS, get_task
+    from encoderlab.evaluation.tasks import TOYWORLD_TASKS, get_task, load_task
 
     names = [t.strip() for t in args.evaluate.split(",") if t.strip()]
     tasks = [t for name in names for t in (TOYWORLD_TASKS if name == "toyworld" else (name,))]
@@ -79,15 +80,16 @@ def _evaluate_args(args: argparse.Namespace, results: Path) -> argparse.Namespac
         model=None, tasks=",".join(tasks), lrs=args.eval_lrs, seeds=args.eval_seeds, results=str(results), data=None,
         max_steps=None, batch_size=None, max_length=None, max_eval_examples=None, attention=None,
         set=args.eval_set, trust_remote_code=False, no_progress=args.no_progress)
-    try:
-        [float(x) for x in (args.eval_lrs or "1").split(",")]
-        [int(x) for x in (args.eval_seeds or "0").split(",")]
-    except ValueError as err:
-        raise ConfigError(f"cpt --eval-lrs / --eval-seeds: expected comma-separated numbers ({err})") from None
+    from encoderlab.evaluation.sweep import PAPER_LRS, PAPER_SEEDS
+    from encoderlab.validate import parse_grid, unique
+
+    unique(tasks, "cpt --evaluate")
+    parse_grid(args.eval_lrs, args.eval_seeds, PAPER_LRS, PAPER_SEEDS, "cpt", ("--eval-lrs", "--eval-seeds"))
     config = finetune_config_from_args(namespace)
     for task in tasks:
         if get_task(task).type == "qa":
             config.check_qa_windows(config.max_length)
+        load_task(task)  # the evaluation's data, checked as the evaluation will (before any training)
     return namespace
 
 

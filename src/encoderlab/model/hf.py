@@ -176,11 +176,7 @@ def export_hf(
     else:
         source_dir = Path(checkpoint)
         model = load_checkpoint(source_dir)
-    if not model.config.is_paper_architecture:
-        raise ValueError(
-            f"export --target {target}: the model uses {', '.join(model.config.family_features())} (an imported "
-            "decoder family), which EuroBERT/Llama cannot represent, and transformers has no class that runs it "
-            "bidirectionally; keep its encoderlab checkpoint as the evaluation path")
+    _check_exportable(model, target)
     hf_cls = EuroBertForMaskedLM if target == "eurobert" else LlamaForCausalLM
     hf_config = _hf_config(model.config, target)
     with torch.device("meta"):
@@ -199,6 +195,15 @@ def export_hf(
             if target == "eurobert":
                 frame_like_encoderlab(tmp)
     return output_dir
+
+
+def _check_exportable(model: Encoder, target: str) -> None:
+    if not model.config.is_paper_architecture:
+        raise ValueError(
+            f"export --target {target}: the model uses {', '.join(model.config.family_features())} (an imported "
+            "decoder family), which no export target (eurobert, llama, sentence-transformers) can represent: "
+            "transformers has no class that runs it bidirectionally; keep its encoderlab checkpoint as the "
+            "evaluation path")
 
 
 def frame_like_encoderlab(directory: Path) -> None:
@@ -270,6 +275,7 @@ def export_sentence_transformers(
         raise ValueError("export --target sentence-transformers needs the sentence-transformers package "
                          "(pip install sentence-transformers)") from None
     model = checkpoint if isinstance(checkpoint, Encoder) else load_checkpoint(checkpoint)
+    _check_exportable(model, "sentence-transformers")
     if tokenizer_dir is None and not isinstance(checkpoint, Encoder):
         tokenizer_dir = checkpoint if (Path(checkpoint) / "tokenizer_config.json").is_file() else None
     if tokenizer_dir is None:

@@ -19,6 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from encoderlab.study.graph import run_parents
 from encoderlab.training.lock import ACTIVE_SLURM_STATES, describe, lock_status, pid_alive
 
 JOBS_FILE = "submitted.jsonl"
@@ -280,16 +281,6 @@ def wait_while_running(spec, stage: str, name: str, run_dir: Path | None, log, p
             log(f"[study {spec.name}] {stage} {name}: still running ({who}), from an earlier start; waiting for it")
             waited = True
         time.sleep(poll_s)
-
-
-def run_parents(spec) -> dict[str, set[str]]:
-    """For each run, the runs of the study it starts from (``init_from`` / ``branch_from``)."""
-    names = {run.name for run in spec.runs}
-    parents = {}
-    for run in spec.runs:
-        text = " ".join(run.overrides)
-        parents[run.name] = {other for other in names if f"/runs/{other}/" in text and other != run.name}
-    return parents
 
 
 def _waves(spec, commands: list[tuple[str, list[str]]]) -> list[list[tuple[str, list[str]]]]:

@@ -17,10 +17,11 @@ from encoderlab.study.jobs import (  # noqa: F401 (job_state, latest_jobs, wait_
     latest_jobs,
     run_jobs,
     run_local_graph,
-    run_parents,
     wait_for_job,
     wait_while_running,
 )
+from encoderlab.config import ConfigError
+from encoderlab.study.graph import check_run_graph, run_parents, start_paths, study_parent
 from encoderlab.study.spec import StudySpec
 
 
@@ -61,7 +62,9 @@ def pretrain_config(spec: StudySpec, run, shards: Path | None):
         return study_cpt_config(run.cpt, run.name, spec.study_dir / "runs" / run.name, data, overrides + kept)
     if shards is not None:
         overrides.append(f"data.source={shards}")
-        tokenizer = json.loads((shards / "manifest.json").read_text())["tokenizer"]
+        from encoderlab.data.shards import read_manifest
+
+        tokenizer = read_manifest(shards)["tokenizer"]
         overrides.append(f"model.vocab_size={max(tokenizer['vocab_size'], 8)}")
     branches = branch_points_of(spec).get(run.name, set())
     if branches:  # a branch point past the end is refused by plan_study, naming the branch
@@ -78,17 +81,13 @@ def _branch_source(spec: StudySpec, run) -> tuple[str, int] | None:
     ``{study_dir}/runs/<parent>/checkpoints/step-N`` of a run of this study; None otherwise."""
     import re
 
-    value = None
-    for item in run.overrides:
-        if item.startswith("branch_from="):
-            value = item.split("=", 1)[1].replace("{study_dir}", str(spec.study_dir))
-    if not value:
+    value = start_paths(spec, run).get("branch_from")
+    parent = study_parent(spec, value) if value else None
+    if parent is None or parent not in {r.name for r in spec.runs}:
         return None
-    runs = Path(spec.study_dir) / "runs"
-    match = re.fullmatch(re.escape(str(runs)) + r"/([^/]+)/checkpoints/step-(\d+)/?", value)
-    if match and match.group(1) in {r.name for r in spec.runs}:
-        return match.group(1), int(match.group(2))
-    return None
+    relative = Path(value).resolve().relative_to((Path(spec.study_dir) / "runs" / parent).resolve())
+    match = re.fullmatch(r"checkpoints/step-(\d+)", relative.as_posix())
+    return (parent, int(match.group(1))) if match else None
 
 
 def branch_points_of(spec: StudySpec) -> dict[str, set[int]]:
@@ -121,10 +120,11 @@ def plan_study(spec: StudySpec, throughput: str | None = None) -> dict:
     (a branch counts only the steps after its branch point), real tokens, projected device-hours
     (:mod:`encoderlab.study.cost`; ``throughput``: a benchmarks output file replacing the shipped
     H100 figures it measures) and fine-tuning runs."""
-    from encoderlab.config import ConfigError
     from encoderlab.evaluation.tasks import get_task
     from encoderlab.study.cost import ThroughputTable, run_cost
 
+    check_run_graph(spec)  # who starts from whom: before any config is resolved
+    _check_cpt_tokenizers(spec)
     table = ThroughputTable.shipped()
     if throughput:
         table = table.updated_from(throughput)
@@ -174,7 +174,6 @@ def plan_study(spec: StudySpec, throughput: str | None = None) -> dict:
 
 
 def _random_init_plan(spec: StudySpec, run, config) -> dict:
-    from encoderlab.config import ConfigError
 
     if config.init_from or config.branch_from:
         raise ConfigError(f"study {spec.name!r}, run {run.name!r}: a random_init run starts from no checkpoint "
@@ -188,7 +187,6 @@ def _check_branch(spec: StudySpec, run, config, configs: dict) -> int:
     a stable-phase (non-decayed) checkpoint its parent keeps, on the parent's trajectory."""
     import re
 
-    from encoderlab.config import ConfigError
     from encoderlab.training.checkpoint import check_branch_point, complete_checkpoints, read_training_state
 
     if not config.branch_from:
@@ -219,6 +217,42 @@ def _check_branch(spec: StudySpec, run, config, configs: dict) -> int:
                       f"({{study_dir}}/runs/<run>/checkpoints/step-N)")
 
 
+def _check_evaluation_data(spec: StudySpec, log) -> None:
+    """Loads every task the study evaluates (and the sources of its zero-shot tasks) as the
+    evaluation will, so inconsistent data (evaluation.tasks.load_task's checks) is refused now."""
+    from encoderlab.evaluation.tasks import get_task, load_task
+
+    started = time.perf_counter()
+    names = dict.fromkeys([*spec.evaluation.tasks, *(get_task(t).zero_shot_from for t in spec.evaluation.tasks)])
+    names.pop(None, None)
+    for name in names:
+        load_task(name, local_dir=spec.evaluation.data.get(name))
+    log(f"[study {spec.name}] evaluation data: {len(names)} task(s) load and pass their checks "
+        f"({time.perf_counter() - started:.1f} s)")
+
+
+def _check_cpt_tokenizers(spec: StudySpec) -> None:
+    """A cpt run needs the study's shards made with its decoder's tokenizer: refused when the study
+    trains its own tokenizer, or names another local one (compared by fingerprint)."""
+    if spec.data is None:
+        return
+    for run in spec.runs:
+        if run.cpt is None:
+            continue
+        where = f"study {spec.name!r}, run {run.name!r}"
+        if spec.data.tokenizer is None:
+            raise ConfigError(f"{where}: continues pretraining from {run.cpt.decoder}, but the study's shards would be "
+                              "made with a tokenizer trained on the corpus; set data: {tokenizer: "
+                              f"{run.cpt.decoder}}}")
+        ours, theirs = Path(spec.data.tokenizer), Path(run.cpt.decoder)
+        if ours.is_dir() and theirs.is_dir() and ours.resolve() != theirs.resolve():
+            from encoderlab.training.cpt import _decoder_mask
+
+            if _decoder_mask(ours)["fingerprint"] != _decoder_mask(theirs)["fingerprint"]:
+                raise ConfigError(f"{where}: the study's shards are made with the tokenizer of {ours}, which is not "
+                                  f"the tokenizer of its decoder {theirs}; set data: {{tokenizer: {theirs}}}")
+
+
 def execution_policy(spec: StudySpec, workers: int | str | None = None, threads: int | None = None):
     """The thread policy of a study run (``encoderlab.threads``): local jobs side by side
     (``workers``, else ``scheduler.workers``; ``auto`` = usable cores) with ``threads`` each
@@ -241,6 +275,7 @@ def run_study(spec: StudySpec, progress: bool = True, log=print, workers: int | 
     from encoderlab.training.checkpoint import latest_checkpoint
 
     plan_study(spec)  # a bad preset, task or checkpoint step fails before any work
+    _check_evaluation_data(spec, log)  # bad evaluation data fails before hours of pretraining, not after
     policy = execution_policy(spec, workers, threads)
     study_dir = spec.study_dir
     study_dir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from encoderlab.config import ConfigError, from_dict, load_yaml
+from encoderlab.validate import check_grid, open_fraction, positive_int, safe_name, unique
 
 SPEC_DIR = Path(__file__).parent / "specs"
 
@@ -19,6 +20,10 @@ class DataSpec:
     toyworld_documents: int = 30_000
     tokenizer: str | None = None  # a Hugging Face tokenizer; None trains a byte-level BPE
     train_tokenizer_vocab: int = 2048
+
+    def __post_init__(self) -> None:
+        positive_int(self.toyworld_documents, "data.toyworld_documents")
+        positive_int(self.train_tokenizer_vocab, "data.train_tokenizer_vocab")
 
 
 @dataclass(kw_only=True)
@@ -33,6 +38,10 @@ class CptSpec:
     mask_ratio: float = 0.4
     steps: int = 12_000
 
+    def __post_init__(self) -> None:
+        open_fraction(self.mask_ratio, "cpt.mask_ratio")
+        positive_int(self.steps, "cpt.steps")
+
 
 @dataclass(kw_only=True)
 class RunSpec:
@@ -44,6 +53,12 @@ class RunSpec:
     # a baseline: the preset's architecture with the initial weights of its seed, no pretraining step
     # (study/baseline.py); fine-tuned on the same grid as the pretrained runs
     random_init: bool = False
+
+    def __post_init__(self) -> None:
+        safe_name(self.name, "run name")  # it names runs/<name>
+        unique(self.evaluate_steps, f"run {self.name!r}: evaluate_steps")
+        for step in self.evaluate_steps:
+            positive_int(step, f"run {self.name!r}: evaluate_steps")
 
 
 @dataclass(kw_only=True)
@@ -61,8 +76,12 @@ class EvaluationSpec:
 
     def __post_init__(self) -> None:
         from encoderlab.evaluation.pool import check_workers
+        from encoderlab.evaluation.registry import get_task
 
         check_workers(self.workers, "evaluation.workers")
+        check_grid(self.tasks, self.lrs, self.seeds, "evaluation")
+        for task in self.tasks:
+            get_task(task)  # an unknown task names the known ones
         self.finetune_config()  # a bad setting fails when the spec is loaded
 
     def finetune_config(self):
@@ -119,6 +138,9 @@ class StudySpec:
     output_dir: str | None = None
 
     def __post_init__(self) -> None:
+        safe_name(self.name, "study name")  # it names studies/<name>
+        if not self.runs:
+            raise ConfigError(f"study {self.name!r}: runs: expected at least one run")
         names = [r.name for r in self.runs]
         if len(set(names)) != len(names):
             raise ConfigError(f"study {self.name!r}: run names must be unique, got {names}")
@@ -130,8 +152,9 @@ class StudySpec:
                 raise ConfigError(f"study {self.name!r}, run {run.name!r}: a random_init run trains no step, so it has "
                                   f"no intermediate checkpoints to evaluate (evaluate_steps {run.evaluate_steps})")
         for pair in self.comparisons:
-            if len(pair) != 2 or any(n not in names for n in pair):
-                raise ConfigError(f"study {self.name!r}: comparison {pair} must name two runs of {names}")
+            if len(pair) != 2 or any(n not in names for n in pair) or pair[0] == pair[1]:
+                raise ConfigError(f"study {self.name!r}: comparison {pair} must name two different runs of {names}")
+        unique([tuple(sorted(pair)) for pair in self.comparisons], f"study {self.name!r}: comparisons")
 
     @property
     def study_dir(self) -> Path:

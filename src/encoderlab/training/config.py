@@ -125,6 +125,9 @@ class PretrainConfig:
     output_dir: str | None = None  # default: runs/<name>
 
     def __post_init__(self) -> None:
+        from encoderlab.validate import safe_name
+
+        safe_name(self.name, "run name")  # it names runs/<name> when no output_dir is given
         if not self.phases:
             raise ConfigError(f"run {self.name!r}: at least one phase is needed")
         self._check_ranges()
@@ -152,6 +155,13 @@ class PretrainConfig:
                 f"run {self.name!r}: the global batch of {self.global_batch_samples} samples is not a multiple of "
                 f"micro_batch_size {self.micro_batch_size}"
             )
+        for index, phase in enumerate(self.phases):
+            if phase.mask_ratio is not None and phase.mask_ratio * self.data.seq_len < 1:
+                raise ConfigError(
+                    f"run {self.name!r}: phase {index} ({phase.objective}) mask_ratio {phase.mask_ratio:g} selects "
+                    f"{phase.mask_ratio * self.data.seq_len:.2g} of the {self.data.seq_len} tokens of a sequence on "
+                    f"average, so most sequences would have no target (loss 0); expected mask_ratio >= 1/seq_len = "
+                    f"{1 / self.data.seq_len:.3g}")
         if any(p.objective in ("mlm", "mntp") for p in self.phases) and self.model.mask_token_id is None:
             raise ConfigError(
                 f"run {self.name!r}: MLM phases need a mask token, but the model/tokenizer has none "
@@ -249,7 +259,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], where: str = "ov
         if "=" not in item:
             raise ConfigError(f"{where} {item!r}: expected KEY=VALUE (e.g. schedule.lr=1e-3)")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+        if not raw.strip():
+            raise ConfigError(f"{where} {item!r}: no value after '=' (write {key}=null to unset a setting)")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{where} {item!r}: the value is not valid YAML ({' '.join(str(err).split())})") from None
         parts = key.split(".")
         node: Any = data
         for depth, part in enumerate(parts):

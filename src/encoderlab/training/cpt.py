@@ -45,7 +45,7 @@ OBJECTIVES = ("mlm", "mntp")
 
 def cpt_schedule(steps: int) -> dict[str, Any]:
     """The paper's CPT schedule for a run of ``steps`` (see the module docstring)."""
-    return {"lr": PAPER_CPT_LR, "warmup_steps": max(1, min(PAPER_CPT_WARMUP, steps // 10)),
+    return {"lr": PAPER_CPT_LR, "warmup_steps": min(PAPER_CPT_WARMUP, steps // 10),
             "decay_steps": max(1, min(PAPER_CPT_DECAY, steps // 2))}
 
 
@@ -188,19 +188,28 @@ def _run(name: str, model_config, *, objective: str, mask_ratio: float, steps: i
     return {
         "name": name, "model": model_config.to_dict(),
         "phases": [{"objective": objective, "steps": steps, "mask_ratio": mask_ratio}],
-        "global_batch_tokens": global_batch_tokens or PAPER_BATCH_TOKENS, "micro_batch_size": 1,
-        "data": {"source": str(data), "seq_len": seq_len or min(2048, model_config.max_position_embeddings)},
+        "global_batch_tokens": PAPER_BATCH_TOKENS if global_batch_tokens is None else global_batch_tokens,
+        "micro_batch_size": 1,
+        "data": {"source": str(data),
+                 "seq_len": min(2048, model_config.max_position_embeddings) if seq_len is None else seq_len},
         "schedule": cpt_schedule(steps), "init_from": str(output / "init"),
         "checkpoint_every": max(1, min(1000, steps)), "log_every": max(1, min(10, steps // 10)),
         "output_dir": str(output),
     }
 
 
-def _check_options(objective: str, steps) -> None:
+def _check_options(objective: str, steps, mask_ratio, seq_len=None, global_batch_tokens=None,
+                   micro_batch_size=None) -> None:
+    from encoderlab.validate import open_fraction, positive_int
+
     if objective not in OBJECTIVES:
         raise ConfigError(f"cpt --objective: expected one of {OBJECTIVES}, got {objective!r}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
-        raise ConfigError(f"cpt --steps: expected a positive integer, got {steps!r}")
+    positive_int(steps, "cpt --steps")
+    open_fraction(mask_ratio, "cpt --mask-ratio")
+    for value, where in ((seq_len, "--seq-len"), (global_batch_tokens, "--batch-tokens"),
+                         (micro_batch_size, "--micro-batch-size")):
+        if value is not None:  # None: the default; 0 is not "unset"
+            positive_int(value, f"cpt {where}")
 
 
 def _configured(run: dict[str, Any], overrides: list[str] | None, where: str, micro_batch_size: int | None = None,
@@ -256,14 +265,14 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
              world_size: int = 1, check_tokenizer: bool = True) -> CptPlan:
     """Imports ``hf_dir`` in memory and returns the validated CPT run; writes nothing."""
     hf_dir = Path(hf_dir)
-    _check_options(objective, steps)
+    _check_options(objective, steps, mask_ratio, seq_len, global_batch_tokens, micro_batch_size)
     if resume and overwrite:
         raise ConfigError("cpt: --resume and --overwrite are exclusive (continue the run, or replace it)")
     _, shard_tokenizer = _shard_mask(data)
     model = import_hf(hf_dir)  # in memory: every shape from config.json, errors before anything is written
     config, mask_choice, identity = _with_mask(model.config, hf_dir, data, shard_tokenizer, check_tokenizer)
     model = _start_model(model, config)
-    name = f"{hf_dir.name}-cpt-{objective}{round(mask_ratio * 100)}-{steps}"
+    name = f"{hf_dir.resolve().name}-cpt-{objective}{round(mask_ratio * 100)}-{steps}"
     output = Path(output) if output is not None else Path("runs") / name
     init_dir = output / "init"
     reuse = resume and init_dir.is_dir()
@@ -328,7 +337,7 @@ def study_cpt_config(cpt, name: str, output_dir: str | Path, shards: Path | None
     from encoderlab.model.hf import _read_hf_config, model_config_from_hf
 
     hf_dir = Path(cpt.decoder)
-    _check_options(cpt.objective, cpt.steps)
+    _check_options(cpt.objective, cpt.steps, cpt.mask_ratio)
     if not hf_dir.is_dir():
         raise ConfigError(f"run {name!r}: cpt.decoder {hf_dir}: directory not found (a local Hugging Face decoder)")
     config = model_config_from_hf(_read_hf_config(hf_dir), str(hf_dir / "config.json"), name=hf_dir.name)
