@@ -301,3 +301,183 @@ def test_a_manifest_with_an_ill_typed_tokenizer_is_one_line(decoder, tmp_path, c
     capsys.readouterr()
     assert _cpt((decoder[0], shards), tmp_path / "run") == 2
     _one_line_error(capsys, words)
+
+
+# -- B. No silent defaults, nothing used before it is validated -----------------------------------------
+@pytest.mark.parametrize("extra, words", [
+    (["--seq-len", "0"], "argument --seq-len: expected a positive integer, got 0"),  # was: 512
+    (["--batch-tokens", "0"], "argument --batch-tokens: expected a positive integer, got 0"),  # was: 2,359,296
+    (["--mask-ratio", "1e-9"], "mask_ratio 1e-09 selects 1.3e-07 of the 128 tokens of a sequence"),  # was: loss 0
+    (["--mask-ratio", "inf"], "argument --mask-ratio: expected a finite number in (0, 1), got inf"),  # OverflowError
+    (["--mask-ratio", "nan"], "argument --mask-ratio: expected a finite number in (0, 1), got nan"),
+    (["--eval-lrs", "nan", "--evaluate", "toy-sentiment"], "cpt --eval-lrs: expected a finite number in (0, inf)"),
+    (["--eval-seeds", "0,0", "--evaluate", "toy-sentiment"], "cpt --eval-seeds: 0 is listed twice"),
+    (["--steps", "1"], None),  # was: blamed a warmup the user never set
+])
+def test_cpt_numbers_are_checked_before_anything_is_written(decoder, tmp_path, capsys, extra, words):
+    run = tmp_path / "run"
+    capsys.readouterr()
+    if words is None:
+        assert _cpt(decoder, run, *extra, steps="1") == 0, capsys.readouterr().err
+        return
+    assert _cpt(decoder, run, *extra) == 2
+    _one_line_error(capsys, words)
+    assert not run.exists()
+
+
+def _limited(code: str, limit: int) -> subprocess.CompletedProcess:
+    """``code`` in a process whose files may not grow past ``limit`` bytes (RLIMIT_FSIZE, SIGXFSZ
+    ignored: a write past it fails with EFBIG, as one on a full disk fails with ENOSPC)."""
+    prelude = ("import resource, signal, sys\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+               f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\nfrom encoderlab.cli import main\n")
+    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=300)
+
+
+def test_a_write_failure_inside_a_library_is_one_line_and_leaves_nothing_half_written(tiny_checkpoint, tmp_path):
+    out = tmp_path / "exported"
+    done = _limited(f"sys.exit(main(['export', {str(tiny_checkpoint)!r}, {str(out)!r}]))", 64_000)
+    lines = [line for line in done.stderr.splitlines() if line.strip() and "Writing model shards" not in line]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("encoderlab: error: "), done.stderr[-3000:]
+    assert "File too large" in lines[0] or "too large" in lines[0].lower(), lines[0]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half export
+    debug = _limited(f"sys.exit(main(['--debug', 'export', {str(tiny_checkpoint)!r}, {str(out)!r}]))", 64_000)
+    assert "Traceback" in debug.stderr  # --debug shows where it happened
+
+
+def test_a_full_disk_in_data_prepare_names_the_output(tiny_checkpoint, tmp_path):
+    out = tmp_path / "shards"
+    done = _limited(f"sys.exit(main(['data', 'prepare', 'toyworld', '--toyworld-documents', '3000', '--tokenizer', "
+                    f"{str(tiny_checkpoint)!r}, '-o', {str(out)!r}, '--no-progress']))", 40_000)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert lines[-1].startswith("encoderlab: error: ") and str(out) in lines[-1], lines[-1]
+    assert not out.exists()
+
+
+# -- E. Dry runs check what runs check ------------------------------------------------------------------
+STUDY = {"name": "s", "runs": [{"name": "parent", "preset": "tiny-clm"},
+                               {"name": "child", "preset": "tiny-clm",
+                                "overrides": ["init_from={study_dir}/runs/parent/checkpoints/step-000006"]}],
+         "evaluation": {"tasks": ["toy-sentiment"], "lrs": [1e-3], "seeds": [0]}}
+
+
+def _study(tmp_path, change) -> Path:
+    import copy
+
+    import yaml
+
+    spec = copy.deepcopy(STUDY)
+    change(spec)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _set(*keys, value):
+    def change(spec):
+        node = spec
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+    return change
+
+
+STUDY_BAD = {  # case -> (change, the error's words)
+    "a run that starts from itself": (
+        _set("runs", 1, "overrides", value=["init_from={study_dir}/runs/child/checkpoints/step-000006"]),
+        "a run cannot start from itself"),
+    "a run that starts from a run the study lacks": (
+        _set("runs", 1, "overrides", value=["init_from={study_dir}/runs/ghost/checkpoints/step-000006"]),
+        "names run 'ghost', which the study does not have"),
+    "a child listed before its parent": (lambda spec: spec["runs"].reverse(), "listed after it; list 'parent' first"),
+    "a cycle": (lambda spec: spec["runs"][0].update(
+        overrides=["init_from={study_dir}/runs/child/checkpoints/step-000006"]), "listed after it"),
+    "a NaN learning rate": (_set("evaluation", "lrs", value=[float("nan")]), "expected a finite number in (0, inf)"),
+    "a negative learning rate": (_set("evaluation", "lrs", value=[-1e-3]), "expected a finite number in (0, inf)"),
+    "no tasks": (_set("evaluation", "tasks", value=[]), "evaluation.tasks: expected at least one value"),
+    "no seeds": (_set("evaluation", "seeds", value=[]), "evaluation.seeds: expected at least one value"),
+    "a repeated seed": (_set("evaluation", "seeds", value=[0, 1, 0]), "evaluation.seeds: 0 is listed twice"),
+    "no toyworld documents": (_set("data", value={"toyworld_documents": 0}),
+                              "data.toyworld_documents: expected a positive integer, got 0"),
+    "a run compared with itself": (_set("comparisons", value=[["parent", "parent"]]), "two different runs"),
+    "repeated evaluate_steps": (_set("runs", 0, "evaluate_steps", value=[2, 2]), "evaluate_steps: 2 is listed twice"),
+    "a study name outside studies/": (_set("name", value="../escape"), "'../escape' is not a safe name"),
+    "a run name outside runs/": (_set("runs", 0, "name", value="../../escape"), "'../../escape' is not a safe name"),
+}
+
+
+@pytest.mark.parametrize("case", list(STUDY_BAD))
+def test_study_dry_runs_refuse_what_the_run_would(tmp_path, capsys, case):
+    change, words = STUDY_BAD[case]
+    ok = _study(tmp_path, lambda spec: None)
+    assert main(["study", "run", str(ok), "--dry-run", "--output", str(tmp_path / "out")]) == 0  # the unchanged spec
+    capsys.readouterr()
+    path = _study(tmp_path, change)
+    assert main(["study", "run", str(path), "--dry-run", "--output", str(tmp_path / "out")]) == 2
+    _one_line_error(capsys, words)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escape").exists()
+
+
+def test_a_study_cpt_run_needs_shards_of_its_decoders_tokenizer(decoder, tmp_path, capsys):
+    spec = {"name": "s", "data": {"source": "toyworld", "toyworld_documents": 400},
+            "runs": [{"name": "cpt", "cpt": {"decoder": str(decoder[0]), "steps": 4}}],
+            "evaluation": {"tasks": ["toy-sentiment"], "lrs": [1e-3], "seeds": [0]}}
+    import yaml
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    capsys.readouterr()
+    assert main(["study", "run", str(tmp_path / "s.yaml"), "--dry-run", "--output", str(tmp_path / "out")]) == 2
+    _one_line_error(capsys, "the study's shards would be made with a tokenizer trained on the corpus")
+
+
+def test_a_study_refuses_bad_evaluation_data_before_pretraining(tmp_path, capsys):
+    folder = _conll_folder(tmp_path / "conll", CONLL_IOB1)
+    spec = {"name": "s", "runs": [{"name": "clm", "preset": "tiny-clm"}],
+            "evaluation": {"tasks": ["conll2003"], "lrs": [1e-3], "seeds": [0], "data": {"conll2003": str(folder)}}}
+    import yaml
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    capsys.readouterr()
+    assert main(["study", "run", str(tmp_path / "s.yaml"), "--output", str(tmp_path / "out"), "--no-progress"]) == 2
+    _one_line_error(capsys, "train.txt:3: tag I-ORG follows the sentence start")
+    assert not (tmp_path / "out" / "runs").exists()  # nothing pretrained
+
+
+# -- F. YAML and names -----------------------------------------------------------------------------------
+def test_duplicate_yaml_keys_are_refused(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text("name: s\nruns:\n  - {name: clm, preset: tiny-clm}\nevaluation:\n  tasks: [toy-sentiment]\n"
+                    "  lrs: [0.001]\n  seeds: [0]\n  lrs: [0.002]\n")
+    assert main(["study", "run", str(path), "--dry-run", "--output", str(tmp_path / "out")]) == 2
+    _one_line_error(capsys, "key 'lrs' appears twice in one mapping (lines 6 and 8)")
+    run = tmp_path / "run.yaml"
+    import yaml
+
+    from encoderlab.training import run_preset
+
+    text = yaml.safe_dump(run_preset("tiny-clm").to_dict(), sort_keys=False)
+    run.write_text(text + "schedule: {lr: 0.1, warmup_steps: 1, decay_steps: 1, final_lr: 0.0}\n")
+    assert main(["pretrain", str(run), "--output", str(tmp_path / "r")]) == 2
+    _one_line_error(capsys, "key 'schedule' appears twice")
+    assert not (tmp_path / "r").exists()
+
+
+# -- G. Messages that name the input ---------------------------------------------------------------------
+def test_messages_name_the_input(decoder, tmp_path, capsys):
+    shards = _copy(decoder[1], tmp_path / "shards")
+    (shards / "manifest.json").write_text('{"tokenizer": ')  # corrupt
+    assert _cpt((decoder[0], shards), tmp_path / "run") == 2
+    _one_line_error(capsys, f"{shards / 'manifest.json'}: not a readable shard manifest")
+    assert main(["model", "info", str(decoder[0])]) == 0  # a Hugging Face directory: its config
+    assert "2 layers, hidden 64" in capsys.readouterr().out
+    assert main(["model", "info", str(tmp_path / "nothing")]) == 2
+    _one_line_error(capsys, f"{tmp_path / 'nothing'}: no such file or directory")
+    assert main(["pretrain", "tiny-clm", "name=", "--output", str(tmp_path / "r")]) == 2
+    _one_line_error(capsys, "override 'name=': no value after '='")
+    if Path("/proc").is_dir():  # a read-only location (root may write anywhere a permission bit forbids)
+        from encoderlab.evaluation.store import ResultsStore
+
+        with pytest.raises(OSError, match=r"/proc/encoderlab-results.sqlite: cannot write the results database here "
+                                          r".* /proc must be a writable folder"):
+            ResultsStore("/proc/encoderlab-results.sqlite")

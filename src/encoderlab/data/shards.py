@@ -310,8 +310,12 @@ def prepare(
         _commit(staging, output_dir)
     except BaseException as err:
         _remove_temporaries(staging)
-        if _discards_staging(err):
+        discarded = _discards_staging(err)
+        if discarded:
             shutil.rmtree(created, ignore_errors=True)
+        if isinstance(err, OSError) and err.filename is None:  # numpy/tokenizer writes name no file: name the output
+            raise OSError(err.errno, f"{err.strerror or err} while writing the shards of {output_dir}"
+                          + ("; nothing was kept" if discarded else "; rerun to resume"), str(staging)) from err
         raise
     finally:
         if bar is not None:

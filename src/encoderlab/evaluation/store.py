@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -143,9 +142,8 @@ class ResultsStore:
         except sqlite3.OperationalError as err:  # a read-only file or folder, a missing folder, a full disk
             folder = self.path.parent
             raise OSError(f"{self.path}: cannot write the results database here ({err}); SQLite writes the file and "
-                          f"{self.path.name}-wal / -shm beside it, so {folder} must exist and be writable "
-                          f"(exists: {folder.is_dir()}, writable: {os.access(folder, os.W_OK)}); give --results a "
-                          "writable location") from None
+                          f"{self.path.name}-wal / -shm beside it, so {folder} must be a writable folder; give "
+                          "--results a writable location") from None
         except sqlite3.DatabaseError as err:
             raise ValueError(f"{self.path}: not a usable encoderlab results database ({err})") from None
 
