@@ -481,3 +481,22 @@ def test_messages_name_the_input(decoder, tmp_path, capsys):
         with pytest.raises(OSError, match=r"/proc/encoderlab-results.sqlite: cannot write the results database here "
                                           r".* /proc must be a writable folder"):
             ResultsStore("/proc/encoderlab-results.sqlite")
+
+
+def test_a_checkpoint_whose_tokenizer_files_were_swapped_is_refused_at_evaluation(decoder, tiny_checkpoint, tmp_path,
+                                                                                  capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    assert _cpt(decoder, run) == 0
+    checkpoint = run / "checkpoints" / "step-000004"
+    recorded = json.loads((checkpoint / "config.json").read_text())["tokenizer"]
+    assert recorded["fingerprint"] == json.loads((decoder[1] / "manifest.json").read_text())["tokenizer"]["fingerprint"]
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy2(tiny_checkpoint / name, checkpoint / name)  # another tokenizer's files
+    capsys.readouterr()
+    assert main(["evaluate", str(checkpoint), "--tasks", "toy-sentiment", "--lrs", "1e-3", "--seeds", "0",
+                 "--max-steps", "2", "--results", str(tmp_path / "r.sqlite"), "--no-progress"]) == 2
+    _one_line_error(capsys, f"{checkpoint}: its tokenizer files (fingerprint", "are not the tokenizer the model was "
+                    f"trained with ({recorded['name']!r}, fingerprint {recorded['fingerprint']})")
+    assert not (tmp_path / "r.sqlite").exists()

@@ -73,6 +73,7 @@ class Backbone(nn.Module):
         if self.native:
             from encoderlab.model import load_checkpoint
 
+            _check_tokenizer_identity(folder, hf)
             self.model = load_checkpoint(path)
             self.kind = "encoderlab"
         elif hf.get("model_type") in IMPORTABLE_MODEL_TYPES:
@@ -125,6 +126,35 @@ class Backbone(nn.Module):
     def encode_many(self, texts: list[str]) -> list[list[int]]:
         """``encode`` of each text, in one tokenizer call (a fast tokenizer batches them in Rust)."""
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+
+
+def check_model_dir(path: str | Path) -> None:
+    """What a Backbone of ``path`` would refuse about its files, checked without loading weights:
+    tokenizer files present, and for an encoderlab checkpoint the tokenizer it was trained with."""
+    from encoderlab.data.tokenizer import check_tokenizer_files
+    from encoderlab.model.checkpoint import CHECKPOINT_FORMAT
+
+    folder = Path(path)
+    meta = _hf_config(folder)
+    check_tokenizer_files(folder, "model")
+    if meta.get("format") == CHECKPOINT_FORMAT:
+        _check_tokenizer_identity(folder, meta)
+
+
+def _check_tokenizer_identity(folder: Path, meta: dict) -> None:
+    """A checkpoint that records the fingerprint of the tokenizer it was trained with (training
+    checkpoints do, from the shards' manifest) is refused when the tokenizer files beside it are
+    another tokenizer's: its ids would index the wrong embedding rows, silently."""
+    recorded = (meta.get("tokenizer") or {}).get("fingerprint")
+    if not recorded:
+        return
+    from encoderlab.data.tokenizer import load_tokenizer, tokenizer_info
+
+    found = tokenizer_info(load_tokenizer(str(folder)), str(folder))["fingerprint"]
+    if found != recorded:
+        raise ConfigError(f"{folder}: its tokenizer files (fingerprint {found}) are not the tokenizer the model was "
+                          f"trained with ({meta['tokenizer'].get('name')!r}, fingerprint {recorded}); put the original "
+                          "tokenizer files back")
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

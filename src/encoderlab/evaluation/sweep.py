@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 import encoderlab
+from encoderlab.evaluation.backbone import check_model_dir
 from encoderlab.evaluation.finetune import FeatureCache, FinetuneConfig, finetune_many
 from encoderlab.evaluation.pool import RunGroup, check_workers, run_parallel, threads_per_worker
 from encoderlab.evaluation.protocol import precision_of, protocol_id, protocol_identity
@@ -56,6 +57,7 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
     elif workers == 1:
         torch.set_num_threads(threads)
     fingerprint = model_fingerprint(_weights_dir(model))
+    check_model_dir(model)  # a model the runs would refuse is refused before the results database is touched
     for name in tasks:
         if get_task(name).type == "qa":  # impossible QA windows fail before any work
             config.check_qa_windows(config.max_length)

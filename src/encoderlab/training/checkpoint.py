@@ -79,7 +79,7 @@ def checkpoint_name(step: int) -> str:
 
 def save_training_checkpoint(
     directory: Path, model_state: dict[str, torch.Tensor], model_config: ModelConfig, optimizer_state: dict,
-    state: TrainingState, tokenizer_dir: Path | None = None,
+    state: TrainingState, tokenizer_dir: Path | None = None, tokenizer: dict | None = None,
 ) -> Path:
     """Writes checkpoint ``step-N`` atomically, then points ``latest`` at it.
 
@@ -88,6 +88,8 @@ def save_training_checkpoint(
     """
     target = directory / checkpoint_name(state.step)
     meta = {"format": CHECKPOINT_FORMAT, "encoderlab_version": encoderlab.__version__, "model": model_config.to_dict()}
+    if tokenizer_dir is not None and tokenizer is not None:  # the identity of the tokenizer files it carries
+        meta["tokenizer"] = {k: tokenizer.get(k) for k in ("name", "fingerprint", "vocab_size")}
     from safetensors.torch import save_file
 
     previous = latest_checkpoint(directory)

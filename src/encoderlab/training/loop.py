@@ -289,7 +289,8 @@ class Trainer:
                                   run_config=self.config.to_dict(), kept=kept)
             try:
                 path = save_training_checkpoint(self.checkpoint_dir, model_state, self.config.model, optimizer_state,
-                                                state, tokenizer_dir=self.tokenizer_dir)
+                                                state, tokenizer_dir=self.tokenizer_dir,
+                                                tokenizer=getattr(self.source, "manifest", {}).get("tokenizer"))
                 rotate_checkpoints(self.checkpoint_dir, self.config.keep_last)
             except Exception as err:  # noqa: BLE001 (re-raised below, once every rank knows)
                 error = err  # every rank stops, instead of the others waiting at a barrier for ever
