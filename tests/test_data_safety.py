@@ -13,19 +13,11 @@ import pytest
 from encoderlab.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cpt import _decoder, _prepare  # noqa: E402
+from test_cpt import qwen3  # noqa: E402,F401 - the fixture: a tiny Qwen3 and shards of its tokenizer
 
 
-@pytest.fixture(scope="module")
-def decoder(tmp_path_factory):
-    where = tmp_path_factory.mktemp("decoder")
-    _decoder(where / "qwen3")
-    _prepare(where / "qwen3", where / "shards")
-    return where / "qwen3", where / "shards"
-
-
-def _cpt(decoder, output, *more, steps="4"):
-    hf_dir, shards = decoder
+def _cpt(qwen3, output, *more, steps="4"):
+    hf_dir, shards = qwen3
     return main(["cpt", str(hf_dir), "--data", str(shards), "--steps", steps, "--seq-len", "128", "--batch-tokens",
                  "1024", "--output", str(output), "--no-progress", *more])
 
@@ -46,9 +38,9 @@ def _one_line_error(capsys, *words):
 
 
 # -- A. Destructive work before the lock ------------------------------------------------------------
-def test_overwrite_of_a_live_cpt_run_is_refused_naming_its_holder(decoder, tmp_path, capsys):
+def test_overwrite_of_a_live_cpt_run_is_refused_naming_its_holder(qwen3, tmp_path, capsys):
     run = tmp_path / "run"
-    assert _cpt(decoder, run) == 0
+    assert _cpt(qwen3, run) == 0
     before = _listing(run)
     holder = subprocess.Popen(  # a real process holding the run, as a cpt that trains there does
         [sys.executable, "-c", textwrap.dedent(f"""
@@ -61,7 +53,7 @@ def test_overwrite_of_a_live_cpt_run_is_refused_naming_its_holder(decoder, tmp_p
     try:
         assert holder.stdout.readline().strip() == "held"
         capsys.readouterr()
-        assert _cpt(decoder, run, "--overwrite") == 2
+        assert _cpt(qwen3, run, "--overwrite") == 2
         _one_line_error(capsys, f"{run}: in use by pid {holder.pid}")
         after = _listing(run)
         assert {k: v for k, v in after.items() if k != "run.lock"} == {
@@ -71,15 +63,15 @@ def test_overwrite_of_a_live_cpt_run_is_refused_naming_its_holder(decoder, tmp_p
         holder.wait()
 
 
-def test_overwrite_removes_only_what_the_previous_run_wrote(decoder, tmp_path, capsys):
+def test_overwrite_removes_only_what_the_previous_run_wrote(qwen3, tmp_path, capsys):
     run = tmp_path / "run"
-    assert _cpt(decoder, run, "--evaluate", "toy-sentiment", "--eval-lrs", "1e-3", "--eval-seeds", "0",
+    assert _cpt(qwen3, run, "--evaluate", "toy-sentiment", "--eval-lrs", "1e-3", "--eval-seeds", "0",
                 "--eval-set", "max_steps=2") == 0
     (run / "my_notes.txt").write_text("mine\n")
     results = (run / "results.sqlite").read_bytes()
     old_metrics = (run / "metrics.jsonl").read_text()
     capsys.readouterr()
-    assert _cpt(decoder, run, "--overwrite", steps="2") == 0
+    assert _cpt(qwen3, run, "--overwrite", steps="2") == 0
     out = capsys.readouterr().out
     assert "kept my_notes.txt, results.sqlite (not written by the run)" in out, out
     assert (run / "my_notes.txt").read_text() == "mine\n" and (run / "results.sqlite").read_bytes() == results
@@ -101,19 +93,19 @@ def test_pretrain_overwrite_keeps_files_it_did_not_write(tmp_path, capsys):
     assert (run / "tensorboard-notes.md").read_text() == "mine\n"
 
 
-def test_resume_with_nothing_to_resume_leaves_nothing_and_the_fresh_command_then_runs(decoder, tmp_path, capsys):
+def test_resume_with_nothing_to_resume_leaves_nothing_and_the_fresh_command_then_runs(qwen3, tmp_path, capsys):
     run = tmp_path / "run"
-    assert _cpt(decoder, run, "--resume") == 2
+    assert _cpt(qwen3, run, "--resume") == 2
     _one_line_error(capsys, f"cpt --resume: nothing to resume in {run} (no complete checkpoint)")
     assert not run.exists()
-    assert _cpt(decoder, run) == 0
+    assert _cpt(qwen3, run) == 0
 
 
-def test_a_cpt_interrupted_before_its_first_checkpoint_leaves_the_folder_as_it_found_it(decoder, tmp_path, capsys):
+def test_a_cpt_interrupted_before_its_first_checkpoint_leaves_the_folder_as_it_found_it(qwen3, tmp_path, capsys):
     import signal
     import time
 
-    hf_dir, shards = decoder
+    hf_dir, shards = qwen3
     run = tmp_path / "run"
     run.mkdir()
     (run / "my_notes.txt").write_text("mine\n")
@@ -130,7 +122,7 @@ def test_a_cpt_interrupted_before_its_first_checkpoint_leaves_the_folder_as_it_f
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0, err
     assert _listing(run) == before  # the start, metrics, manifest and lock it wrote are gone
-    assert _cpt(decoder, run) == 0  # and the fresh command runs
+    assert _cpt(qwen3, run) == 0  # and the fresh command runs
 
 
 def test_overwrite_never_replaces_a_folder_holding_files_the_output_would_not_have(tiny_checkpoint, tmp_path, capsys):
@@ -264,28 +256,28 @@ def _copy(source: Path, target: Path) -> Path:
     return target
 
 
-def test_shards_of_another_tokenizer_are_refused_without_their_tokenizer_folder(decoder, tmp_path, capsys):
+def test_shards_of_another_tokenizer_are_refused_without_their_tokenizer_folder(qwen3, tmp_path, capsys):
     from test_cpt import _other_tokenizer_shards
 
-    other = _copy(_other_tokenizer_shards(tmp_path, decoder[0]), tmp_path / "other-bare")
+    other = _copy(_other_tokenizer_shards(tmp_path, qwen3[0]), tmp_path / "other-bare")
     import shutil
 
     shutil.rmtree(other / "tokenizer")  # only the manifest's fingerprint says which tokenizer made them
     capsys.readouterr()
-    assert _cpt((decoder[0], other), tmp_path / "run") == 2
+    assert _cpt((qwen3[0], other), tmp_path / "run") == 2
     _one_line_error(capsys, "the shards' tokenizer", "is not the decoder's (fingerprint")
     assert not (tmp_path / "run").exists()
 
 
-def test_a_decoder_without_tokenizer_files_needs_the_users_word(decoder, tmp_path, capsys):
-    hf_dir = _copy(decoder[0], tmp_path / "bare")
+def test_a_decoder_without_tokenizer_files_needs_the_users_word(qwen3, tmp_path, capsys):
+    hf_dir = _copy(qwen3[0], tmp_path / "bare")
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (hf_dir / name).unlink(missing_ok=True)
     capsys.readouterr()
-    assert _cpt((hf_dir, decoder[1]), tmp_path / "run") == 2
+    assert _cpt((hf_dir, qwen3[1]), tmp_path / "run") == 2
     _one_line_error(capsys, "cannot establish that the shards were made with", "--skip-tokenizer-check")
     assert not (tmp_path / "run").exists()
-    assert _cpt((hf_dir, decoder[1]), tmp_path / "run", "--skip-tokenizer-check") == 0
+    assert _cpt((hf_dir, qwen3[1]), tmp_path / "run", "--skip-tokenizer-check") == 0
     assert json.loads((tmp_path / "run" / "cpt.json").read_text())["tokenizer_identity"].startswith("not checked (")
 
 
@@ -293,13 +285,13 @@ def test_a_decoder_without_tokenizer_files_needs_the_users_word(decoder, tmp_pat
     (["a", "list"], "expected a 'tokenizer' mapping"),
     ({"mask_token_id": "5", "fingerprint": "x"}, "records no usable mask token id (got '5')"),
 ])
-def test_a_manifest_with_an_ill_typed_tokenizer_is_one_line(decoder, tmp_path, capsys, tokenizer, words):
-    shards = _copy(decoder[1], tmp_path / "shards")
+def test_a_manifest_with_an_ill_typed_tokenizer_is_one_line(qwen3, tmp_path, capsys, tokenizer, words):
+    shards = _copy(qwen3[1], tmp_path / "shards")
     manifest = json.loads((shards / "manifest.json").read_text())
     manifest["tokenizer"] = tokenizer
     (shards / "manifest.json").write_text(json.dumps(manifest))
     capsys.readouterr()
-    assert _cpt((decoder[0], shards), tmp_path / "run") == 2
+    assert _cpt((qwen3[0], shards), tmp_path / "run") == 2
     _one_line_error(capsys, words)
 
 
@@ -314,13 +306,13 @@ def test_a_manifest_with_an_ill_typed_tokenizer_is_one_line(decoder, tmp_path, c
     (["--eval-seeds", "0,0", "--evaluate", "toy-sentiment"], "cpt --eval-seeds: 0 is listed twice"),
     (["--steps", "1"], None),  # was: blamed a warmup the user never set
 ])
-def test_cpt_numbers_are_checked_before_anything_is_written(decoder, tmp_path, capsys, extra, words):
+def test_cpt_numbers_are_checked_before_anything_is_written(qwen3, tmp_path, capsys, extra, words):
     run = tmp_path / "run"
     capsys.readouterr()
     if words is None:
-        assert _cpt(decoder, run, *extra, steps="1") == 0, capsys.readouterr().err
+        assert _cpt(qwen3, run, *extra, steps="1") == 0, capsys.readouterr().err
         return
-    assert _cpt(decoder, run, *extra) == 2
+    assert _cpt(qwen3, run, *extra) == 2
     _one_line_error(capsys, words)
     assert not run.exists()
 
@@ -419,9 +411,9 @@ def test_study_dry_runs_refuse_what_the_run_would(tmp_path, capsys, case):
     assert not (tmp_path / "out").exists() and not (tmp_path / "escape").exists()
 
 
-def test_a_study_cpt_run_needs_shards_of_its_decoders_tokenizer(decoder, tmp_path, capsys):
+def test_a_study_cpt_run_needs_shards_of_its_decoders_tokenizer(qwen3, tmp_path, capsys):
     spec = {"name": "s", "data": {"source": "toyworld", "toyworld_documents": 400},
-            "runs": [{"name": "cpt", "cpt": {"decoder": str(decoder[0]), "steps": 4}}],
+            "runs": [{"name": "cpt", "cpt": {"decoder": str(qwen3[0]), "steps": 4}}],
             "evaluation": {"tasks": ["toy-sentiment"], "lrs": [1e-3], "seeds": [0]}}
     import yaml
 
@@ -464,12 +456,12 @@ def test_duplicate_yaml_keys_are_refused(tmp_path, capsys):
 
 
 # -- G. Messages that name the input ---------------------------------------------------------------------
-def test_messages_name_the_input(decoder, tmp_path, capsys):
-    shards = _copy(decoder[1], tmp_path / "shards")
+def test_messages_name_the_input(qwen3, tmp_path, capsys):
+    shards = _copy(qwen3[1], tmp_path / "shards")
     (shards / "manifest.json").write_text('{"tokenizer": ')  # corrupt
-    assert _cpt((decoder[0], shards), tmp_path / "run") == 2
+    assert _cpt((qwen3[0], shards), tmp_path / "run") == 2
     _one_line_error(capsys, f"{shards / 'manifest.json'}: not a readable shard manifest")
-    assert main(["model", "info", str(decoder[0])]) == 0  # a Hugging Face directory: its config
+    assert main(["model", "info", str(qwen3[0])]) == 0  # a Hugging Face directory: its config
     assert "2 layers, hidden 64" in capsys.readouterr().out
     assert main(["model", "info", str(tmp_path / "nothing")]) == 2
     _one_line_error(capsys, f"{tmp_path / 'nothing'}: no such file or directory")
@@ -483,15 +475,15 @@ def test_messages_name_the_input(decoder, tmp_path, capsys):
             ResultsStore("/proc/encoderlab-results.sqlite")
 
 
-def test_a_checkpoint_whose_tokenizer_files_were_swapped_is_refused_at_evaluation(decoder, tiny_checkpoint, tmp_path,
+def test_a_checkpoint_whose_tokenizer_files_were_swapped_is_refused_at_evaluation(qwen3, tiny_checkpoint, tmp_path,
                                                                                   capsys):
     import shutil
 
     run = tmp_path / "run"
-    assert _cpt(decoder, run) == 0
+    assert _cpt(qwen3, run) == 0
     checkpoint = run / "checkpoints" / "step-000004"
     recorded = json.loads((checkpoint / "config.json").read_text())["tokenizer"]
-    assert recorded["fingerprint"] == json.loads((decoder[1] / "manifest.json").read_text())["tokenizer"]["fingerprint"]
+    assert recorded["fingerprint"] == json.loads((qwen3[1] / "manifest.json").read_text())["tokenizer"]["fingerprint"]
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy2(tiny_checkpoint / name, checkpoint / name)  # another tokenizer's files
     capsys.readouterr()
