@@ -492,3 +492,24 @@ def test_a_checkpoint_whose_tokenizer_files_were_swapped_is_refused_at_evaluatio
     _one_line_error(capsys, f"{checkpoint}: its tokenizer files (fingerprint", "are not the tokenizer the model was "
                     f"trained with ({recorded['name']!r}, fingerprint {recorded['fingerprint']})")
     assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_a_second_data_prepare_of_the_same_folder_is_refused_while_the_first_writes(tiny_checkpoint, tmp_path, capsys):
+    import time
+
+    out = tmp_path / "shards"
+    argv = ["data", "prepare", "toyworld", "--toyworld-documents", "60000", "--tokenizer", str(tiny_checkpoint), "-o",
+            str(out), "--no-progress"]
+    first = subprocess.Popen([sys.executable, "-m", "encoderlab.cli", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / ".shards.prepare.lock"
+    deadline = time.monotonic() + 120
+    while not (lock.is_file() and lock.read_text().startswith("pid ")):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    capsys.readouterr()
+    assert main(argv) == 2  # was: resumed from the first's staged manifest while the first still wrote it
+    _one_line_error(capsys, f"{out}: another `encoderlab data prepare` is writing it (pid {first.pid} on host")
+    assert first.wait(timeout=600) == 0, first.communicate()
+    assert json.loads((out / "manifest.json").read_text())["complete"] and not lock.exists()
+    assert main(argv) == 0  # the same settings: the finished folder is reused

@@ -234,7 +234,58 @@ def _discards_staging(err: BaseException) -> bool:
     return isinstance(err, ValueError) or (isinstance(err, OSError) and err.errno in _DISCARD_ERRNOS)
 
 
-def prepare(
+@contextlib.contextmanager
+def preparation_lock(output_dir: Path, wait: bool = False):
+    """One ``data prepare`` per output folder at a time: a ``flock`` on ``.<name>.prepare.lock``
+    beside it (released by the kernel when the process dies). A second preparation would resume
+    from the first's staged manifest while the first still writes it, or delete its staging
+    folder. ``wait``: block until the holder is done (a study); else refuse, naming the holder."""
+    import fcntl
+
+    target = Path(output_dir).resolve()
+    created = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = target.with_name(f".{target.name}.prepare.lock")
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ConfigError(f"{output_dir}: another `encoderlab data prepare` is writing it ({holder}); wait for it "
+                              "to finish (its result is then reused) or stop it") from None
+        except OSError:  # a filesystem without flock: nothing to hold
+            pass
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not a file its previous holder unlinked while this process waited on it
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {os.uname().nodename}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+        for directory in created:  # folders made only for the lock, left empty by a refused preparation
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
+def prepare(source: SourceConfig, tokenizer, tokenizer_name: str, output_dir: str | Path, *, wait: bool = False,
+            **options) -> dict:
+    """:func:`prepare_unlocked` under :func:`preparation_lock` (``wait``: for a running preparation
+    of the same folder to end, then reuse or resume it)."""
+    with preparation_lock(Path(output_dir), wait=wait):
+        return prepare_unlocked(source, tokenizer, tokenizer_name, output_dir, **options)
+
+
+def prepare_unlocked(
     source: SourceConfig,
     tokenizer,
     tokenizer_name: str,

@@ -44,7 +44,7 @@ def prepare_study_data(spec: StudySpec, progress: bool) -> Path | None:
     tokenizer, name, origin = tokenizer_for_shards(shards, name=spec.data.tokenizer,
                                                    train_vocab=spec.data.train_tokenizer_vocab,
                                                    documents=iter_documents(source))
-    prepare(source, tokenizer, name, shards, mask_origin=origin, progress=progress)
+    prepare(source, tokenizer, name, shards, mask_origin=origin, progress=progress, wait=True)
     return shards
 
 
