@@ -513,3 +513,18 @@ def test_a_second_data_prepare_of_the_same_folder_is_refused_while_the_first_wri
     assert first.wait(timeout=600) == 0, first.communicate()
     assert json.loads((out / "manifest.json").read_text())["complete"] and not lock.exists()
     assert main(argv) == 0  # the same settings: the finished folder is reused
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--data", "sst2=a", "--data", "sst2=b", "--tasks", "sst2"], "task 'sst2' is given twice (a and b)"),
+    (["--set", "adam_beta2=0.99", "--set", "adam_beta2=0.999"], "adam_beta2 is set twice on this command line"),
+    (["--max-steps", "5", "--set", "max_steps=6"], "max_steps is set twice on this command line"),
+    (["--tasks", "toy-sentiment,toy-sentiment"], "evaluate --tasks: 'toy-sentiment' is listed twice"),
+    (["--seeds", "0,1,0"], "evaluate --seeds: 0 is listed twice"),
+])
+def test_evaluate_refuses_a_setting_given_twice(tiny_checkpoint, tmp_path, capsys, extra, words):
+    capsys.readouterr()
+    assert main(["evaluate", str(tiny_checkpoint), "--results", str(tmp_path / "r.sqlite"), "--no-progress",
+                 *extra]) == 2
+    _one_line_error(capsys, words)
+    assert not (tmp_path / "r.sqlite").exists()

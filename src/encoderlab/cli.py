@@ -224,11 +224,16 @@ def finetune_config_from_args(args: argparse.Namespace):
               "max_eval_examples": args.max_eval_examples, "attention": args.attention}
     values = {k: v for k, v in values.items() if v is not None}
     strings = {f.name for f in dataclasses.fields(FinetuneConfig) if f.type in (str, "str")}
+    given: set[str] = set()
     for item in args.set or []:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. --set adam_beta2=0.999)")
         key, raw = item.split("=", 1)
         key = key.strip()
+        if key in given or key in values:
+            raise ConfigError(f"--set {item!r}: {key} is set twice on this command line (by a flag or another "
+                              "--set); keep one")
+        given.add(key)
         textual = key in strings and not raw.strip().startswith(("'", '"'))
         values[key] = raw if textual or not raw.strip() else yaml.safe_load(raw)  # prefixes keep ': ' and spaces
     return from_dict(FinetuneConfig, values, where="fine-tuning protocol")
@@ -260,6 +265,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if "=" not in item:
             raise ConfigError(f"--data {item!r}: expected TASK=DIRECTORY")
         task, directory = item.split("=", 1)
+        if task in local_dirs:
+            raise ConfigError(f"--data {item!r}: task {task!r} is given twice ({local_dirs[task]} and {directory})")
         local_dirs[task] = directory
     config = finetune_config_from_args(args)
     rows = run_sweep(args.model, tasks, lrs, seeds, args.results, config, local_dirs=local_dirs,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
@@ -64,6 +65,10 @@ class FinetuneConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"fine-tuning config: {name} must be a positive integer, got {value!r}")
+        for item in fields(self):  # NaN passes every comparison below, so it is refused first
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"fine-tuning config: {item.name} must be a finite number, got {value!r}")
         if self.max_eval_examples is not None and self.max_eval_examples <= 0:
             raise ConfigError(f"fine-tuning config: max_eval_examples must be positive or unset, "
                               f"got {self.max_eval_examples}")
