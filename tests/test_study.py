@@ -49,7 +49,7 @@ def finished_study(tmp_path_factory):
 def test_spec_validation(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SPEC.replace("comparisons: [[MLM, CLM]]", "comparisons: [[MLM, BERT]]"))
-    with pytest.raises(ConfigError, match=r"comparison \['MLM', 'BERT'\] must name two runs"):
+    with pytest.raises(ConfigError, match=r"comparison \['MLM', 'BERT'\] must name two different runs"):
         load_study(str(bad))
     typo = tmp_path / "typo.yaml"
     typo.write_text(SPEC.replace("max_steps: 3", "max_step: 3"))
