@@ -16,88 +16,6 @@ from encoderlab.threads import add_threads_argument, workers_argument
 from encoderlab.validate import NONNEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, parse_grid, unique
 
 
-def _model_config(spec: str, overrides: list[str] | None = None):
-    """A model config from a preset name or a YAML file, with ``key=value`` overrides."""
-    import yaml
-
-    from encoderlab.model import ModelConfig
-
-    changes = {}
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        changes[key] = yaml.safe_load(value)
-    if Path(spec).is_dir():  # an encoderlab checkpoint or a Hugging Face model directory
-        config = _directory_model_config(Path(spec))
-        return ModelConfig.from_dict({**config.to_dict(), **changes}, where=spec) if changes else config
-    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
-        config = ModelConfig.from_yaml(spec)
-        return ModelConfig.from_dict({**config.to_dict(), **changes}, where=spec) if changes else config
-    if "/" in spec or "\\" in spec:
-        raise ConfigError(f"{spec}: no such file or directory (expected a preset name, a model YAML file, an "
-                          "encoderlab checkpoint or a Hugging Face model directory)")
-    return ModelConfig.from_name(spec, **changes)
-
-
-def _directory_model_config(path: Path):
-    from encoderlab.model import ModelConfig
-    from encoderlab.model.checkpoint import CHECKPOINT_FORMAT, read_checkpoint_meta
-    from encoderlab.model.hf import _read_hf_config, model_config_from_hf
-
-    hf = _read_hf_config(path)  # names the directory when it has no (valid) config.json
-    if hf.get("format") == CHECKPOINT_FORMAT:
-        return ModelConfig.from_dict(read_checkpoint_meta(path)["model"], where=str(path))
-    return model_config_from_hf(hf, str(path / "config.json"), name=path.name)
-
-
-def cmd_model_list(args: argparse.Namespace) -> int:
-    from encoderlab.model import ModelConfig, preset_names
-
-    print(f"{'preset':<8} {'layers':>6} {'hidden':>6} {'heads':>5} {'kv':>3} {'mlp':>6} {'vocab':>7} {'params':>10}")
-    for name in preset_names():
-        c = ModelConfig.from_name(name)
-        print(
-            f"{name:<8} {c.num_layers:>6} {c.hidden_size:>6} {c.num_heads:>5} {c.num_kv_heads:>3} "
-            f"{c.intermediate_size:>6} {c.vocab_size:>7} {c.num_parameters() / 1e6:>9.1f}M"
-        )
-    return 0
-
-
-def cmd_model_info(args: argparse.Namespace) -> int:
-    config = _model_config(args.preset, args.set)
-    seq_len = args.seq_len or config.max_position_embeddings
-    info = {
-        "config": config.to_dict(),
-        "parameters": {
-            "blocks": config.num_block_parameters(),
-            "embedding": config.vocab_size * config.hidden_size,
-            "lm_head": config.vocab_size * config.hidden_size,
-            "body_and_embedding": config.num_parameters(include_head=False),
-            "total_with_head": config.num_parameters(include_head=True),
-        },
-        "train_flops_per_token": {
-            "seq_len": seq_len,
-            "clm": config.flops_per_token(seq_len, head_fraction=1.0),
-            "mlm_sparse_head_p0.3": config.flops_per_token(seq_len, head_fraction=0.3),
-            "mlm_sparse_head_p0.4": config.flops_per_token(seq_len, head_fraction=0.4),
-        },
-    }
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    p = info["parameters"]
-    print(f"preset {config.name}: {config.num_layers} layers, hidden {config.hidden_size}, "
-          f"{config.num_heads} heads ({config.num_kv_heads} kv, head dim {config.head_dim}), MLP {config.intermediate_size}, "
-          f"vocab {config.vocab_size}, max positions {config.max_position_embeddings}, RoPE theta {config.rope_theta:g}")
-    print(f"parameters: {p['body_and_embedding'] / 1e6:.1f}M body+embedding, "
-          f"{p['total_with_head'] / 1e6:.1f}M with the untied LM head (blocks {p['blocks'] / 1e6:.1f}M)")
-    f = info["train_flops_per_token"]
-    print(f"training FLOPs/token at T={seq_len}: CLM {f['clm'] / 1e9:.3f} G, "
-          f"MLM sparse head p=0.3 {f['mlm_sparse_head_p0.3'] / 1e9:.3f} G, p=0.4 {f['mlm_sparse_head_p0.4'] / 1e9:.3f} G")
-    return 0
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from encoderlab.model import export_hf
 
@@ -118,9 +36,10 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     """A short training run of a small model on random packed tokens, in both attention modes."""
     import torch
 
+    from encoderlab.cli_model import model_config
     from encoderlab.model import build_encoder, document_ids_from_lengths
 
-    config = _model_config(args.preset, args.set)
+    config = model_config(args.preset, args.set)
     torch.manual_seed(args.seed)
     model = build_encoder(config, seed=args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1)
@@ -388,21 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on an unexpected failure, print the whole traceback (default: one line)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     from encoderlab.cli_convert import add_convert_parser
+    from encoderlab.cli_model import add_model_parser
     from encoderlab.cli_cpt import add_cpt_parser
     from encoderlab.cli_study import add_study_parsers
 
-    model = commands.add_parser("model", help="model presets and their sizes")
-    model_commands = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
-    listing = model_commands.add_parser("list", help="list the model presets")
-    listing.set_defaults(func=cmd_model_list)
-    info = model_commands.add_parser("info", help="dimensions, parameter counts and FLOPs of a preset or YAML config")
-    info.add_argument("preset", help="preset name (see `encoderlab model list`), a model YAML file, an encoderlab "
-                                     "checkpoint or a Hugging Face model directory")
-    info.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
-    info.add_argument("--seq-len", type=POSITIVE_INT, default=None, help="sequence length for FLOPs (default: max positions)")
-    info.add_argument("--json", action="store_true", help="print JSON")
-    info.set_defaults(func=cmd_model_info)
-    model.set_defaults(func=lambda args: (model.print_help(), 0)[1])
+    add_model_parser(commands)  # encoderlab.cli_model: model list/info
 
     export = commands.add_parser(
         "export", help="export an encoderlab checkpoint to a Hugging Face or sentence-transformers format",

@@ -167,6 +167,8 @@ def export_hf(
     if target not in EXPORT_TARGETS:
         raise ValueError(f"export target: expected one of {EXPORT_TARGETS}, got {target!r}")
     if target == "sentence-transformers":
+        from encoderlab.model.st_export import export_sentence_transformers
+
         return export_sentence_transformers(checkpoint, output_dir, tokenizer_dir=tokenizer_dir, overwrite=overwrite)
     from transformers import EuroBertForMaskedLM, LlamaForCausalLM
 
@@ -193,6 +195,8 @@ def export_hf(
         if tokenizer_source is not None:
             copy_tokenizer_files(tokenizer_source, tmp)
             if target == "eurobert":
+                from encoderlab.model.st_export import frame_like_encoderlab
+
                 frame_like_encoderlab(tmp)
     return output_dir
 
@@ -204,98 +208,6 @@ def _check_exportable(model: Encoder, target: str) -> None:
             "decoder family), which no export target (eurobert, llama, sentence-transformers) can represent: "
             "transformers has no class that runs it bidirectionally; keep its encoderlab checkpoint as the "
             "evaluation path")
-
-
-def frame_like_encoderlab(directory: Path) -> None:
-    """Makes the tokenizer in ``directory`` add the special tokens encoderlab's evaluation frames
-    every text with (``[start] text [sep]``: cls or bos, then sep or eos;
-    ``encoderlab.evaluation.backbone.Backbone.frame``), so that transformers and sentence-transformers
-    users embed exactly what was evaluated. A tokenizer whose post-processor adds nothing (a trained
-    BPE, most decoders' tokenizers) would otherwise give the exported model other inputs. Checked
-    after writing: the exported tokenizer's ids must be the framed ids, or the export fails."""
-    from tokenizers import Tokenizer, processors
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(directory)
-    start = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
-    sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
-    single, pair, specials = "$A:0", "$A:0 $B:1", []
-    if start is not None:
-        token = tok.convert_ids_to_tokens(start)
-        single, pair, specials = f"{token}:0 {single}", f"{token}:0 $A:0", [(token, start)]
-    if sep is not None:
-        token = tok.convert_ids_to_tokens(sep)
-        single = f"{single} {token}:0"
-        pair = f"{pair} {token}:0 $B:1 {token}:1" if start is not None else f"$A:0 {token}:0 $B:1 {token}:1"
-        specials = [*specials, (token, sep)] if (token, sep) not in specials else specials
-    elif start is not None:
-        pair = f"{pair} $B:1"
-    backend = Tokenizer.from_file(str(directory / "tokenizer.json"))
-    backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
-    backend.save(str(directory / "tokenizer.json"))
-    config_path = directory / "tokenizer_config.json"
-    config = json.loads(config_path.read_text())
-    if "add_bos_token" in config or "add_eos_token" in config or "Llama" in str(config.get("tokenizer_class")):
-        # Llama-style tokenizer classes rebuild their post-processor from these flags when loaded
-        config.update(add_bos_token=start is not None, add_eos_token=sep is not None)
-        config_path.write_text(json.dumps(config, indent=2) + "\n")
-    check = AutoTokenizer.from_pretrained(directory)
-    text = "framing check: a b c"
-    plain = check(text, add_special_tokens=False)["input_ids"]
-    expected = ([start] if start is not None else []) + plain + ([sep] if sep is not None else [])
-    if check(text)["input_ids"] != expected:
-        raise CheckpointError(f"{directory}: the exported tokenizer frames texts as {check(text)['input_ids'][:3]}..., "
-                              f"not as encoderlab's evaluation does ({expected[:3]}...); the export would embed "
-                              "differently from the evaluation")
-
-
-def export_sentence_transformers(
-    checkpoint: str | Path | Encoder,
-    output_dir: str | Path,
-    *,
-    tokenizer_dir: str | Path | None = None,
-    overwrite: bool = False,
-    max_seq_length: int | None = None,
-) -> Path:
-    """A sentence-transformers model folder: the encoder as transformers' EuroBERT (bidirectional),
-    mean pooling, and the protocol's IR prefixes as prompts ``query`` / ``document``.
-
-    ``SentenceTransformer(path)`` loads it without remote code. A model of an imported decoder
-    family (q/k norms, biases, Gemma norms, ...) is refused: transformers has no class that runs
-    those architectures bidirectionally; its encoderlab checkpoint stays the evaluation path.
-    Needs the ``sentence-transformers`` package.
-    """
-    try:
-        from sentence_transformers import SentenceTransformer
-        try:  # sentence-transformers >= 6 moved the modules; the old path still imports, with a warning
-            from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-        except ImportError:
-            from sentence_transformers.models import Pooling, Transformer
-    except ImportError:
-        raise ValueError("export --target sentence-transformers needs the sentence-transformers package "
-                         "(pip install sentence-transformers)") from None
-    model = checkpoint if isinstance(checkpoint, Encoder) else load_checkpoint(checkpoint)
-    _check_exportable(model, "sentence-transformers")
-    if tokenizer_dir is None and not isinstance(checkpoint, Encoder):
-        tokenizer_dir = checkpoint if (Path(checkpoint) / "tokenizer_config.json").is_file() else None
-    if tokenizer_dir is None:
-        raise ValueError("export --target sentence-transformers: the checkpoint has no tokenizer files; pass --tokenizer")
-    output_dir = Path(output_dir)
-    with atomic_directory(output_dir, overwrite=overwrite) as tmp:
-        transformer_dir = export_hf(model, tmp / "eurobert", "eurobert", tokenizer_dir=tokenizer_dir)
-        length = min(max_seq_length or 2048, model.config.max_position_embeddings)
-        body = Transformer(str(transformer_dir), max_seq_length=length)
-        pooling = Pooling(model.config.hidden_size, pooling_mode="mean")
-        st_model = SentenceTransformer(modules=[body, pooling], prompts=dict(SENTENCE_TRANSFORMERS_PROMPTS),
-                                       similarity_fn_name="cosine", device="cpu")
-        st_model.save(str(tmp / "model"))
-        for item in (tmp / "model").iterdir():
-            item.rename(tmp / item.name)
-        (tmp / "model").rmdir()
-        import shutil
-
-        shutil.rmtree(tmp / "eurobert")
-    return output_dir
 
 
 def _read_hf_config(path: Path) -> dict:
@@ -528,4 +440,4 @@ def import_hf(
     return model
 
 
-__all__ = ["export_hf", "export_sentence_transformers", "import_hf", "to_hf_state_dict", "from_hf_state_dict", "model_config_from_hf"]
+__all__ = ["export_hf", "import_hf", "to_hf_state_dict", "from_hf_state_dict", "model_config_from_hf"]
