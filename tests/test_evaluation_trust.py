@@ -148,7 +148,7 @@ def test_default_max_length_is_the_models_positions(tiny_checkpoint):
 
 # -- 5. decoders: bidirectional through the native model, or causal only on request ------------------------
 def test_llama_export_is_evaluated_bidirectionally_like_its_source(tiny_checkpoint, tmp_path):
-    from encoderlab.model.hf import export_hf
+    from encoderlab.model.export import export_hf
 
     exported = export_hf(tiny_checkpoint, tmp_path / "llama", target="llama", tokenizer_dir=tiny_checkpoint)
     config = FinetuneConfig(max_steps=3, **SMALL)

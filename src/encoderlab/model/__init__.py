@@ -13,7 +13,8 @@ from encoderlab.model.attention import (
 from encoderlab.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from encoderlab.model.config import PRESETS, ModelConfig, preset_names
 from encoderlab.model.encoder import Encoder, EncoderOutput, build_encoder
-from encoderlab.model.hf import export_hf, import_hf
+from encoderlab.model.export import export_hf
+from encoderlab.model.hf import import_hf
 
 __all__ = [
     "PAD_DOCUMENT", "PRESETS", "CheckpointError", "Encoder", "EncoderOutput", "ModelConfig", "SequenceLayout",

@@ -9,7 +9,8 @@ paper's recommended start): Llama (SmolLM2 too), Mistral, Qwen2/2.5, Qwen3, Gemm
 (text) and OLMo 2. Their differences become fields of the one ``ModelConfig`` (see
 ``FAMILY_FIELDS``); a model that uses any of them has no EuroBERT/Llama export (transformers has
 no class that runs those architectures bidirectionally), so its native checkpoint is the
-evaluation path. Layout translation lives here, never in the model's forward.
+evaluation path. Layout translation lives here, never in the model's forward; the export commands
+that use it (and the sentence-transformers folder) are :mod:`encoderlab.model.export`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ from typing import Literal
 
 import torch
 
-from encoderlab.io import atomic_directory
 from encoderlab.model.checkpoint import (
     CheckpointError,
-    copy_tokenizer_files,
-    load_checkpoint,
     load_state_into,
     read_safetensors,
     save_checkpoint,
@@ -32,10 +30,8 @@ from encoderlab.model.checkpoint import (
 from encoderlab.model.config import ModelConfig
 from encoderlab.model.encoder import Encoder
 
-ExportTarget = Literal["eurobert", "llama", "sentence-transformers"]
-EXPORT_TARGETS = ("eurobert", "llama", "sentence-transformers")
+ExportTarget = Literal["eurobert", "llama"]  # the transformers classes; encoderlab.model.export adds sentence-transformers
 # The retrieval prefixes of the evaluation protocol (FinetuneConfig.query_prefix / document_prefix)
-SENTENCE_TRANSFORMERS_PROMPTS = {"query": "Query: ", "document": "Document: "}
 IMPORTABLE_MODEL_TYPES = ("eurobert", "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "olmo2")
 _GEMMA_TYPES = ("gemma2", "gemma3_text")
 # encoderlab norm name -> Hugging Face name, per norm placement (ModelConfig.block_norms)
@@ -152,62 +148,6 @@ def from_hf_state_dict(tensors: dict[str, torch.Tensor], config: ModelConfig, so
     if leftovers:
         raise CheckpointError(f"{source}: unexpected tensors for this architecture: {leftovers[:5]}")
     return out
-
-
-def export_hf(
-    checkpoint: str | Path | Encoder,
-    output_dir: str | Path,
-    target: ExportTarget = "eurobert",
-    *,
-    tokenizer_dir: str | Path | None = None,
-    overwrite: bool = False,
-    dtype: torch.dtype | None = None,
-) -> Path:
-    """Writes a transformers checkpoint (safetensors + config + tokenizer files) to ``output_dir``."""
-    if target not in EXPORT_TARGETS:
-        raise ValueError(f"export target: expected one of {EXPORT_TARGETS}, got {target!r}")
-    if target == "sentence-transformers":
-        from encoderlab.model.st_export import export_sentence_transformers
-
-        return export_sentence_transformers(checkpoint, output_dir, tokenizer_dir=tokenizer_dir, overwrite=overwrite)
-    from transformers import EuroBertForMaskedLM, LlamaForCausalLM
-
-    if isinstance(checkpoint, Encoder):
-        model = checkpoint
-        source_dir = None
-    else:
-        source_dir = Path(checkpoint)
-        model = load_checkpoint(source_dir)
-    _check_exportable(model, target)
-    hf_cls = EuroBertForMaskedLM if target == "eurobert" else LlamaForCausalLM
-    hf_config = _hf_config(model.config, target)
-    with torch.device("meta"):
-        hf_model = hf_cls(hf_config)
-    hf_model.load_state_dict(to_hf_state_dict(model), strict=True, assign=True)
-    if dtype is not None:
-        hf_model = hf_model.to(dtype)
-    tokenizer_source = tokenizer_dir
-    if tokenizer_source is None and source_dir is not None and (source_dir / "tokenizer_config.json").is_file():
-        tokenizer_source = source_dir
-    output_dir = Path(output_dir)
-    with atomic_directory(output_dir, overwrite=overwrite) as tmp:
-        hf_model.save_pretrained(tmp, safe_serialization=True)
-        if tokenizer_source is not None:
-            copy_tokenizer_files(tokenizer_source, tmp)
-            if target == "eurobert":
-                from encoderlab.model.st_export import frame_like_encoderlab
-
-                frame_like_encoderlab(tmp)
-    return output_dir
-
-
-def _check_exportable(model: Encoder, target: str) -> None:
-    if not model.config.is_paper_architecture:
-        raise ValueError(
-            f"export --target {target}: the model uses {', '.join(model.config.family_features())} (an imported "
-            "decoder family), which no export target (eurobert, llama, sentence-transformers) can represent: "
-            "transformers has no class that runs it bidirectionally; keep its encoderlab checkpoint as the "
-            "evaluation path")
 
 
 def _read_hf_config(path: Path) -> dict:
@@ -440,4 +380,4 @@ def import_hf(
     return model
 
 
-__all__ = ["export_hf", "import_hf", "to_hf_state_dict", "from_hf_state_dict", "model_config_from_hf"]
+__all__ = ["import_hf", "to_hf_state_dict", "from_hf_state_dict", "model_config_from_hf"]

@@ -1,15 +1,74 @@
-"""The sentence-transformers export, and the tokenizer framing every encoder export shares: an
-exported model must be given the same token ids as encoderlab's evaluation gives it."""
+"""Exports of an encoderlab checkpoint: transformers' EuroBERT (bidirectional) or Llama (decoder
+use), and a sentence-transformers folder. The encoder exports carry a tokenizer that frames texts
+as encoderlab's evaluation does, so an exported model is given the ids that were evaluated. The
+weight and config mapping is :mod:`encoderlab.model.hf`'s."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import torch
+
 from encoderlab.io import atomic_directory
-from encoderlab.model.checkpoint import CheckpointError, load_checkpoint
+from encoderlab.model.checkpoint import CheckpointError, copy_tokenizer_files, load_checkpoint
 from encoderlab.model.encoder import Encoder
-from encoderlab.model.hf import SENTENCE_TRANSFORMERS_PROMPTS, _check_exportable, export_hf
+from encoderlab.model.hf import _hf_config, to_hf_state_dict
+
+EXPORT_TARGETS = ("eurobert", "llama", "sentence-transformers")
+SENTENCE_TRANSFORMERS_PROMPTS = {"query": "Query: ", "document": "Document: "}
+
+
+def export_hf(
+    checkpoint: str | Path | Encoder,
+    output_dir: str | Path,
+    target: str = "eurobert",
+    *,
+    tokenizer_dir: str | Path | None = None,
+    overwrite: bool = False,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Writes a transformers checkpoint (safetensors + config + tokenizer files) to ``output_dir``."""
+    if target not in EXPORT_TARGETS:
+        raise ValueError(f"export target: expected one of {EXPORT_TARGETS}, got {target!r}")
+    if target == "sentence-transformers":
+        return export_sentence_transformers(checkpoint, output_dir, tokenizer_dir=tokenizer_dir, overwrite=overwrite)
+    from transformers import EuroBertForMaskedLM, LlamaForCausalLM
+
+    if isinstance(checkpoint, Encoder):
+        model = checkpoint
+        source_dir = None
+    else:
+        source_dir = Path(checkpoint)
+        model = load_checkpoint(source_dir)
+    _check_exportable(model, target)
+    hf_cls = EuroBertForMaskedLM if target == "eurobert" else LlamaForCausalLM
+    hf_config = _hf_config(model.config, target)
+    with torch.device("meta"):
+        hf_model = hf_cls(hf_config)
+    hf_model.load_state_dict(to_hf_state_dict(model), strict=True, assign=True)
+    if dtype is not None:
+        hf_model = hf_model.to(dtype)
+    tokenizer_source = tokenizer_dir
+    if tokenizer_source is None and source_dir is not None and (source_dir / "tokenizer_config.json").is_file():
+        tokenizer_source = source_dir
+    output_dir = Path(output_dir)
+    with atomic_directory(output_dir, overwrite=overwrite) as tmp:
+        hf_model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer_source is not None:
+            copy_tokenizer_files(tokenizer_source, tmp)
+            if target == "eurobert":
+                frame_like_encoderlab(tmp)
+    return output_dir
+
+
+def _check_exportable(model: Encoder, target: str) -> None:
+    if not model.config.is_paper_architecture:
+        raise ValueError(
+            f"export --target {target}: the model uses {', '.join(model.config.family_features())} (an imported "
+            "decoder family), which no export target (eurobert, llama, sentence-transformers) can represent: "
+            "transformers has no class that runs it bidirectionally; keep its encoderlab checkpoint as the "
+            "evaluation path")
 
 
 def frame_like_encoderlab(directory: Path) -> None:
