@@ -149,7 +149,7 @@ def cmd_cpt(args: argparse.Namespace) -> int:
             try:
                 existed = plan.output.exists()
                 lock = RunLock(plan.output).acquire()
-                _write_start(plan, existed)
+                _write_start(plan)
             except Exception as err:  # noqa: BLE001
                 error = err
         _agree(ctx, error)
@@ -179,15 +179,13 @@ def cmd_cpt(args: argparse.Namespace) -> int:
             lock.release()
 
 
-def _write_start(plan, existed: bool) -> None:
+def _write_start(plan) -> None:
     from encoderlab.training.cpt import write_cpt_start
-    from encoderlab.training.outputs import foreign
+    from encoderlab.training.outputs import removal_note
 
     removed = write_cpt_start(plan)
     if removed:
-        kept = foreign(plan.output, keep=("run.lock",))
-        print(f"cpt: removed the previous cpt run's {', '.join(removed)} from {plan.output}"
-              + (f"; kept {', '.join(kept)} (not written by the run)" if kept else ""), flush=True)
+        print(f"cpt: {removal_note(plan.output, removed)}", flush=True)
 
 
 def _train(plan, args: argparse.Namespace, existed: bool) -> Path:

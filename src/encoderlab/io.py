@@ -87,3 +87,29 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def lock_file(path: str | Path, wait: bool = False) -> int:
+    """Opens ``path`` (created if absent) and holds an exclusive ``flock`` on it; returns the file
+    descriptor (closing it releases the lock; so does the process's death). Held elsewhere:
+    ``BlockingIOError`` (unless ``wait``). A file its previous holder unlinked while this process
+    waited on it is not the lock any more: opened again. On a filesystem without ``flock`` the
+    descriptor is returned unlocked."""
+    import fcntl
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            raise
+        except OSError:  # no flock here: the caller's record alone decides
+            pass
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)

@@ -68,13 +68,17 @@ def safe_name(value, where: str) -> str:
     return value
 
 
+def repeats(values) -> list:
+    """The values (hashable) that occur again after their first occurrence, in order."""
+    seen: set = set()
+    return [v for v in values if v in seen or seen.add(v)]
+
+
 def unique(values: list, where: str) -> list:
     """``values`` without repeats, or an error naming the first repeat."""
-    seen = []
-    for value in values:
-        if value in seen:
-            raise ConfigError(f"{where}: {value!r} is listed twice; each must appear once")
-        seen.append(value)
+    again = repeats(values)
+    if again:
+        raise ConfigError(f"{where}: {again[0]!r} is listed twice; each must appear once")
     return values
 
 

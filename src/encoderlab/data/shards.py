@@ -37,7 +37,7 @@ import encoderlab
 from encoderlab.config import ConfigError
 from encoderlab.data.sources import SourceConfig, iter_documents
 from encoderlab.data.tokenizer import encode_documents, tokenizer_info
-from encoderlab.io import atomic_write_text, check_replaceable
+from encoderlab.io import atomic_write_text, check_replaceable, lock_file
 
 MANIFEST = "manifest.json"
 FORMAT = "encoderlab-shards"
@@ -240,30 +240,16 @@ def preparation_lock(output_dir: Path, wait: bool = False):
     beside it (released by the kernel when the process dies). A second preparation would resume
     from the first's staged manifest while the first still writes it, or delete its staging
     folder. ``wait``: block until the holder is done (a study); else refuse, naming the holder."""
-    import fcntl
-
     target = Path(output_dir).resolve()
     created = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     path = target.with_name(f".{target.name}.prepare.lock")
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise ConfigError(f"{output_dir}: another `encoderlab data prepare` is writing it ({holder}); wait for it "
-                              "to finish (its result is then reused) or stop it") from None
-        except OSError:  # a filesystem without flock: nothing to hold
-            pass
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:  # not a file its previous holder unlinked while this process waited on it
-            break
-        os.close(fd)
+    try:
+        fd = lock_file(path, wait=wait)
+    except BlockingIOError:
+        holder = path.read_text(errors="replace").strip() if path.is_file() else ""
+        raise ConfigError(f"{output_dir}: another `encoderlab data prepare` is writing it ({holder or 'another process'}); "
+                          "wait for it to finish (its result is then reused) or stop it") from None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on host {os.uname().nodename}\n".encode(), 0)

@@ -73,7 +73,6 @@ class Backbone(nn.Module):
         if self.native:
             from encoderlab.model import load_checkpoint
 
-            _check_tokenizer_identity(folder, hf)
             self.model = load_checkpoint(path)
             self.kind = "encoderlab"
         elif hf.get("model_type") in IMPORTABLE_MODEL_TYPES:

@@ -75,6 +75,7 @@ from encoderlab.evaluation.formats import (IOB1_HINT, iob2_error, parse_label, r
                                            read_glue_tsv, read_iob2, read_rows, read_squad_json, record_rows_to_hub)
 from encoderlab.evaluation.registry import (BEIR_CORPUS, BEIR_QRELS, BEIR_QUERIES, MLDR_FILES, PAPER_TASKS, REGISTRY,
                                             TOYWORLD_TASKS, Files, TaskData, TaskSpec, get_task, split_train95)
+from encoderlab.validate import repeats
 
 __all__ = ["PAPER_TASKS", "REGISTRY", "TOYWORLD_TASKS", "TaskData", "TaskSpec", "get_task", "load_task", "read_conll",
            "read_iob2", "split_train95"]
@@ -200,8 +201,7 @@ def _check_answers(spec: TaskSpec, row: dict, where: str) -> None:
 
 
 def _check_unique(ids: list[str], what: str, where: str) -> None:
-    seen: set[str] = set()
-    duplicates = [i for i in ids if i in seen or seen.add(i)]
+    duplicates = repeats(ids)
     if duplicates:
         raise ConfigError(f"{where}: {len(duplicates)} duplicate {what}(s), e.g. {duplicates[0]!r}; each must be "
                           "unique (results are keyed by it)")

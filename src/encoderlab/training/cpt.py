@@ -24,6 +24,7 @@ by ``write_study_cpt_start``.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,17 @@ def _grow_vocabulary(model, vocab_size: int):
 
 def _decoder_mask(hf_dir: Path) -> dict:
     """The tokenizer record ``encoderlab data prepare --tokenizer HF_DECODER_DIR`` will write (its mask
-    token included): a study plans its cpt runs with it before its shards exist."""
+    token included): a study plans its cpt runs with it before its shards exist, and every cpt run
+    compares its shards' fingerprint with it. Loaded once per process and decoder."""
+    return dict(_decoder_record(str(Path(hf_dir).resolve())))
+
+
+@functools.lru_cache(maxsize=8)
+def _decoder_record(hf_dir: str) -> dict:
     from encoderlab.data.tokenizer import ensure_mask_token, load_tokenizer, tokenizer_info
 
-    tokenizer = load_tokenizer(str(hf_dir))
-    return tokenizer_info(tokenizer, str(hf_dir), ensure_mask_token(tokenizer))
+    tokenizer = load_tokenizer(hf_dir)
+    return tokenizer_info(tokenizer, hf_dir, ensure_mask_token(tokenizer))
 
 
 def _decoder_fingerprint(hf_dir: Path) -> tuple[str | None, str]:

@@ -16,7 +16,6 @@ Whether a recorded holder is alive is decided by the holder itself, never by a f
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -25,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from encoderlab.io import lock_file
 
 LOCK_FILE = "run.lock"
 
@@ -170,25 +171,13 @@ class RunLock:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._created_dir = True
         self._found = {p.name for p in self.run_dir.iterdir()}  # what was there before this lock
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                record = read_lock(self.run_dir)
-                who = describe(record) if record else "another process (it has not written its record yet)"
-                raise RunLockedError(f"{self.run_dir}: in use by {who}; wait for it to finish or stop it "
-                                     "(one process per run directory)") from None
-            except OSError:  # a filesystem without flock: the record alone decides
-                pass
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:  # not a file that a releasing process unlinked while we opened it
-                break
-            os.close(fd)
+        try:
+            fd = lock_file(self.path)
+        except BlockingIOError:
+            record = read_lock(self.run_dir)
+            who = describe(record) if record else "another process (it has not written its record yet)"
+            raise RunLockedError(f"{self.run_dir}: in use by {who}; wait for it to finish or stop it "
+                                 "(one process per run directory)") from None
         try:
             text = os.pread(fd, 1 << 16, 0).decode(errors="replace")
             record = json.loads(text) if text.strip() else None

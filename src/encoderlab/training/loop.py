@@ -37,8 +37,8 @@ from encoderlab.training.checkpoint import (
 )
 from encoderlab.training.config import PretrainConfig
 from encoderlab.training.data import build_source, micro_batches, shard_tokenizer
-from encoderlab.training.lock import LOCK_FILE, RunLock, RunLockedError
-from encoderlab.training.outputs import claim, foreign, remove_owned
+from encoderlab.training.lock import RunLock, RunLockedError
+from encoderlab.training.outputs import claim, removal_note, remove_owned
 from encoderlab.training.metrics import MetricsLogger, peak_bf16_flops, truncate_metrics
 from encoderlab.training.schedule import wsd_lr
 
@@ -307,9 +307,7 @@ class Trainer:
         if self.overwrite:
             removed = remove_owned(run_dir)  # what the previous run wrote; a user's files stay
             if removed:
-                kept = foreign(run_dir, keep=(LOCK_FILE,))
-                print(f"overwrite: removed the previous run's {', '.join(removed)} from {run_dir}"
-                      + (f"; kept {', '.join(kept)} (not written by the run)" if kept else ""), flush=True)
+                print(removal_note(run_dir, removed), flush=True)
         claim(run_dir, *(n for n in RUN_OUTPUTS if n != "tensorboard" or self.config.tensorboard))
         run_dir.mkdir(parents=True, exist_ok=True)
         stale = clean_stale_temporaries(self.checkpoint_dir)

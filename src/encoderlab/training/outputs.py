@@ -62,13 +62,22 @@ def owned(run_dir: str | Path) -> list[str]:
     return present + ([MANIFEST] if (run_dir / MANIFEST).is_file() else [])
 
 
-def foreign(run_dir: str | Path, keep: tuple[str, ...] = ()) -> list[str]:
-    """The entries of ``run_dir`` that are not the run's (kept by an overwrite), ``keep`` aside."""
+def foreign(run_dir: str | Path) -> list[str]:
+    """The entries of ``run_dir`` that are not the run's (an overwrite keeps them), its lock aside."""
+    from encoderlab.training.lock import LOCK_FILE
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
-    mine = set(owned(run_dir)) | set(keep)
+    mine = {*owned(run_dir), LOCK_FILE}
     return sorted(p.name for p in run_dir.iterdir() if p.name not in mine)
+
+
+def removal_note(run_dir: str | Path, removed: list[str]) -> str:
+    """What an overwrite removed from ``run_dir`` and what it kept, in one line."""
+    kept = foreign(run_dir)
+    return (f"overwrite: removed the previous run's {', '.join(removed)} from {run_dir}"
+            + (f"; kept {', '.join(kept)} (not written by the run)" if kept else ""))
 
 
 def remove_owned(run_dir: str | Path) -> list[str]:
