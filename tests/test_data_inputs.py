@@ -315,18 +315,18 @@ def test_zero_and_negative_counts_are_refused_before_anything_is_written(tmp_pat
                     {"max_documents": -1}, {"max_documents": 0}):
         with pytest.raises(ConfigError, match="expected a whole number"):
             parse_source("toyworld", **options)
-    with pytest.raises(ConfigError, match="shard tokens 0: expected a whole number >= 1"):
+    with pytest.raises(ConfigError, match="shard tokens: expected a whole number >= 1, got 0"):
         prepare(parse_source("toyworld", toyworld_documents=5), load_tokenizer(str(tokenizers[0])), "A", out,
                 shard_tokens=0, progress=False)
     assert not out.exists()
 
 
 def test_packed_dataset_numbers_are_checked(shards):
-    with pytest.raises(ConfigError, match="seq_len 0: expected"):
+    with pytest.raises(ConfigError, match="seq_len: expected a whole number >= 1, got 0"):
         PackedDataset(shards, 0)
-    with pytest.raises(ConfigError, match="seq_len 20: expected a whole number >= 25"):
+    with pytest.raises(ConfigError, match="seq_len: expected a whole number >= 25, got 20"):
         PackedDataset(shards, 20, variable_length=True)  # was: numpy "high <= low"
-    with pytest.raises(ConfigError, match="seed -1: expected"):
+    with pytest.raises(ConfigError, match="seed: expected a whole number >= 0, got -1"):
         PackedDataset(shards, 64, seed=-1)
 
 

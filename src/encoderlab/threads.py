@@ -26,6 +26,8 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
+from encoderlab.validate import count
+
 ENV = "ENCODERLAB_THREADS"
 POLICY = "policy: usable cores / workers"
 _NATIVE_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -58,22 +60,13 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
-def check_count(value, where: str) -> int:
-    """A thread or worker count: a whole number >= 1 (ConfigError naming ``where`` otherwise)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        from encoderlab.config import ConfigError
-
-        raise ConfigError(f"{where}: expected a whole number >= 1, got {value!r}")
-    return value
-
-
 def env_threads() -> int | None:
     """``ENCODERLAB_THREADS`` from the environment, validated; None when unset."""
     raw = os.environ.get(ENV)
     if raw is None or raw.strip() == "":
         return None
     try:
-        return check_count(int(raw), f"environment variable {ENV}")
+        return count(int(raw), f"environment variable {ENV}")
     except ValueError:
         from encoderlab.config import ConfigError
 
@@ -100,9 +93,9 @@ def resolve(workers: int | str | None = None, threads: int | None = None) -> Thr
     cores = usable_cores()
     if workers in (None, "auto"):
         workers = cores if workers == "auto" else 1
-    check_count(workers, "workers")
+    count(workers, "workers")
     if threads is not None:
-        return ThreadPolicy(workers, check_count(threads, "--threads"), cores, "--threads")
+        return ThreadPolicy(workers, count(threads, "--threads"), cores, "--threads")
     from_env = env_threads()
     if from_env is not None:
         return ThreadPolicy(workers, from_env, cores, ENV)
@@ -114,7 +107,7 @@ def apply(threads: int, export: bool = True) -> None:
     so the processes it starts (study jobs, fine-tuning workers, torchrun) take the same count."""
     import torch
 
-    check_count(threads, "threads")
+    count(threads, "threads")
     torch.set_num_threads(threads)
     if not export:
         return

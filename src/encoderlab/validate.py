@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 import re
 
 from encoderlab.config import ConfigError
@@ -27,6 +28,13 @@ def integer(value, where: str, *, low: int | None = None, high: int | None = Non
                 if high is None else f"an integer <= {high}" if low is None else f"an integer in [{low}, {high}]")
         raise ConfigError(f"{where}: expected {span}, got {value!r}")
     return value
+
+
+def count(value, where: str, minimum: int = 1) -> int:
+    """A whole number >= ``minimum`` (numpy integers accepted): a count, a size, a seed, a thread number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"{where}: expected a whole number >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def positive_int(value, where: str) -> int:

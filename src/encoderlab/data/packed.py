@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from encoderlab.config import ConfigError
-from encoderlab.data.shards import MANIFEST, _count, read_manifest
+from encoderlab.data.manifest import MANIFEST, read_manifest
+from encoderlab.validate import count
 
 __all__ = ["PackedDataset"]
 
@@ -55,8 +56,8 @@ class PackedDataset:
     def __init__(self, path: str | Path, seq_len: int, seed: int = 0, shuffle: bool = True,
                  variable_length: bool = False):
         self.path = Path(path)
-        seq_len = _count(seq_len, "seq_len", 25 if variable_length else 1)  # variable length: cut in [12, seq_len-12)
-        seed = _count(seed, "seed", 0)
+        seq_len = count(seq_len, "seq_len", 25 if variable_length else 1)  # variable length: cut in [12, seq_len-12)
+        seed = count(seed, "seed", 0)
         self.manifest = read_manifest(self.path)
         if not self.manifest["complete"]:
             raise ConfigError(f"{self.path}: preparation did not complete; run `encoderlab data prepare` again to finish")

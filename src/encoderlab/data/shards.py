@@ -35,25 +35,18 @@ import numpy as np
 
 import encoderlab
 from encoderlab.config import ConfigError
+from encoderlab.data.manifest import (FORMAT, MANIFEST, VERSION, existing_preparation, read_manifest,
+                                      staging_dir)
 from encoderlab.data.sources import SourceConfig, iter_documents
 from encoderlab.data.tokenizer import encode_documents, tokenizer_info
 from encoderlab.io import atomic_write_text, check_replaceable, lock_file
+from encoderlab.validate import count
 
-MANIFEST = "manifest.json"
-FORMAT = "encoderlab-shards"
-VERSION = 2
-_SHARD_NAME = re.compile(r"shard-\d{5,}")
 # What a failed `data prepare` of encoderlab < 0.2 could leave in its output folder (no manifest):
 # the tokenizer saved before the source was read, the first shard's files, temporary files.
 _LEFTOVER = re.compile(r"tokenizer|shard-\d{5,}\.(tokens|offsets)\.npy|\..*\.tmp.*")
 _OWNED = re.compile(r"manifest\.json")  # with _LEFTOVER: what a preparation writes in its folder
 _DISCARD_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
-
-
-def _count(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name} {value!r}: expected a whole number >= {minimum}")
-    return int(value)
 
 
 def token_dtype(vocab_size: int, requested: str | None = None) -> np.dtype:
@@ -69,69 +62,6 @@ def token_dtype(vocab_size: int, requested: str | None = None) -> np.dtype:
     if vocab_size > np.iinfo(dtype).max + 1:
         raise ConfigError(f"token dtype {requested}: a vocabulary of {vocab_size} tokens does not fit; use uint32")
     return dtype
-
-
-def _manifest_error(manifest_path: Path, what: str) -> ConfigError:
-    return ConfigError(f"{manifest_path}: {what}; expected the manifest written by `encoderlab data prepare`")
-
-
-def _validate_manifest(manifest, manifest_path: Path) -> dict:
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ConfigError(f"{manifest_path}: not an encoderlab shard manifest")
-    fields = {"shards": list, "tokenizer": dict, "complete": bool, "total_tokens": int, "total_documents": int,
-              "dtype": str}
-    for key, kind in fields.items():
-        if not isinstance(manifest.get(key), kind) or (kind is int and isinstance(manifest[key], bool)):
-            raise _manifest_error(manifest_path, f"field {key!r} missing or not {kind.__name__}")
-    for key in ("name", "fingerprint", "vocab_size"):
-        if key not in manifest["tokenizer"]:
-            raise _manifest_error(manifest_path, f"field 'tokenizer.{key}' missing")
-    for number, shard in enumerate(manifest["shards"]):
-        if (not isinstance(shard, dict) or not isinstance(shard.get("name"), str)
-                or not _SHARD_NAME.fullmatch(shard["name"])
-                or any(not isinstance(shard.get(k), int) or isinstance(shard[k], bool) or shard[k] < 0
-                       for k in ("tokens", "documents"))):
-            raise _manifest_error(manifest_path, f"shard entry {number} is not {{name: shard-NNNNN, tokens, documents}}")
-    return manifest
-
-
-def read_manifest(path: Path) -> dict:
-    path = Path(path)
-    manifest_path = path / MANIFEST
-    if not path.exists():
-        raise ConfigError(f"{path}: not found; expected a directory written by `encoderlab data prepare`")
-    if not manifest_path.is_file():
-        raise ConfigError(f"{path}: no {MANIFEST}; expected a directory written by `encoderlab data prepare`")
-    try:
-        text = manifest_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise _manifest_error(manifest_path, f"cannot read ({getattr(err, 'strerror', None) or err})") from None
-    try:
-        manifest = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{manifest_path}:{err.lineno}: not valid JSON ({err.msg} at column {err.colno}); "
-                          "expected the manifest written by `encoderlab data prepare`") from None
-    return _validate_manifest(manifest, manifest_path)
-
-
-def staging_dir(output_dir: str | Path) -> Path:
-    """Where the preparation of ``output_dir`` is written until it completes (beside it)."""
-    target = Path(output_dir).resolve()
-    return target.with_name(f".{target.name}.prepare")
-
-
-def existing_preparation(path: str | Path, staged: bool = False) -> dict | None:
-    """The manifest of ``path`` (None when there is none). A broken staged manifest counts as none
-    (the staging folder is then started afresh); a broken output manifest is an error."""
-    path = Path(path)
-    if not (path / MANIFEST).is_file():
-        return None
-    if not staged:
-        return read_manifest(path)
-    try:
-        return read_manifest(path)
-    except ConfigError:
-        return None
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -291,8 +221,8 @@ def prepare_unlocked(
     ``overwrite``, resumes an interrupted preparation with the same settings.
     """
     output_dir = Path(output_dir)
-    shard_tokens = _count(shard_tokens, "shard tokens", 1)
-    batch_documents = _count(batch_documents, "batch documents", 1)
+    shard_tokens = count(shard_tokens, "shard tokens", 1)
+    batch_documents = count(batch_documents, "batch documents", 1)
     info = tokenizer_info(tokenizer, tokenizer_name, mask_origin)
     trained = getattr(tokenizer, "encoderlab_trained", None)
     if trained:

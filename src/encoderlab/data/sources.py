@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from encoderlab.config import ConfigError
+from encoderlab import validate
 
 FILE_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet", ".tsv", ".csv")
 TXT_MODES = ("file", "line", "paragraph")
@@ -34,11 +35,6 @@ HF_PRESETS = {
     "fineweb-edu-10BT": dict(hf_id="HuggingFaceFW/fineweb-edu", hf_config="sample-10BT", split="train"),
     "fineweb-edu-100BT": dict(hf_id="HuggingFaceFW/fineweb-edu", hf_config="sample-100BT", split="train"),
 }
-
-
-def _count(value, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} {value!r}: expected a whole number >= {minimum}")
 
 
 @dataclass(kw_only=True)
@@ -58,10 +54,10 @@ class SourceConfig:
         if self.kind not in ("hf", "files", "toyworld"):
             raise ConfigError(f"source kind {self.kind!r}: expected hf, files or toyworld")
         if self.max_documents is not None:
-            _count(self.max_documents, "max documents", 1)
+            validate.count(self.max_documents, "max documents", 1)
         if self.kind == "toyworld":
-            _count(self.toyworld_documents, "toyworld documents", 1)
-            _count(self.toyworld_seed, "toyworld seed", 0)
+            validate.count(self.toyworld_documents, "toyworld documents", 1)
+            validate.count(self.toyworld_seed, "toyworld seed", 0)
         if self.kind == "files" and not self.path:
             raise ConfigError("files source: a path is needed")
         if self.kind == "hf":

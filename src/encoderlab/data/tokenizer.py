@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from encoderlab.config import ConfigError
+from encoderlab.data.manifest import existing_preparation, staging_dir
 from encoderlab.io import atomic_directory
 
 LLAMA3_MASK = "<|reserved_special_token_0|>"
@@ -73,7 +74,6 @@ def tokenizer_for_shards(shard_dir: str | Path, *, name: str | None = None, trai
     if train_vocab is None:
         raise ConfigError(f"{shard_dir}: give a tokenizer name or a vocabulary size to train one")
     check_vocab_size(train_vocab)
-    from encoderlab.data.shards import existing_preparation, staging_dir
 
     shard_dir = Path(shard_dir)
     trained = {"vocab_size": train_vocab}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from encoderlab.config import ConfigError, from_dict, load_yaml
+from encoderlab import validate
 from encoderlab.validate import check_grid, open_fraction, positive_int, safe_name, unique
 
 SPEC_DIR = Path(__file__).parent / "specs"
@@ -116,9 +117,7 @@ class SchedulerSpec:
 
     def __post_init__(self) -> None:
         if self.workers != "auto":
-            from encoderlab.threads import check_count
-
-            check_count(self.workers, "scheduler.workers")
+            validate.count(self.workers, "scheduler.workers")
         if self.nodes < 1:
             raise ConfigError(f"scheduler.nodes: expected a positive number of nodes, got {self.nodes}")
         if self.nodes > 1 and (self.kind != "slurm" or self.gpus_per_node < 1):

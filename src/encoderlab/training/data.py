@@ -81,7 +81,7 @@ def build_source(config: DataConfig, model: ModelConfig) -> SampleSource:
     if config.source == "synthetic":
         return SyntheticSource(model.vocab_size, config.seq_len, config.mean_document_length, config.seed)
     from encoderlab.data.packed import PackedDataset
-    from encoderlab.data.shards import MANIFEST
+    from encoderlab.data.manifest import MANIFEST
 
     path = Path(config.source)
     if not (path / MANIFEST).is_file():
