@@ -36,17 +36,8 @@ held-out word's polarity or type it learnt in pretraining: a randomly initialise
 only guess. Both fractions, ``bare_mentions`` and ``qa_unanswerable`` are parameters of
 :class:`World` (the task difficulty); the corpus generator's version is ``CORPUS_VERSION``.
 
-Measured difficulty on the test splits (seed 0, default sizes; ``python -m
-encoderlab.data.toyworld`` prints them, ``toyworld_baselines.measure_baselines`` computes them):
-
-- toy-sentiment: majority 50.8%, random 50%, bag-of-words naive Bayes 50.0% accuracy;
-- toy-nli: majority 31.2%, random 33.3%, bag-of-words naive Bayes 69.4% (it spots the words of
-  neutral hypotheses; entailment vs contradiction needs the review's meaning);
-- toy-ner: all-O entity F1 0; a word-to-tag lookup gets 45.7% of entity tokens right;
-- toy-qa: 19.6% unanswerable, so always answering "no answer" scores F1 19.6%;
-- toy-retrieval: 1,000 reviews, 2,040 training queries (three templates), 240 test queries; random
-  ranking NDCG@10 0.5%; ranking by the number of query words a review contains 81.5%, exactly
-  the tie between a group's two reviews ((1 + 1/log2 3) / 2): above it takes the adjectives.
+The measured difficulty of each task (majority, bag-of-words and term-overlap baselines) is in
+``docs/toyworld.md``; ``encoderlab data toyworld -o DIR`` measures it again.
 
 No download is needed, ever.
 """
@@ -493,8 +484,3 @@ def export_tasks(world: World, output_dir: str | Path, overwrite: bool = False) 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
-
-if __name__ == "__main__":
-    from encoderlab.data.toyworld_baselines import measure_baselines
-
-    print(json.dumps(measure_baselines(World(seed=0)), indent=2))

@@ -1,7 +1,7 @@
 """Word-level reference points for the toyworld tasks: what a model must beat to have learnt more
 than the words (majority and random labels, bag-of-words naive Bayes, a word-to-tag lookup, the
-always-no-answer QA score, random and term-overlap retrieval). Measured values are in the
-docstring of :mod:`encoderlab.data.toyworld`; ``python -m encoderlab.data.toyworld`` prints them.
+always-no-answer QA score, random and term-overlap retrieval). Measured values are in
+``docs/toyworld.md``; ``encoderlab data toyworld -o DIR`` prints them.
 """
 
 from __future__ import annotations
@@ -91,3 +91,4 @@ def _term_overlap_ndcg(retrieval: dict, split: str) -> float:
     for row in retrieval["qrels"][split]:
         qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = row["score"]
     return ir_measures.calc_aggregate([nDCG @ 10], qrels, run)[nDCG @ 10]
+
