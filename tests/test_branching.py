@@ -8,7 +8,8 @@ from safetensors.torch import load_file
 
 from encoderlab.config import ConfigError
 from encoderlab.study import load_study
-from encoderlab.study.runner import plan_study, pretrain_config
+from encoderlab.study.plan import pretrain_config
+from encoderlab.study.runner import plan_study
 from encoderlab.training import PretrainConfig, apply_overrides, pretrain, run_preset
 
 
@@ -70,9 +71,9 @@ name: branching
 runs:
   - {name: CLM, preset: tiny-clm}
   - {name: MLM, preset: tiny-mlm40}
-  - {name: CLM30-MLM30, preset: tiny-clm-mlm40, overrides: ["branch_from={study_dir}/runs/CLM/checkpoints/step-000030"]}
-  - {name: CLM20-MLM40, preset: tiny-clm-mlm40, overrides: [phases.0.steps=20, phases.1.steps=40,
-      "branch_from={study_dir}/runs/CLM/checkpoints/step-000020"]}
+  - {name: CLM30-MLM30, preset: tiny-clm-mlm40, branch: {run: CLM, step: 30}}
+  - {name: CLM20-MLM40, preset: tiny-clm-mlm40, branch: {run: CLM, step: 20},
+     overrides: [phases.0.steps=20, phases.1.steps=40]}
 evaluation: {tasks: [toy-sentiment], lrs: [1.0e-3], seeds: [0], max_steps: 3}
 """
 

@@ -350,7 +350,7 @@ def test_a_full_disk_in_data_prepare_names_the_output(tiny_checkpoint, tmp_path)
 # -- E. Dry runs check what runs check ------------------------------------------------------------------
 STUDY = {"name": "s", "runs": [{"name": "parent", "preset": "tiny-clm"},
                                {"name": "child", "preset": "tiny-clm",
-                                "overrides": ["init_from={study_dir}/runs/parent/checkpoints/step-000006"]}],
+                                "init": {"run": "parent", "step": 6}}],
          "evaluation": {"tasks": ["toy-sentiment"], "lrs": [1e-3], "seeds": [0]}}
 
 
@@ -377,14 +377,14 @@ def _set(*keys, value):
 
 STUDY_BAD = {  # case -> (change, the error's words)
     "a run that starts from itself": (
-        _set("runs", 1, "overrides", value=["init_from={study_dir}/runs/child/checkpoints/step-000006"]),
+        _set("runs", 1, "init", value={"run": "child", "step": 6}),
         "a run cannot start from itself"),
     "a run that starts from a run the study lacks": (
-        _set("runs", 1, "overrides", value=["init_from={study_dir}/runs/ghost/checkpoints/step-000006"]),
-        "names run 'ghost', which the study does not have"),
+        _set("runs", 1, "init", value={"run": "ghost", "step": 6}),
+        "from run 'ghost' step 6: the study has no such run"),
     "a child listed before its parent": (lambda spec: spec["runs"].reverse(), "listed after it; list 'parent' first"),
     "a cycle": (lambda spec: spec["runs"][0].update(
-        overrides=["init_from={study_dir}/runs/child/checkpoints/step-000006"]), "listed after it"),
+        init={"run": "child", "step": 6}), "listed after it"),
     "a NaN learning rate": (_set("evaluation", "lrs", value=[float("nan")]), "expected a finite number in (0, inf)"),
     "a negative learning rate": (_set("evaluation", "lrs", value=[-1e-3]), "expected a finite number in (0, inf)"),
     "no tasks": (_set("evaluation", "tasks", value=[]), "evaluation.tasks: expected at least one value"),
@@ -517,8 +517,8 @@ def test_a_second_data_prepare_of_the_same_folder_is_refused_while_the_first_wri
 
 @pytest.mark.parametrize("extra, words", [
     (["--data", "sst2=a", "--data", "sst2=b", "--tasks", "sst2"], "task 'sst2' is given twice (a and b)"),
-    (["--set", "adam_beta2=0.99", "--set", "adam_beta2=0.999"], "adam_beta2 is set twice on this command line"),
-    (["--max-steps", "5", "--set", "max_steps=6"], "max_steps is set twice on this command line"),
+    (["--set", "adam_beta2=0.99", "--set", "adam_beta2=0.999"], "adam_beta2 is set twice"),
+    (["--max-steps", "5", "--set", "max_steps=6"], "max_steps is set twice"),
     (["--tasks", "toy-sentiment,toy-sentiment"], "evaluate --tasks: 'toy-sentiment' is listed twice"),
     (["--seeds", "0,1,0"], "evaluate --seeds: 0 is listed twice"),
 ])

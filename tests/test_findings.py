@@ -94,16 +94,17 @@ def _known_study(root):
     from encoderlab.evaluation.store import ResultsStore, RunRecord, model_fingerprint
     from encoderlab.model import ModelConfig, build_encoder, save_checkpoint
     from encoderlab.study.baseline import write_random_init
-    from encoderlab.study.runner import checkpoints_of, pretrain_config
+    from encoderlab.study.plan import StudyPlan
 
     (root / "spec.yaml").write_text(STUDY)
     spec = load_study(str(root / "spec.yaml"), output_dir=str(root / "out"))
     identity = protocol_identity(spec.evaluation.finetune_config(), "fp32")
     with ResultsStore(spec.study_dir / "results.sqlite") as store:
-        for index, ref in enumerate(checkpoints_of(spec, None)):
+        plan = StudyPlan.resolve(spec)
+        for index, ref in enumerate(plan.checkpoints):
             run = next(r for r in spec.runs if r.name == ref.run)
             if run.random_init:
-                write_random_init(pretrain_config(spec, run, None), run.preset)
+                write_random_init(plan.configs[run.name], run.preset)
             else:  # stands in for a pretrained checkpoint: the report needs its weights' fingerprint only
                 save_checkpoint(build_encoder(ModelConfig.from_name("tiny"), seed=index + 1), ref.path)
             fingerprint = model_fingerprint(ref.path)
@@ -121,8 +122,10 @@ def _known_study(root):
 def known_study(tmp_path_factory):
     from encoderlab.study.report import write_report
 
+    from encoderlab.study.plan import StudyPlan
+
     spec = _known_study(tmp_path_factory.mktemp("known"))
-    write_report(spec, None)
+    write_report(StudyPlan.resolve(spec))
     return spec
 
 
@@ -190,7 +193,8 @@ def test_random_init_is_seeded_traceable_and_costs_nothing(known_study, tmp_path
     from encoderlab.model import load_checkpoint
     from encoderlab.model.checkpoint import read_checkpoint_meta
     from encoderlab.study.baseline import write_random_init
-    from encoderlab.study.runner import plan_study, pretrain_config
+    from encoderlab.study.plan import pretrain_config
+    from encoderlab.study.runner import plan_study
 
     spec = known_study
     run = next(r for r in spec.runs if r.random_init)
@@ -303,7 +307,7 @@ def test_toyworld_paper_can_test_every_finding_of_the_paper():
 
 
 def test_study_run_prints_the_scores_and_each_verdict_with_its_regime(tmp_path, capsys):
-    from encoderlab.cli_study import _print_findings
+    from encoderlab.cli.study import _print_findings
 
     summary = tmp_path / "summary.json"
     summary.write_text(json.dumps({

@@ -65,7 +65,7 @@ def test_every_readme_command_is_run_or_checked():
 
 def test_commands_that_cannot_run_here_still_resolve():
     from encoderlab.evaluation.tasks import get_task
-    from encoderlab.training.config import load_pretrain_config
+    from encoderlab.training import load_pretrain_config
 
     from encoderlab.cli import build_parser
 

@@ -12,6 +12,7 @@ import pytest
 
 from encoderlab.config import ConfigError
 from encoderlab.study import load_study, run_study, study_status
+from encoderlab.study.plan import StudyPlan
 
 SPEC = """
 name: tiny-study
@@ -22,7 +23,7 @@ runs:
   - {name: MLM, preset: tiny-mlm40, overrides: [phases.0.steps=12, schedule.warmup_steps=2, schedule.decay_steps=4],
      evaluate_steps: [8]}
   - {name: CPT, preset: tiny-clm-dec-mlm40,
-     overrides: ["init_from={study_dir}/runs/CLM/checkpoints/step-000012", phases.0.steps=6,
+     init: {run: CLM, step: 12}, overrides: [phases.0.steps=6,
                  schedule.warmup_steps=1, schedule.decay_steps=2]}
 evaluation:
   tasks: [toy-sentiment, toy-ner]
@@ -123,7 +124,7 @@ def test_report_renders_in_a_real_browser(finished_study, tmp_path):
 
 
 def test_every_built_in_study_resolves_to_valid_runs():
-    from encoderlab.study.runner import pretrain_config
+    from encoderlab.study.plan import pretrain_config
     from encoderlab.study.spec import SPEC_DIR
 
     names = sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
@@ -217,7 +218,8 @@ def test_waiting_for_a_job_of_several_tasks(tmp_path):
 
 
 def test_multi_node_pretraining_goes_through_the_launcher_and_needs_slurm(tmp_path):
-    from encoderlab.study.runner import _pretrain_command, pretrain_config
+    from encoderlab.study.plan import pretrain_config
+    from encoderlab.study.runner import _pretrain_command
 
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(SPEC + "scheduler: {kind: slurm, partition: gpu, nodes: 4, gpus_per_node: 8}\n")
@@ -349,14 +351,14 @@ def test_report_never_pools_protocols_or_data(finished_study, tmp_path):
         for r in records:  # the same runs under another protocol, scored 0
             store.add(dataclasses.replace(r, protocol_version="other", protocol={**r.protocol, "max_steps": 99},
                                           test_score=0.0, validation_score=100.0))
-    write_report(spec, copy / "data")
+    write_report(StudyPlan.resolve(spec, copy / "data"))
     after = (copy / "report.md").read_text()
     assert next(line for line in after.splitlines() if line.startswith("| CLM |")) == clm_before
     assert f"| excluded | {len(records)} run(s)" in after
     with ResultsStore(copy / "results.sqlite") as store:
         for r in records:  # same protocol, other data
             store.add(dataclasses.replace(r, data_fingerprint="feedfacecafe", test_score=0.0, validation_score=100.0))
-    write_report(spec, copy / "data")
+    write_report(StudyPlan.resolve(spec, copy / "data"))
     lines = (copy / "report.md").read_text().splitlines()
     labels = {line.split(" | ")[0] for line in lines if line.startswith("| CLM [data ")}
     # one label per (task data) version: the two tasks' real data and the other data, none pooled

@@ -59,8 +59,8 @@ runs:
   - {name: MLM, preset: tiny-mlm40, overrides: [phases.0.steps=6, schedule.warmup_steps=1, schedule.decay_steps=2]}
   - name: CLM-MLM
     preset: tiny-clm-mlm40
-    overrides: [phases.0.steps=3, phases.1.steps=3, schedule.warmup_steps=1, schedule.decay_steps=2,
-                "branch_from={study_dir}/runs/CLM/checkpoints/step-000003"]
+    branch: {run: CLM, step: 3}
+    overrides: [phases.0.steps=3, phases.1.steps=3, schedule.warmup_steps=1, schedule.decay_steps=2]
   - {name: random-init, preset: tiny-mlm40, random_init: true}
 evaluation:
   tasks: [toy-sentiment]

@@ -116,7 +116,7 @@ def apply(threads: int, export: bool = True) -> None:
         os.environ[name] = str(threads)
 
 
-# -- command-line arguments (cli.py, cli_study.py) --------------------------------------------------
+# -- command-line arguments (encoderlab.cli) ---------------------------------------------------------
 def positive_int(text: str) -> int:
     try:
         value = int(text)

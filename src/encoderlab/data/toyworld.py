@@ -37,7 +37,7 @@ only guess. Both fractions, ``bare_mentions`` and ``qa_unanswerable`` are parame
 :class:`World` (the task difficulty); the corpus generator's version is ``CORPUS_VERSION``.
 
 The measured difficulty of each task (majority, bag-of-words and term-overlap baselines) is in
-``docs/toyworld.md``; ``encoderlab data toyworld -o DIR`` measures it again.
+``docs/toyworld.md``; ``encoderlab data toyworld DIR`` measures it again.
 
 No download is needed, ever.
 """

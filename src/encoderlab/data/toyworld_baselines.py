@@ -1,7 +1,7 @@
 """Word-level reference points for the toyworld tasks: what a model must beat to have learnt more
 than the words (majority and random labels, bag-of-words naive Bayes, a word-to-tag lookup, the
 always-no-answer QA score, random and term-overlap retrieval). Measured values are in
-``docs/toyworld.md``; ``encoderlab data toyworld -o DIR`` prints them.
+``docs/toyworld.md``; ``encoderlab data toyworld DIR`` prints them.
 """
 
 from __future__ import annotations

@@ -85,6 +85,31 @@ class FinetuneConfig:
         if self.weight_decay < 0:
             raise ConfigError(f"fine-tuning config: weight_decay must be >= 0, got {self.weight_decay}")
 
+    @classmethod
+    def build(cls, values: dict | None = None, settings: list[str] | None = None,
+              where: str = "fine-tuning protocol") -> FinetuneConfig:
+        """The one way a fine-tuning config is made: the paper's defaults, then ``values`` (flags, a
+        study's fields and ``evaluation.protocol``), then ``settings`` (``KEY=VALUE`` texts, as
+        ``evaluate --set``; YAML values, strings kept as typed). A key given twice is refused."""
+        import yaml
+
+        from encoderlab.config import from_dict
+
+        values = {k: v for k, v in (values or {}).items() if v is not None}
+        strings = {f.name for f in fields(cls) if f.type in (str, "str")}
+        given: set[str] = set()
+        for item in settings or []:
+            if "=" not in item:
+                raise ConfigError(f"{where}: --set {item!r}: expected KEY=VALUE (e.g. --set adam_beta2=0.999)")
+            key, raw = item.split("=", 1)
+            key = key.strip()
+            if key in given or key in values:
+                raise ConfigError(f"{where}: --set {item!r}: {key} is set twice (by a flag or another --set); keep one")
+            given.add(key)
+            textual = key in strings and not raw.strip().startswith(("'", '"'))
+            values[key] = raw if textual or not raw.strip() else yaml.safe_load(raw)  # prefixes keep ': ' and spaces
+        return from_dict(cls, values, where=where)
+
     def check_qa_windows(self, limit: int) -> None:
         """QA windows hold [start] question [sep] context [sep]; consecutive windows share doc_stride
         context tokens, so they advance by (context room - doc_stride). After the longest question

@@ -22,6 +22,7 @@ from encoderlab.evaluation.stats import RunScore, category_summary, stability, s
 from encoderlab.evaluation.store import (ResultsStore, RunRecord, combined_fingerprint, data_fingerprint,
                                          model_fingerprint, run_key)
 from encoderlab.evaluation.tasks import get_task, load_task
+from encoderlab.io import git_revision
 
 PAPER_LRS = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4)
 PAPER_SEEDS = (0, 1, 2, 3, 4)
@@ -100,7 +101,7 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
                     test_items=result.test_items, steps=result.steps, train_seconds=result.train_seconds,
                     eval_seconds=result.eval_seconds,
                     provenance={"encoderlab": encoderlab.__version__, "torch": torch.__version__,
-                                "python": platform.python_version(), "git": _git(),
+                                "python": platform.python_version(), "git": git_revision(),
                                 "execution": {"workers": workers, "threads": threads},
                                 "data": {"trained_on": group.source, "train_data": fingerprints[group.source],
                                          "test_data": fingerprints[name], "local_dir": (local_dirs or {}).get(name)}},
@@ -121,12 +122,6 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
         if bar is not None:
             bar.close()
         return summary_rows(store, fingerprint, tasks, set(lrs), set(seeds), protocol, data)
-
-
-def _git() -> str | None:
-    from encoderlab.training.checkpoint import git_revision
-
-    return git_revision()
 
 
 def run_scores(records: list[RunRecord]) -> list[RunScore]:

@@ -1,5 +1,5 @@
-"""The runs of a study as a graph: which run starts from which (``init_from`` / ``branch_from``
-overrides naming ``{study_dir}/runs/<run>/...``), checked once for every way a study is started
+"""The runs of a study as a graph: which run starts from which (a run's typed ``branch`` / ``init``,
+:class:`~encoderlab.study.spec.StartSpec`), checked once for every way a study is started
 (``study run``, ``--dry-run``, the job graph): no run starts from itself, from a run the study does
 not have, or from a run listed after it (so the list order is an order the runs can be trained in,
 and no cycle can exist)."""
@@ -10,55 +10,35 @@ from pathlib import Path
 
 from encoderlab.config import ConfigError
 
-START_KEYS = ("init_from", "branch_from")
+
+def checkpoint_dir(study_dir: Path, run: str, step: int) -> Path:
+    """Where run ``run`` of a study keeps its checkpoint of step ``step``."""
+    return Path(study_dir) / "runs" / run / "checkpoints" / f"step-{step:06d}"
 
 
-def start_paths(spec, run) -> dict[str, str]:
-    """The run's ``init_from`` / ``branch_from`` overrides, ``{study_dir}`` resolved; a key given
-    twice is an error (the last would silently win)."""
-    found: dict[str, str] = {}
-    for item in run.overrides:
-        key, _, value = item.partition("=")
-        key = key.strip()
-        if key in START_KEYS:
-            if key in found:
-                raise ConfigError(f"study {spec.name!r}, run {run.name!r}: overrides set {key} twice "
-                                  f"({found[key]!r} and {value!r}); keep one")
-            found[key] = value.strip().replace("{study_dir}", str(spec.study_dir))
-    return found
-
-
-def study_parent(spec, path: str) -> str | None:
-    """The run ``<name>`` when ``path`` lies under ``{study_dir}/runs/<name>/``, else None."""
-    runs = (Path(spec.study_dir) / "runs").resolve()
-    try:
-        parts = Path(path).resolve().relative_to(runs).parts
-    except ValueError:
-        return None
-    return parts[0] if parts else None
+def start_path(spec, start) -> str:
+    """The checkpoint directory a :class:`StartSpec` names (for the run's ``branch_from`` / ``init_from``)."""
+    if start.run is not None:
+        return str(checkpoint_dir(spec.study_dir, start.run, start.step))
+    return start.checkpoint
 
 
 def run_parents(spec) -> dict[str, set[str]]:
     """For each run, the runs of the study it starts from."""
-    return {run.name: {p for p in (study_parent(spec, v) for v in start_paths(spec, run).values()) if p}
-            for run in spec.runs}
+    return {run.name: run.parents() for run in spec.runs}
 
 
 def check_run_graph(spec) -> None:
-    """Refuses a run that starts from itself, from a run the study does not have, or from a run
-    listed after it, naming both."""
+    """Refuses a run that starts from a run the study does not have, or from a run listed after it,
+    naming both (a run naming itself is refused by its spec)."""
     order = {run.name: i for i, run in enumerate(spec.runs)}
     for run in spec.runs:
-        for key, path in start_paths(spec, run).items():
-            parent = study_parent(spec, path)
-            if parent is None:
+        for key, start in run.starts().items():
+            if start.run is None:
                 continue
-            where = f"study {spec.name!r}, run {run.name!r}: {key} {path}"
-            if parent == run.name:
-                raise ConfigError(f"{where} lies in the run's own directory; a run cannot start from itself")
-            if parent not in order:
-                raise ConfigError(f"{where} names run {parent!r}, which the study does not have (runs: "
-                                  f"{', '.join(order)})")
-            if order[parent] > order[run.name]:
-                raise ConfigError(f"{where} starts from run {parent!r}, listed after it; list {parent!r} first "
+            where = f"study {spec.name!r}, run {run.name!r}: {key} from run {start.run!r} step {start.step}"
+            if start.run not in order:
+                raise ConfigError(f"{where}: the study has no such run (runs: {', '.join(order)})")
+            if order[start.run] > order[run.name]:
+                raise ConfigError(f"{where}: {start.run!r} is listed after it; list {start.run!r} first "
                                   "(runs are trained in the order listed, a parent before its children)")

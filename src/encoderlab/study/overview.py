@@ -146,7 +146,7 @@ def _cpu_flags() -> list[str]:
 def machine_provenance() -> dict:
     """What produced the numbers: CPU model and vector extensions (they change float rounding), the
     accelerator, the torch build, the git revision of encoderlab."""
-    from encoderlab.training.checkpoint import git_revision
+    from encoderlab.io import git_revision
 
     out = {"cpu": cpu_model(), "cpu_vector_extensions": _cpu_flags(), "machine": platform.machine(),
            "host": platform.node(), "python": platform.python_version(), "git_revision": git_revision()}

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +31,16 @@ from encoderlab.study.findings import INTRO as FINDINGS_INTRO
 from encoderlab.study.findings import category_mean_by_seed, evaluate_findings, findings_lines, paper_regime
 from encoderlab.study.overview import (held_out_lines, held_out_scores, lr_position, machine_provenance,
                                        regime_lines, regime_of, significance, significance_lines, summary_lines)
+from encoderlab.study.plan import StudyPlan
 from encoderlab.study.spec import StudySpec
 from encoderlab.study.summary import write_summary
 
 
-def _collect(spec: StudySpec, shards: Path | None) -> tuple[dict, dict]:
+def _collect(plan: StudyPlan) -> tuple[dict, dict]:
     """Results per model label and task, from runs of the spec's protocol only, one (protocol, data)
     group per label: a model whose runs of a task came from several groups (other data, other
     precision) gets one label per group, never one pooled mean. Returns (results, card facts)."""
-    from encoderlab.study.runner import checkpoints_of
-
+    spec = plan.spec
     wanted = settings_of(protocol_identity(spec.evaluation.finetune_config(), ""))
     results = {}  # model label -> task -> {summary, runs}
     seen = {"precisions": set(), "groups": 0, "other_protocol_runs": 0}
@@ -47,10 +48,10 @@ def _collect(spec: StudySpec, shards: Path | None) -> tuple[dict, dict]:
     if not database.is_file():  # a study that never evaluated anything: an empty report, no new file
         return results, seen
     with ResultsStore(database, create=False) as store:
-        for ref in checkpoints_of(spec, shards):
+        for ref in plan.checkpoints:
             if not (ref.path / "model.safetensors").is_file():
                 continue
-            label = ref.run if ref.final else f"{ref.run}@{ref.step}"
+            label = ref.label
             fingerprint = model_fingerprint(ref.path)
             for task in spec.evaluation.tasks:
                 groups: dict[tuple, list] = {}
@@ -106,17 +107,15 @@ def _category_rows(spec: StudySpec, results: dict) -> dict:
     return out
 
 
-def _run_facts(spec: StudySpec, shards: Path | None) -> dict:
+def _run_facts(plan: StudyPlan) -> dict:
     """What each evaluated model is: size, objectives, masking ratio, CLM share, steps, CPT parent."""
-    from encoderlab.study.runner import checkpoints_of, pretrain_config
-
-    configs = {run.name: pretrain_config(spec, run, shards) for run in spec.runs}
+    configs = plan.configs
     facts = {}
-    for ref in checkpoints_of(spec, shards):
+    for ref in plan.checkpoints:
         config = configs[ref.run]
-        label = ref.run if ref.final else f"{ref.run}@{ref.step}"
+        label = ref.label
         params = config.model.num_parameters(include_head=False)
-        if next(r for r in spec.runs if r.name == ref.run).random_init:  # no pretraining: no objective
+        if plan.run(ref.run).random_init:  # no pretraining: no objective
             facts[label] = {"run": ref.run, "step": 0, "final": True, "size": config.model.name, "mask_ratio": None,
                             "single_phase": False, "clm_share": 0.0, "total_steps": 0, "cpt_parent": None,
                             "parent_steps": 0, "objectives": [], "random_init": True, "pretraining_tokens": 0,
@@ -124,8 +123,7 @@ def _run_facts(spec: StudySpec, shards: Path | None) -> dict:
             continue
         mlm = [p for p in config.phases if p.objective == "mlm"]
         clm_steps = sum(p.steps for p in config.phases if p.objective == "clm")
-        parent = next((other for other in configs if config.init_from and other != ref.run  # not its own start
-                       and f"/runs/{other}/" in config.init_from), None)
+        parent = plan.init_parent(ref.run)  # the run whose weights this one continues (typed lineage)
         facts[label] = {
             "run": ref.run, "step": ref.step, "final": ref.final, "size": config.model.name,
             "mask_ratio": mlm[-1].mask_ratio if mlm else None, "single_phase": len(config.phases) == 1,
@@ -210,14 +208,15 @@ def _study_figures(spec: StudySpec, results: dict, category_rows: dict, facts: d
     return figures
 
 
-def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = None) -> Path:
-    results, seen = _collect(spec, shards)
+def write_report(plan: StudyPlan, timings: dict | None = None) -> Path:
+    spec = plan.spec
+    results, seen = _collect(plan)
     models = list(results)
     tasks = [t for t in spec.evaluation.tasks if any(t in results[m] for m in models)]
     categories = sorted({get_task(t).category for t in tasks}, key=["SC", "TC", "QA", "IR"].index)
     tests = significance(spec.comparisons, spec.evaluation.tasks, results)
     category_rows = _category_rows(spec, results)
-    facts = _run_facts(spec, shards) if models else {}
+    facts = _run_facts(plan) if models else {}
     findings = evaluate_findings(results, facts, tasks)
 
     def cell(mean, low, high, best):
@@ -337,7 +336,8 @@ def write_report(spec: StudySpec, shards: Path | None, timings: dict | None = No
         "execution": (timings or {}).get("execution"),
         "evaluation": {"tasks": spec.evaluation.tasks, "lrs": spec.evaluation.lrs, "seeds": spec.evaluation.seeds,
                        "protocol": identity},
-        "runs": [{"name": r.name, "preset": r.preset, "overrides": r.overrides} for r in spec.runs],
+        "runs": [{"name": r.name, "preset": r.preset, "overrides": r.overrides,
+                  **{key: asdict(start) for key, start in r.starts().items()}} for r in spec.runs],
         "wall_seconds": timings or {},
         "device_hours": _device_hours(spec, timings or {}),
     }

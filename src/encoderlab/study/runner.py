@@ -9,28 +9,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from encoderlab.study.jobs import (  # noqa: F401 (job_state, latest_jobs, wait_for_job: public here too)
-    job_state,
-    latest_jobs,
-    run_jobs,
-    run_local_graph,
-    wait_for_job,
-    wait_while_running,
-)
 from encoderlab.config import ConfigError
-from encoderlab.study.graph import check_run_graph, run_parents, start_paths, study_parent
+from encoderlab.evaluation.job import check_protocol_fits
+from encoderlab.evaluation.registry import get_task
+from encoderlab.study.graph import check_run_graph, run_parents
+from encoderlab.study.jobs import job_state, latest_jobs, run_jobs, run_local_graph, wait_while_running
+from encoderlab.study.plan import StudyPlan, study_shards
 from encoderlab.study.spec import StudySpec
-
-
-@dataclass
-class CheckpointRef:
-    run: str
-    step: int
-    path: Path
-    final: bool
 
 
 def prepare_study_data(spec: StudySpec, progress: bool) -> Path | None:
@@ -48,79 +35,11 @@ def prepare_study_data(spec: StudySpec, progress: bool) -> Path | None:
     return shards
 
 
-def pretrain_config(spec: StudySpec, run, shards: Path | None):
-    from encoderlab.training import load_pretrain_config
-
-    # "{study_dir}" in an override names this study's directory (e.g. a CPT run's init_from)
-    overrides = [o.replace("{study_dir}", str(spec.study_dir)) for o in run.overrides]
-    overrides += [f"name={run.name}", f"output_dir={spec.study_dir / 'runs' / run.name}"]
-    if run.cpt is not None:  # continued pretraining from a Hugging Face decoder (training/cpt.py)
-        from encoderlab.training.cpt import study_cpt_config
-
-        data = shards if shards is not None or spec.data is None else spec.study_dir / "data"
-        kept = [f"checkpoint_steps={sorted(run.evaluate_steps)}"] if run.evaluate_steps else []
-        return study_cpt_config(run.cpt, run.name, spec.study_dir / "runs" / run.name, data, overrides + kept)
-    if shards is not None:
-        overrides.append(f"data.source={shards}")
-        from encoderlab.data.shards import read_manifest
-
-        tokenizer = read_manifest(shards)["tokenizer"]
-        overrides.append(f"model.vocab_size={max(tokenizer['vocab_size'], 8)}")
-    branches = branch_points_of(spec).get(run.name, set())
-    if branches:  # a branch point past the end is refused by plan_study, naming the branch
-        total = load_pretrain_config(run.preset, overrides).total_steps
-        branches = {s for s in branches if 0 < s <= total}
-    kept = set(run.evaluate_steps) | branches
-    if kept:  # exactly the checkpoints the study evaluates and its branches start from
-        overrides.append(f"checkpoint_steps={sorted(kept)}")
-    return load_pretrain_config(run.preset, overrides)
-
-
-def _branch_source(spec: StudySpec, run) -> tuple[str, int] | None:
-    """(parent run, step) when ``run`` branches (``branch_from``, set in the study) from a checkpoint
-    ``{study_dir}/runs/<parent>/checkpoints/step-N`` of a run of this study; None otherwise."""
-    import re
-
-    value = start_paths(spec, run).get("branch_from")
-    parent = study_parent(spec, value) if value else None
-    if parent is None or parent not in {r.name for r in spec.runs}:
-        return None
-    relative = Path(value).resolve().relative_to((Path(spec.study_dir) / "runs" / parent).resolve())
-    match = re.fullmatch(r"checkpoints/step-(\d+)", relative.as_posix())
-    return (parent, int(match.group(1))) if match else None
-
-
-def branch_points_of(spec: StudySpec) -> dict[str, set[int]]:
-    """For each run of the study, the steps its branches (runs of the study) start from."""
-    points: dict[str, set[int]] = {}
-    for run in spec.runs:
-        source = _branch_source(spec, run)
-        if source is not None:
-            points.setdefault(source[0], set()).add(source[1])
-    return points
-
-
-def checkpoints_of(spec: StudySpec, shards: Path | None) -> list[CheckpointRef]:
-    refs = []
-    from encoderlab.study.baseline import RANDOM_INIT_STEP, random_init_dir
-
-    for run in spec.runs:
-        config = pretrain_config(spec, run, shards)
-        if run.random_init:  # no pretraining: one checkpoint, the initial weights
-            refs.append(CheckpointRef(run.name, RANDOM_INIT_STEP, random_init_dir(config), True))
-            continue
-        directory = config.run_dir / "checkpoints"
-        for step in sorted(set(run.evaluate_steps) | {config.total_steps}):
-            refs.append(CheckpointRef(run.name, step, directory / f"step-{step:06d}", step == config.total_steps))
-    return refs
-
-
 def plan_study(spec: StudySpec, throughput: str | None = None) -> dict:
     """Validates ``spec`` without running anything and counts what it will run: pretraining steps
     (a branch counts only the steps after its branch point), real tokens, projected device-hours
     (:mod:`encoderlab.study.cost`; ``throughput``: a benchmarks output file replacing the shipped
     H100 figures it measures) and fine-tuning runs."""
-    from encoderlab.evaluation.tasks import get_task
     from encoderlab.study.cost import ThroughputTable, run_cost
 
     check_run_graph(spec)  # who starts from whom: before any config is resolved
@@ -128,10 +47,7 @@ def plan_study(spec: StudySpec, throughput: str | None = None) -> dict:
     table = ThroughputTable.shipped()
     if throughput:
         table = table.updated_from(throughput)
-    finetune_config = spec.evaluation.finetune_config()
-    for task in spec.evaluation.tasks:
-        if get_task(task).type == "qa":
-            finetune_config.check_qa_windows(finetune_config.max_length)
+    check_protocol_fits(spec.evaluation.tasks, spec.evaluation.finetune_config())
     sources = {get_task(t).zero_shot_from for t in spec.evaluation.tasks} - {None}
     for task, directory in spec.evaluation.data.items():  # what the real run would reject, rejected now
         if task not in spec.evaluation.tasks and task not in sources:
@@ -141,10 +57,8 @@ def plan_study(spec: StudySpec, throughput: str | None = None) -> dict:
             raise ConfigError(f"study {spec.name!r}: evaluation.data names the built-in task {task!r}, which reads no files")
         if not Path(directory).is_dir():
             raise ConfigError(f"study {spec.name!r}: evaluation.data {task}: directory {directory} not found")
-    shards = spec.study_dir / "data" if spec.data is not None else None
-    if shards is not None and not (shards / "manifest.json").is_file():
-        shards = None  # before data preparation: vocabulary comes from the presets
-    configs = {run.name: pretrain_config(spec, run, shards) for run in spec.runs}  # unknown presets and keys fail here
+    # before data preparation the vocabulary comes from the presets; unknown presets and keys fail here
+    configs = StudyPlan.resolve(spec, study_shards(spec)).configs
     pretraining = []
     for run in spec.runs:
         config = configs[run.name]
@@ -192,9 +106,8 @@ def _check_branch(spec: StudySpec, run, config, configs: dict) -> int:
     if not config.branch_from:
         return 0
     where = f"study {spec.name!r}, run {run.name!r}"
-    source = _branch_source(spec, run)
-    if source is not None:  # a run of this study: checked against its resolved config
-        parent_name, step = source
+    if run.branch is not None and run.branch.run is not None:  # a run of this study: checked against its config
+        parent_name, step = run.branch.run, run.branch.step
         parent = configs[parent_name]
         check_branch_point(config.to_dict(), parent.to_dict(), step, where=f"{where} (branch_from {parent_name} step {step})")
         if step not in parent.checkpoint_steps and step != parent.total_steps:
@@ -213,22 +126,18 @@ def _check_branch(spec: StudySpec, run, config, configs: dict) -> int:
         state = read_training_state(path)
         check_branch_point(config.to_dict(), state["run_config"], state["step"], where=f"{where} (branch_from {path})")
         return state["step"]
-    raise ConfigError(f"{where}: branch_from {path} does not exist and is not a checkpoint of a run of this study "
-                      f"({{study_dir}}/runs/<run>/checkpoints/step-N)")
+    raise ConfigError(f"{where}: branch_from {path} does not exist (a run of this study is named as "
+                      "branch: {run: NAME, step: N})")
 
 
-def _check_evaluation_data(spec: StudySpec, log) -> None:
+def _check_evaluation_data(plan: StudyPlan, log) -> None:
     """Loads every task the study evaluates (and the sources of its zero-shot tasks) as the
     evaluation will, so inconsistent data (evaluation.tasks.load_task's checks) is refused now."""
-    from encoderlab.evaluation.tasks import get_task, load_task
-
     started = time.perf_counter()
-    names = dict.fromkeys([*spec.evaluation.tasks, *(get_task(t).zero_shot_from for t in spec.evaluation.tasks)])
-    names.pop(None, None)
-    for name in names:
-        load_task(name, local_dir=spec.evaluation.data.get(name))
-    log(f"[study {spec.name}] evaluation data: {len(names)} task(s) load and pass their checks "
-        f"({time.perf_counter() - started:.1f} s)")
+    job = plan.evaluation_job(plan.checkpoints[0])
+    job.check_data()
+    log(f"[study {plan.spec.name}] evaluation data: {len(job.task_names_to_load())} task(s) load and pass their "
+        f"checks ({time.perf_counter() - started:.1f} s)")
 
 
 def _check_cpt_tokenizers(spec: StudySpec) -> None:
@@ -268,33 +177,50 @@ def run_study(spec: StudySpec, progress: bool = True, log=print, workers: int | 
               threads: int | None = None) -> Path:
     """Runs (or resumes) the study; ``workers`` / ``threads`` override the thread policy
     (:func:`execution_policy`), which is recorded in ``timings.json`` and the report."""
-    from encoderlab.evaluation.sweep import run_sweep
     from encoderlab.study.report import write_report
     from encoderlab.threads import POLICY, apply
-    from encoderlab.training import pretrain
-    from encoderlab.training.checkpoint import latest_checkpoint
 
     plan_study(spec)  # a bad preset, task or checkpoint step fails before any work
-    _check_evaluation_data(spec, log)  # bad evaluation data fails before hours of pretraining, not after
+    # bad evaluation data fails before hours of pretraining, not after
+    _check_evaluation_data(StudyPlan.resolve(spec, study_shards(spec)), log)
     policy = execution_policy(spec, workers, threads)
     study_dir = spec.study_dir
     study_dir.mkdir(parents=True, exist_ok=True)
     timings = _read_timings(study_dir)
     timings["execution"] = {"scheduler": spec.scheduler.kind, **policy.describe()}
     in_process = spec.scheduler.kind == "local" and policy.workers <= 1
-    local_jobs = spec.scheduler.kind == "local" and not in_process
     if in_process:  # only a user's choice is exported to the processes this one starts
         apply(policy.threads, export=policy.source != POLICY)
     started = time.perf_counter()
     log(f"[study {spec.name}] data")
-    shards = prepare_study_data(spec, progress)
+    plan = StudyPlan.resolve(spec, prepare_study_data(spec, progress))  # resolved once, read by every stage
     timings["data_s"] = timings.get("data_s", 0.0) + time.perf_counter() - started
-    pending, run_dirs = [], {}
-    for run in spec.runs:
-        config = pretrain_config(spec, run, shards)
-        if run.random_init:  # the seeded initial weights, written once (study/baseline.py)
-            from encoderlab.study.baseline import write_random_init
+    pending = _pretrain_stage(plan, in_process, policy, timings, progress, log)
+    if spec.scheduler.kind == "local" and not in_process:  # one graph of local jobs on the policy's slots
+        _run_local(plan, pending, policy, timings, log)
+    else:
+        # Runs that start from another run of the study (branch, CPT) wait for it: submitted in waves.
+        started = time.perf_counter()
+        run_jobs(spec, "pretrain", [(name, command) for name, command, _ in pending], log,
+                 run_dirs={name: run_dir for name, _, run_dir in pending})
+        if pending:
+            timings.setdefault("pretrain_s", {})["all_jobs"] = time.perf_counter() - started
+            _write_timings(study_dir, timings)
+        _evaluation_stage(plan, in_process, timings, progress, log)
+    return write_report(plan, timings)
 
+
+def _pretrain_stage(plan: StudyPlan, in_process: bool, policy, timings: dict, progress: bool, log) -> list[tuple]:
+    """Trains (in this process) or lists as jobs (name, command, run directory) the runs not done yet."""
+    from encoderlab.study.baseline import write_random_init
+    from encoderlab.training import pretrain
+    from encoderlab.training.checkpoint import latest_checkpoint
+    from encoderlab.training.cpt import write_study_cpt_start
+
+    spec, pending = plan.spec, []
+    for run in spec.runs:
+        config = plan.configs[run.name]
+        if run.random_init:  # the seeded initial weights, written once (study/baseline.py)
             log(f"[study {spec.name}] random init {run.name} ({run.preset}, seed {config.seed}): "
                 f"{write_random_init(config, run.preset)}")
             continue
@@ -306,70 +232,57 @@ def run_study(spec: StudySpec, progress: bool = True, log=print, workers: int | 
         if final.is_file():
             log(f"[study {spec.name}] pretrain {run.name}: done")
             continue
-        run_dirs[run.name] = config.run_dir
         resume = latest_checkpoint(config.run_dir / "checkpoints") is not None
         origin = run.preset or f"cpt from {Path(run.cpt.decoder).name}"
-        source = _branch_source(spec, run)
-        branch = (f", a branch from {source[0]} step {source[1]}: trains {config.total_steps - source[1]}"
-                  if source else "")
+        branch = (f", a branch from {run.branch.run} step {run.branch.step}: trains "
+                  f"{config.total_steps - run.branch.step}" if run.branch is not None and run.branch.run else "")
         log(f"[study {spec.name}] pretrain {run.name} ({origin}, {config.total_steps} steps{branch}"
             f"{', resuming' if resume else ''})")
         if run.cpt is not None:  # its start: the decoder imported once, with the study's tokenizer
-            from encoderlab.training.cpt import write_study_cpt_start
-
             write_study_cpt_start(run.cpt, config)
         if in_process:
             started = time.perf_counter()
             pretrain(config, resume=resume, progress=progress)
             timings.setdefault("pretrain_s", {})[run.name] = time.perf_counter() - started
-            _write_timings(study_dir, timings)
+            _write_timings(spec.study_dir, timings)
         else:
-            pending.append((run.name, _pretrain_command(spec, run, config, resume, policy.threads)))
-    if local_jobs:  # pretraining and evaluation as one graph of local jobs on the policy's slots
-        return _run_local(spec, shards, pending, run_dirs, policy, timings, log)
-    # Runs that start from another run of the study (branch, CPT) must wait for it: submit in waves.
-    started = time.perf_counter()
-    run_jobs(spec, "pretrain", pending, log, run_dirs=run_dirs)
-    if pending:
-        timings.setdefault("pretrain_s", {})["all_jobs"] = time.perf_counter() - started
-        _write_timings(study_dir, timings)
-    ev = spec.evaluation
-    finetune_config = ev.finetune_config()
-    pending = []
-    for ref in checkpoints_of(spec, shards):
+            pending.append((run.name, _pretrain_command(spec, run, config, resume, policy.threads), config.run_dir))
+    return pending
+
+
+def _evaluation_stage(plan: StudyPlan, in_process: bool, timings: dict, progress: bool, log) -> None:
+    """Evaluates every checkpoint: in this process, or as one job each (from its job file)."""
+    spec, ev, pending = plan.spec, plan.spec.evaluation, []
+    for ref in plan.checkpoints:
         log(f"[study {spec.name}] evaluate {ref.run} step {ref.step}: {len(ev.tasks)} tasks x {len(ev.lrs)} LRs x "
             f"{len(ev.seeds)} seeds")
-        key = f"{ref.run}@{ref.step}"
-        wait_while_running(spec, "evaluate", key, None, log)  # an earlier start's sweep of this checkpoint
+        wait_while_running(spec, "evaluate", ref.key, None, log)  # an earlier start's sweep of this checkpoint
         if not in_process:
-            pending.append((key, _evaluate_command(spec, ref)))
+            pending.append((ref.key, _evaluate_command(plan, ref)))
             continue
         started = time.perf_counter()
-        run_sweep(str(ref.path), ev.tasks, ev.lrs, ev.seeds, study_dir / "results.sqlite", finetune_config,
-                  local_dirs=ev.data, progress=progress, workers=ev.workers, label=key)
-        timings.setdefault("evaluate_s", {})[key] = timings.get("evaluate_s", {}).get(key, 0.0) + time.perf_counter() - started
-        _write_timings(study_dir, timings)
+        plan.evaluation_job(ref).run(progress=progress)
+        seconds = timings.setdefault("evaluate_s", {})
+        seconds[ref.key] = seconds.get(ref.key, 0.0) + time.perf_counter() - started
+        _write_timings(spec.study_dir, timings)
     started = time.perf_counter()
     run_jobs(spec, "evaluate", pending, log)
     if pending:
         timings.setdefault("evaluate_s", {})["all_jobs"] = time.perf_counter() - started
-        _write_timings(study_dir, timings)
-    return write_report(spec, shards, timings)
+        _write_timings(spec.study_dir, timings)
 
 
-def _run_local(spec: StudySpec, shards, pending: list, run_dirs: dict, policy, timings: dict, log) -> Path:
+def _run_local(plan: StudyPlan, pending: list[tuple], policy, timings: dict, log) -> None:
     """The local job graph: a checkpoint's evaluation starts as soon as its run is trained, and a
     branch as soon as its parent is, each on a free slot of ``policy.workers``."""
-    from encoderlab.study.report import write_report
-
+    spec = plan.spec
     parents = run_parents(spec)
-    training = {name for name, _ in pending}
-    nodes = [{"stage": "pretrain", "name": name, "command": command, "run_dir": run_dirs[name],
-              "after": parents[name] & training} for name, command in pending]
-    for ref in checkpoints_of(spec, shards):
-        key = f"{ref.run}@{ref.step}"
-        wait_while_running(spec, "evaluate", key, None, log)  # an earlier start's sweep of this checkpoint
-        nodes.append({"stage": "evaluate", "name": key, "command": _evaluate_command(spec, ref, policy.threads),
+    training = {name for name, _, _ in pending}
+    nodes = [{"stage": "pretrain", "name": name, "command": command, "run_dir": run_dir,
+              "after": parents[name] & training} for name, command, run_dir in pending]
+    for ref in plan.checkpoints:
+        wait_while_running(spec, "evaluate", ref.key, None, log)  # an earlier start's sweep of this checkpoint
+        nodes.append({"stage": "evaluate", "name": ref.key, "command": _evaluate_command(plan, ref, policy.threads),
                       "after": {ref.run} & training})
     log(f"[study {spec.name}] {len(nodes)} jobs, {policy.workers} at a time, {policy.threads} thread(s) each "
         f"({policy.cores} usable cores)")
@@ -380,10 +293,10 @@ def _run_local(spec: StudySpec, shards, pending: list, run_dirs: dict, policy, t
         timings.setdefault(f"{stage}_s", {})[name] = value
     timings["jobs_wall_s"] = time.perf_counter() - started
     _write_timings(spec.study_dir, timings)
-    return write_report(spec, shards, timings)
 
 
 def _pretrain_command(spec: StudySpec, run, config, resume: bool, threads: int | None = None) -> list[str]:
+    """The command of a pretraining job: ``encoderlab pretrain`` of the run's resolved config file."""
     import sys
 
     from encoderlab.io import atomic_write_text
@@ -402,22 +315,12 @@ def _pretrain_command(spec: StudySpec, run, config, resume: bool, threads: int |
             *(["--threads", str(threads)] if threads else []), *(["--resume"] if resume else [])]
 
 
-def _evaluate_command(spec: StudySpec, ref: CheckpointRef, threads: int | None = None) -> list[str]:
+def _evaluate_command(plan: StudyPlan, ref, threads: int | None = None) -> list[str]:
+    """The command of an evaluation job: ``encoderlab evaluate --job`` of the checkpoint's resolved job file."""
     import sys
 
-    ev = spec.evaluation
-    command = [sys.executable, "-m", "encoderlab.cli", "evaluate", str(ref.path), "--tasks", ",".join(ev.tasks),
-               "--lrs", ",".join(repr(lr) for lr in ev.lrs), "--seeds", ",".join(map(str, ev.seeds)),
-               "--results", str(spec.study_dir / "results.sqlite"), "--max-steps", str(ev.max_steps),
-               "--batch-size", str(ev.batch_size), "--max-length", str(ev.max_length), "--workers", str(ev.workers),
-               "--no-progress", *(["--threads", str(threads)] if threads else [])]
-    if ev.max_eval_examples is not None:
-        command += ["--max-eval-examples", str(ev.max_eval_examples)]
-    for task, directory in ev.data.items():
-        command += ["--data", f"{task}={directory}"]
-    for key, value in ev.protocol.items():
-        command += ["--set", f"{key}={json.dumps(value)}"]  # JSON is YAML: types survive
-    return command
+    job_file = plan.evaluation_job(ref, threads).save(plan.spec.study_dir / "jobs" / "evaluate" / f"{ref.key}.yaml")
+    return [sys.executable, "-m", "encoderlab.cli", "evaluate", "--job", str(job_file), "--no-progress"]
 
 
 def study_status(spec: StudySpec) -> list[dict]:
@@ -429,14 +332,14 @@ def study_status(spec: StudySpec) -> list[dict]:
 
     wanted = settings_of(protocol_identity(spec.evaluation.finetune_config(), ""))
 
-    shards = spec.study_dir / "data" if spec.data is not None else None
-    if shards is not None and not (shards / "manifest.json").is_file():
+    shards = study_shards(spec)
+    if spec.data is not None and shards is None:
         return [{"stage": "data", "status": "not prepared"}]
     rows = []
     db = spec.study_dir / "results.sqlite"
     expected = len(spec.evaluation.tasks) * len(spec.evaluation.lrs) * len(spec.evaluation.seeds)
     jobs = {stage: latest_jobs(spec.study_dir, stage) for stage in ("pretrain", "evaluate")}
-    for ref in checkpoints_of(spec, shards):
+    for ref in StudyPlan.resolve(spec, shards).checkpoints:
         if not (ref.path / "model.safetensors").is_file():
             latest = latest_checkpoint(ref.path.parent)
             where = f"last checkpoint {latest.name}" if latest else "no checkpoint yet"
@@ -463,7 +366,7 @@ def study_status(spec: StudySpec) -> list[dict]:
                            and settings_of(r.protocol) == wanted]
             done, diverged = len(records), sum(r.status == "diverged" for r in records)
         status = f"evaluated {done}/{expected} runs" + (f" ({diverged} diverged)" if diverged else "")
-        job = jobs["evaluate"].get(f"{ref.run}@{ref.step}")
+        job = jobs["evaluate"].get(ref.key)
         if job is not None and done < expected:
             status += f"; job {job['job_id']} {job_state(spec.study_dir, 'evaluate', job)}"
         rows.append({"run": ref.run, "step": ref.step, "status": status})

@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from encoderlab.config import ConfigError, from_dict, load_yaml
 from encoderlab import validate
+from encoderlab.config import ConfigError, from_dict, load_yaml
+from encoderlab.evaluation.pool import check_workers
+from encoderlab.evaluation.protocol import FinetuneConfig
+from encoderlab.evaluation.registry import get_task
 from encoderlab.validate import check_grid, open_fraction, positive_int, safe_name, unique
 
 SPEC_DIR = Path(__file__).parent / "specs"
@@ -45,6 +48,33 @@ class CptSpec:
 
 
 @dataclass(kw_only=True)
+class StartSpec:
+    """Where a run starts: a checkpoint of another run of this study (``{run: NAME, step: N}``) or
+    a checkpoint directory outside it (``{checkpoint: DIR}``). The study's lineage is this typed
+    pair, never a path parsed back: the runner turns it into the run's ``branch_from`` /
+    ``init_from`` path, the job graph and the report read it as it is."""
+
+    run: str | None = None
+    step: int | None = None
+    checkpoint: str | None = None
+
+    def check(self, where: str) -> None:
+        if (self.run is None) == (self.checkpoint is None):
+            raise ConfigError(f"{where}: expected {{run: NAME, step: N}} (a run of this study) or "
+                              "{checkpoint: DIR}, exactly one")
+        if self.run is not None:
+            if self.step is None:
+                raise ConfigError(f"{where}: {{run: {self.run}}} needs the step of the checkpoint to start from")
+            positive_int(self.step, f"{where}.step")
+        elif self.step is not None:
+            raise ConfigError(f"{where}: step belongs with run, not with checkpoint (a checkpoint directory "
+                              "is one step already)")
+
+
+START_KEYS = {"branch": "branch_from", "init": "init_from"}
+
+
+@dataclass(kw_only=True)
 class RunSpec:
     name: str  # the model's name in tables and figures
     preset: str = ""  # a run preset (`encoderlab pretrain --list`); a cpt run has none
@@ -54,12 +84,37 @@ class RunSpec:
     # a baseline: the preset's architecture with the initial weights of its seed, no pretraining step
     # (study/baseline.py); fine-tuned on the same grid as the pretrained runs
     random_init: bool = False
+    # a branch resumes the optimizer and schedule of a stable checkpoint (the paper's two-stage runs);
+    # init takes only the weights (continued pretraining); both typed, see StartSpec
+    branch: StartSpec | None = None
+    init: StartSpec | None = None
 
     def __post_init__(self) -> None:
         safe_name(self.name, "run name")  # it names runs/<name>
+        for field_name, key in START_KEYS.items():
+            start = getattr(self, field_name)
+            if start is not None:
+                start.check(f"run {self.name!r}: {field_name}")
+                if start.run == self.name:
+                    raise ConfigError(f"run {self.name!r}: {field_name} names the run itself; a run cannot start "
+                                      "from itself")
+            for item in self.overrides:
+                name, _, value = item.partition("=")
+                if name.strip() == key and value.strip() not in ("null", "None", "~"):
+                    raise ConfigError(f"run {self.name!r}: override {item!r}: in a study, say where a run starts as "
+                                      f"{field_name}: {{run: NAME, step: N}} or {field_name}: {{checkpoint: DIR}} "
+                                      f"({key}=null clears a preset's start)")
         unique(self.evaluate_steps, f"run {self.name!r}: evaluate_steps")
         for step in self.evaluate_steps:
             positive_int(step, f"run {self.name!r}: evaluate_steps")
+
+    def starts(self) -> dict[str, StartSpec]:
+        """{"branch" / "init": where it starts}, for the starts the run has."""
+        return {name: start for name in START_KEYS if (start := getattr(self, name)) is not None}
+
+    def parents(self) -> set[str]:
+        """The runs of the study this run starts from."""
+        return {start.run for start in self.starts().values() if start.run is not None}
 
 
 @dataclass(kw_only=True)
@@ -76,25 +131,20 @@ class EvaluationSpec:
     workers: int = 1  # fine-tuning runs at a time per evaluated checkpoint (evaluation/pool.py); no effect on results
 
     def __post_init__(self) -> None:
-        from encoderlab.evaluation.pool import check_workers
-        from encoderlab.evaluation.registry import get_task
-
         check_workers(self.workers, "evaluation.workers")
         check_grid(self.tasks, self.lrs, self.seeds, "evaluation")
         for task in self.tasks:
             get_task(task)  # an unknown task names the known ones
         self.finetune_config()  # a bad setting fails when the spec is loaded
 
-    def finetune_config(self):
+    def finetune_config(self) -> FinetuneConfig:
         """The fine-tuning protocol of the study: the paper's defaults with this spec's settings."""
-        from encoderlab.evaluation.protocol import FinetuneConfig
-
         clash = sorted(set(self.protocol) & {"max_steps", "batch_size", "max_length", "max_eval_examples"})
         if clash:
             raise ConfigError(f"evaluation.protocol: set {clash} as evaluation.{clash[0]}, not under protocol")
-        return from_dict(FinetuneConfig, {"max_steps": self.max_steps, "batch_size": self.batch_size,
-                                          "max_length": self.max_length, "max_eval_examples": self.max_eval_examples,
-                                          **self.protocol}, where="evaluation.protocol")
+        return FinetuneConfig.build({"max_steps": self.max_steps, "batch_size": self.batch_size,
+                                     "max_length": self.max_length, "max_eval_examples": self.max_eval_examples,
+                                     **self.protocol}, where="evaluation.protocol")
 
 
 @dataclass(kw_only=True)

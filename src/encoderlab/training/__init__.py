@@ -7,10 +7,9 @@ from encoderlab.training.config import (
     PretrainConfig,
     ScheduleConfig,
     apply_overrides,
-    load_pretrain_config,
 )
 from encoderlab.training.loop import Trainer, TrainingError, pretrain
-from encoderlab.training.presets import RUN_PRESETS, run_preset
+from encoderlab.training.presets import RUN_PRESETS, load_pretrain_config, run_preset
 from encoderlab.training.schedule import wsd_lr
 
 __all__ = [

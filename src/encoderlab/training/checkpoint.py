@@ -19,7 +19,6 @@ import errno
 import json
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 
 import encoderlab
 from encoderlab.config import ConfigError
-from encoderlab.io import atomic_directory, atomic_write_text
+from encoderlab.io import atomic_directory, atomic_write_text, git_revision
 from encoderlab.model import CheckpointError, ModelConfig
 from encoderlab.model.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -62,15 +61,6 @@ class TrainingState:
     tokens_seen: int
     run_config: dict
     kept: bool = False  # a configured checkpoint step (never rotated away)
-
-
-def git_revision() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
 
 
 def checkpoint_name(step: int) -> str:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from encoderlab.config import ConfigError, check_keys, from_dict, load_yaml
+from encoderlab.config import ConfigError, check_keys, from_dict
 from encoderlab.model import ModelConfig
 
 
@@ -287,40 +287,3 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], where: str = "ov
             else:
                 raise ConfigError(f"{where} {item!r}: {'.'.join(parts[:depth])} is not a mapping or list")
     return data
-
-
-def load_pretrain_config(spec: str, overrides: list[str] | None = None) -> PretrainConfig:
-    """A run config from a preset name or a YAML file, with dotted ``key=value`` overrides."""
-    from encoderlab.training.presets import RUN_PRESETS, run_preset
-
-    path = Path(spec)
-    if spec.endswith((".yaml", ".yml")) or path.is_file():
-        raw = load_yaml(path)
-        where = str(path)
-        if "preset" in raw:  # a YAML file may start from a run preset
-            base = run_preset(raw.pop("preset")).to_dict()
-            base = _merge(base, raw)
-            raw = base
-        config = PretrainConfig.from_dict(raw, where=where)
-    elif spec in RUN_PRESETS:
-        config = run_preset(spec)
-        where = f"preset {spec!r}"
-    else:
-        raise ConfigError(
-            f"{spec!r} is neither a YAML file nor a run preset; see `encoderlab pretrain --list` "
-            f"(e.g. {', '.join(list(RUN_PRESETS)[:4])}, ...)"
-        )
-    if overrides:
-        config = PretrainConfig.from_dict(apply_overrides(config.to_dict(), overrides), where=where)
-    return config
-
-
-def _merge(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        if key == "model" and isinstance(value, dict) and "preset" in value:
-            base[key] = value  # a new model preset replaces the run preset's model
-        elif isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = _merge(dict(base[key]), value)
-        else:
-            base[key] = value
-    return base

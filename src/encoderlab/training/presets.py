@@ -21,10 +21,11 @@ last 2,000 steps (1,000 for the 2k run).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Callable
 
-from encoderlab.config import ConfigError
-from encoderlab.training.config import PretrainConfig
+from encoderlab.config import ConfigError, load_yaml
+from encoderlab.training.config import PretrainConfig, apply_overrides
 
 PAPER_BATCH_TOKENS = 2_359_296  # 1,152 x 2,048 = 2,304 x 1,024
 PAPER_CHECKPOINT_STEPS = [1000, 2000, 5000, 10000, 20000, 40000]
@@ -163,3 +164,38 @@ def run_preset(name: str) -> PretrainConfig:
     if name not in RUN_PRESETS:
         raise ConfigError(f"unknown run preset {name!r}; see `encoderlab pretrain --list`")
     return PretrainConfig.from_dict(RUN_PRESETS[name](), where=f"preset {name!r}")
+
+
+def load_pretrain_config(spec: str, overrides: list[str] | None = None) -> PretrainConfig:
+    """A run config from a preset name or a YAML file, with dotted ``key=value`` overrides."""
+    path = Path(spec)
+    if spec.endswith((".yaml", ".yml")) or path.is_file():
+        raw = load_yaml(path)
+        where = str(path)
+        if "preset" in raw:  # a YAML file may start from a run preset
+            base = run_preset(raw.pop("preset")).to_dict()
+            base = _merge(base, raw)
+            raw = base
+        config = PretrainConfig.from_dict(raw, where=where)
+    elif spec in RUN_PRESETS:
+        config = run_preset(spec)
+        where = f"preset {spec!r}"
+    else:
+        raise ConfigError(
+            f"{spec!r} is neither a YAML file nor a run preset; see `encoderlab pretrain --list` "
+            f"(e.g. {', '.join(list(RUN_PRESETS)[:4])}, ...)"
+        )
+    if overrides:
+        config = PretrainConfig.from_dict(apply_overrides(config.to_dict(), overrides), where=where)
+    return config
+
+
+def _merge(base: dict, update: dict) -> dict:
+    for key, value in update.items():
+        if key == "model" and isinstance(value, dict) and "preset" in value:
+            base[key] = value  # a new model preset replaces the run preset's model
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(dict(base[key]), value)
+        else:
+            base[key] = value
+    return base

@@ -11,17 +11,19 @@ outcome before training; evaluation and export run on the first process once tra
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
+from encoderlab.cli.evaluate import print_sweep
 from encoderlab.config import ConfigError
+from encoderlab.threads import add_threads_argument, resolve
+from encoderlab.validate import OPEN_FRACTION, POSITIVE_INT, parse_grid, unique
 
 EXPORT_TARGETS = ("eurobert", "sentence-transformers")
 
 
-def add_cpt_parser(commands) -> None:
-    from encoderlab.threads import add_threads_argument
-    from encoderlab.validate import OPEN_FRACTION, POSITIVE_INT
+def add_parsers(commands) -> None:
 
     cpt = commands.add_parser(
         "cpt", help="continued MLM/MNTP pretraining from a Hugging Face decoder (shapes from its config.json)",
@@ -67,30 +69,26 @@ def add_cpt_parser(commands) -> None:
     cpt.set_defaults(func=cmd_cpt)
 
 
-def _evaluate_args(args: argparse.Namespace, results: Path) -> argparse.Namespace:
-    """The ``encoderlab evaluate`` arguments of ``--evaluate``, every one checked (tasks, LRs, seeds, protocol)."""
-    from encoderlab.cli import finetune_config_from_args
-    from encoderlab.evaluation.tasks import TOYWORLD_TASKS, get_task, load_task
+def _evaluation_job(args: argparse.Namespace, results: Path):
+    """The evaluation job of ``--evaluate`` (the final checkpoint is filled in after training), every
+    setting checked and every task's data loaded before any training."""
+    from encoderlab.evaluation.job import EvaluationJob
+    from encoderlab.evaluation.protocol import FinetuneConfig
+    from encoderlab.evaluation.sweep import PAPER_LRS, PAPER_SEEDS
+    from encoderlab.evaluation.tasks import TOYWORLD_TASKS
 
     names = [t.strip() for t in args.evaluate.split(",") if t.strip()]
     tasks = [t for name in names for t in (TOYWORLD_TASKS if name == "toyworld" else (name,))]
     if not tasks:
         raise ConfigError(f"cpt --evaluate {args.evaluate!r}: expected a comma list of tasks or 'toyworld'")
-    namespace = argparse.Namespace(
-        model=None, tasks=",".join(tasks), lrs=args.eval_lrs, seeds=args.eval_seeds, results=str(results), data=None,
-        max_steps=None, batch_size=None, max_length=None, max_eval_examples=None, attention=None,
-        set=args.eval_set, trust_remote_code=False, no_progress=args.no_progress)
-    from encoderlab.evaluation.sweep import PAPER_LRS, PAPER_SEEDS
-    from encoderlab.validate import parse_grid, unique
-
     unique(tasks, "cpt --evaluate")
-    parse_grid(args.eval_lrs, args.eval_seeds, PAPER_LRS, PAPER_SEEDS, "cpt", ("--eval-lrs", "--eval-seeds"))
-    config = finetune_config_from_args(namespace)
-    for task in tasks:
-        if get_task(task).type == "qa":
-            config.check_qa_windows(config.max_length)
-        load_task(task)  # the evaluation's data, checked as the evaluation will (before any training)
-    return namespace
+    lrs, seeds = parse_grid(args.eval_lrs, args.eval_seeds, PAPER_LRS, PAPER_SEEDS, "cpt", ("--eval-lrs", "--eval-seeds"))
+    policy = resolve(1, None)
+    job = EvaluationJob(checkpoint=str(args.output or "."), tasks=tasks, lrs=lrs, seeds=seeds, results=str(results),
+                        finetune=FinetuneConfig.build({}, args.eval_set, where="cpt --eval-set"),
+                        workers=policy.workers, threads=policy.threads)
+    job.check_data()  # the evaluation's data, checked as the evaluation will (before any training)
+    return job
 
 
 def _check_export(args: argparse.Namespace, model_config) -> None:
@@ -139,7 +137,7 @@ def cmd_cpt(args: argparse.Namespace) -> int:
                             overrides=[*args.overrides, *args.set], overwrite=args.overwrite, resume=args.resume,
                             world_size=ctx.world_size, check_tokenizer=not args.skip_tokenizer_check)
             if args.evaluate:
-                evaluation = _evaluate_args(args, Path(args.eval_results or plan.output / "results.sqlite"))
+                evaluation = _evaluation_job(args, Path(args.eval_results or plan.output / "results.sqlite"))
             if args.export:
                 _check_export(args, plan.model.config)
         except Exception as err:  # noqa: BLE001 - shared with the other processes, then raised
@@ -164,10 +162,8 @@ def cmd_cpt(args: argparse.Namespace) -> int:
             return 0
         print(f"final checkpoint: {final}")
         if evaluation is not None:
-            from encoderlab.cli import cmd_evaluate
-
-            evaluation.model = str(final)
-            cmd_evaluate(evaluation)
+            evaluation = dataclasses.replace(evaluation, checkpoint=str(final))
+            print_sweep(evaluation, evaluation.run(progress=not args.no_progress))
         if args.export:
             from encoderlab.model import export_hf
 

@@ -7,10 +7,12 @@ import argparse
 import json
 import time
 
+from encoderlab.cli.common import show_help
 from encoderlab.config import ConfigError
+from encoderlab.threads import add_threads_argument, workers_argument
 
 
-def add_study_parsers(commands) -> None:
+def add_parsers(commands) -> None:
     study = commands.add_parser("study", help="run a study (pretraining + evaluation + report) or show its status")
     study_commands = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND")
     for verb, func, text in (("run", cmd_study_run, "run (or resume) a study"),
@@ -29,7 +31,7 @@ def add_study_parsers(commands) -> None:
                              help="with --dry-run: a benchmarks/pretrain_throughput.py output (throughput.json or "
                                   ".jsonl) whose rows replace the shipped H100 figures")
         sub.set_defaults(func=func)
-    study.set_defaults(func=lambda args: (study.print_help(), 0)[1])
+    show_help(study)
     rep_parser = commands.add_parser("report", help="write a study's report (HTML + Markdown) from its results")
     rep_parser.add_argument("spec")
     rep_parser.add_argument("--output", help="study directory (default studies/<name>)")
@@ -42,8 +44,6 @@ def add_study_parsers(commands) -> None:
 
 
 def _add_execution_arguments(parser) -> None:
-    from encoderlab.threads import add_threads_argument, workers_argument
-
     parser.add_argument("--workers", type=workers_argument, metavar="N",
                         help="local jobs side by side (default: the spec's scheduler.workers; 'auto': the usable "
                              "cores); see encoderlab.threads")
@@ -127,14 +127,14 @@ def cmd_study_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from encoderlab.study import load_study
+    from encoderlab.study.plan import StudyPlan, study_shards
     from encoderlab.study.report import write_report
 
     spec = load_study(args.spec, args.output)
     if not (spec.study_dir / "results.sqlite").is_file():
         raise ConfigError(f"{spec.study_dir}: study {spec.name!r} has no results yet (run `encoderlab study run "
                           f"{args.spec}` first); nothing written")
-    shards = spec.study_dir / "data" if spec.data is not None else None
-    print(f"report: {write_report(spec, shards)}")
+    print(f"report: {write_report(StudyPlan.resolve(spec, study_shards(spec)))}")
     return 0
 
 

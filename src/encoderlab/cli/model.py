@@ -1,6 +1,6 @@
-"""``encoderlab model list`` / ``model info``: the model presets, and the dimensions, parameter
+"""``encoderlab model list|info``, ``encoderlab export`` and ``encoderlab import``: the model presets, and the dimensions, parameter
 counts and FLOPs of a preset, a model YAML file, an encoderlab checkpoint or a Hugging Face model
-directory."""
+directory; checkpoints to and from Hugging Face and sentence-transformers formats."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import json
 from pathlib import Path
 
 from encoderlab.config import ConfigError
-from encoderlab.validate import POSITIVE_INT
+from encoderlab.cli.common import show_help
+from encoderlab.validate import NONNEGATIVE_INT, POSITIVE_INT
 
 
-def add_model_parser(commands) -> None:
+def add_parsers(commands) -> None:
     model = commands.add_parser("model", help="model presets and their sizes")
     model_commands = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
     listing = model_commands.add_parser("list", help="list the model presets")
@@ -24,7 +25,31 @@ def add_model_parser(commands) -> None:
     info.add_argument("--seq-len", type=POSITIVE_INT, default=None, help="sequence length for FLOPs (default: max positions)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_model_info)
-    model.set_defaults(func=lambda args: (model.print_help(), 0)[1])
+    show_help(model)
+
+    export = commands.add_parser(
+        "export", help="export an encoderlab checkpoint to a Hugging Face or sentence-transformers format",
+        description="Targets: eurobert (transformers' EuroBertForMaskedLM, bidirectional), llama (LlamaForCausalLM, "
+                    "decoder use), sentence-transformers (a SentenceTransformer folder: the EuroBERT export, mean "
+                    "pooling, prompts query='Query: ' and document='Document: '). Models imported from other decoder "
+                    "families (Mistral sliding windows, Qwen2 biases, Qwen3/OLMo 2 q/k norms, Gemma 2/3) are "
+                    "refused: no transformers class runs those architectures bidirectionally, so their encoderlab "
+                    "checkpoint stays the evaluation path.")
+    export.add_argument("checkpoint", help="encoderlab checkpoint directory")
+    export.add_argument("output", help="output directory (written atomically)")
+    export.add_argument("--target", choices=["eurobert", "llama", "sentence-transformers"], default="eurobert",
+                        help="EuroBertForMaskedLM (bidirectional use), LlamaForCausalLM (decoder use) or a "
+                             "sentence-transformers folder (mean pooling, IR prompts)")
+    export.add_argument("--tokenizer", help="directory with tokenizer files to include")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(func=cmd_export)
+
+    imp = commands.add_parser("import", help="import a local Hugging Face EuroBERT or Llama-architecture checkpoint")
+    imp.add_argument("hf_dir", help="local Hugging Face model directory (safetensors weights)")
+    imp.add_argument("output", help="encoderlab checkpoint directory to write")
+    imp.add_argument("--mask-token-id", type=NONNEGATIVE_INT, help="mask token id to record (decoders have none)")
+    imp.add_argument("--overwrite", action="store_true")
+    imp.set_defaults(func=cmd_import)
 
 
 def model_config(spec: str, overrides: list[str] | None = None):
@@ -106,4 +131,20 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     f = info["train_flops_per_token"]
     print(f"training FLOPs/token at T={seq_len}: CLM {f['clm'] / 1e9:.3f} G, "
           f"MLM sparse head p=0.3 {f['mlm_sparse_head_p0.3'] / 1e9:.3f} G, p=0.4 {f['mlm_sparse_head_p0.4'] / 1e9:.3f} G")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from encoderlab.model import export_hf
+
+    out = export_hf(args.checkpoint, args.output, args.target, tokenizer_dir=args.tokenizer, overwrite=args.overwrite)
+    print(f"exported {args.checkpoint} as {args.target} to {out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from encoderlab.model import import_hf
+
+    model = import_hf(args.hf_dir, args.output, mask_token_id=args.mask_token_id, overwrite=args.overwrite)
+    print(f"imported {args.hf_dir} ({model.num_parameters() / 1e6:.1f}M parameters) to {args.output}")
     return 0
