@@ -90,13 +90,18 @@ def test_study_counts_branches_once_and_keeps_their_checkpoints(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ('step-000030"]}', None),
-    ('step-000030"]}|step-000055"]}', r"run 'CLM30-MLM30'.*step 55 of run 'CLM', a decayed checkpoint"),
-    ('runs/CLM/checkpoints/step-000030|runs/MLM/checkpoints/step-000030',
+    ('branch: {run: CLM, step: 30}}', None),
+    ('branch: {run: CLM, step: 30}}|branch: {run: CLM, step: 55}}',
+     r"run 'CLM30-MLM30'.*step 55 of run 'CLM', a decayed checkpoint"),
+    ('branch: {run: CLM, step: 30}}|branch: {run: MLM, step: 30}}',
      r"run 'CLM30-MLM30'.*first 30 steps are not the phases of its parent 'MLM'"),
-    ('step-000030"]}|step-000070"]}', r"run 'CLM30-MLM30'.*step 70 of run 'CLM', which has 60 steps"),
-    ('{study_dir}/runs/CLM/checkpoints/step-000030|/nowhere/step-000030',
+    ('branch: {run: CLM, step: 30}}|branch: {run: CLM, step: 70}}',
+     r"run 'CLM30-MLM30'.*step 70 of run 'CLM', which has 60 steps"),
+    ('branch: {run: CLM, step: 30}}|branch: {checkpoint: /nowhere/step-000030}}',
      r"run 'CLM30-MLM30'.*branch_from /nowhere/step-000030 does not exist"),
+    ('branch: {run: CLM, step: 30}}|branch: {run: CLM}}', r"run 'CLM30-MLM30': branch: \{run: CLM\} needs the step"),
+    ('branch: {run: CLM, step: 30}}|overrides: ["branch_from={study_dir}/runs/CLM/checkpoints/step-000030"]}',
+     r"in a study, say where a run starts as branch: \{run: NAME, step: N\}"),
 ])
 def test_bad_branch_points_fail_the_dry_run(tmp_path, change, message):
     text = SPEC
@@ -104,12 +109,11 @@ def test_bad_branch_points_fail_the_dry_run(tmp_path, change, message):
         old, new = change.split("|")
         text = SPEC.replace(old, new, 1)
     (tmp_path / "spec.yaml").write_text(text)
-    spec = load_study(str(tmp_path / "spec.yaml"), output_dir=str(tmp_path / "out"))
     if message is None:
-        plan_study(spec)
+        plan_study(load_study(str(tmp_path / "spec.yaml"), output_dir=str(tmp_path / "out")))
         return
-    with pytest.raises(ConfigError, match=message):
-        plan_study(spec)
+    with pytest.raises(ConfigError, match=message):  # when the spec is loaded, or when it is planned
+        plan_study(load_study(str(tmp_path / "spec.yaml"), output_dir=str(tmp_path / "out")))
 
 
 def test_paper_two_stage_study_branches_from_the_clm_run():

@@ -290,11 +290,12 @@ def test_tiny_study_end_to_end_has_findings_summary_and_random_init(tmp_path):
 def test_toyworld_paper_can_test_every_finding_of_the_paper():
     """The miniature of the six studies has, for every claim, a pair of comparable models."""
     from encoderlab.study.findings import FINDINGS, _pairs
+    from encoderlab.study.plan import StudyPlan
     from encoderlab.study.report import _run_facts
     from encoderlab.study.spec import load_study
 
     spec = load_study("toyworld-paper")
-    facts = _run_facts(spec, None)
+    facts = _run_facts(StudyPlan.resolve(spec))
     assert set(facts) == {"CLM@40", "CLM", "MLM-40@40", "MLM-40", "MLM-20", "MLM-50", "CLM60-MLM180", "CLM120-MLM120",
                           "CLM+CPT-MLM-40", "MLM-40+CPT-MLM-40", "random-init"}
     for finding in FINDINGS:
