@@ -205,7 +205,7 @@ def test_waiting_for_a_job_of_several_tasks(tmp_path):
     import submitit
     from submitit.helpers import CommandFunction
 
-    from encoderlab.study.runner import wait_for_job
+    from encoderlab.study.jobs import wait_for_job
 
     executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="local")
     executor.update_parameters(timeout_min=2, tasks_per_node=2)
