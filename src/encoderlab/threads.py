@@ -27,6 +27,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from encoderlab.validate import count
+from encoderlab.config import ConfigError
 
 ENV = "ENCODERLAB_THREADS"
 POLICY = "policy: usable cores / workers"
@@ -68,8 +69,6 @@ def env_threads() -> int | None:
     try:
         return count(int(raw), f"environment variable {ENV}")
     except ValueError:
-        from encoderlab.config import ConfigError
-
         raise ConfigError(f"environment variable {ENV}: expected a whole number >= 1, got {raw!r}") from None
 
 

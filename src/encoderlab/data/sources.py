@@ -27,6 +27,7 @@ from typing import Literal
 
 from encoderlab.config import ConfigError
 from encoderlab import validate
+from encoderlab.data.toyworld import CORPUS_VERSION, World
 
 FILE_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet", ".tsv", ".csv")
 TXT_MODES = ("file", "line", "paragraph")
@@ -86,8 +87,6 @@ class SourceConfig:
         """
         identity: dict = {"kind": self.kind, "max_documents": self.max_documents}
         if self.kind == "toyworld":
-            from encoderlab.data.toyworld import CORPUS_VERSION
-
             # the generator's version: shards of an older toyworld corpus are not taken for this one
             identity.update(seed=self.toyworld_seed, documents=self.toyworld_documents, corpus_version=CORPUS_VERSION)
         elif self.kind == "hf":
@@ -294,8 +293,6 @@ def iter_documents(config: SourceConfig) -> Iterator[str]:
 
 def _iter_all(config: SourceConfig) -> Iterator[str]:
     if config.kind == "toyworld":
-        from encoderlab.data.toyworld import World
-
         yield from World(seed=config.toyworld_seed).corpus(config.toyworld_documents)
     elif config.kind == "files":
         if not config.path:

@@ -19,6 +19,10 @@ import torch
 from torch import nn
 
 from encoderlab.config import ConfigError
+from encoderlab.data.tokenizer import check_tokenizer_files, load_tokenizer, tokenizer_info
+from encoderlab.model import load_checkpoint
+from encoderlab.model.checkpoint import CHECKPOINT_FORMAT
+from encoderlab.model.hf import IMPORTABLE_MODEL_TYPES, import_hf
 
 _DECODER_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
@@ -54,9 +58,6 @@ class Backbone(nn.Module):
         super().__init__()
         from transformers import AutoTokenizer
 
-        from encoderlab.data.tokenizer import check_tokenizer_files
-        from encoderlab.model.checkpoint import CHECKPOINT_FORMAT
-        from encoderlab.model.hf import IMPORTABLE_MODEL_TYPES
 
         if attention not in ("bidirectional", "causal"):
             raise ConfigError(f"attention: expected 'bidirectional' or 'causal', got {attention!r}")
@@ -71,13 +72,9 @@ class Backbone(nn.Module):
             raise ConfigError(f"{path}: no usable tokenizer ({type(err).__name__}: {err}); an evaluated model needs "
                               "its tokenizer files next to the weights") from None
         if self.native:
-            from encoderlab.model import load_checkpoint
-
             self.model = load_checkpoint(path)
             self.kind = "encoderlab"
         elif hf.get("model_type") in IMPORTABLE_MODEL_TYPES:
-            from encoderlab.model.hf import import_hf
-
             self.model = import_hf(path)  # in memory; the same weights, run natively in either mode
             self.native = True
             self.kind = f"imported {hf.get('model_type')}"
@@ -130,9 +127,6 @@ class Backbone(nn.Module):
 def check_model_dir(path: str | Path) -> None:
     """What a Backbone of ``path`` would refuse about its files, checked without loading weights:
     tokenizer files present, and for an encoderlab checkpoint the tokenizer it was trained with."""
-    from encoderlab.data.tokenizer import check_tokenizer_files
-    from encoderlab.model.checkpoint import CHECKPOINT_FORMAT
-
     folder = Path(path)
     meta = _hf_config(folder)
     check_tokenizer_files(folder, "model")
@@ -147,7 +141,6 @@ def _check_tokenizer_identity(folder: Path, meta: dict) -> None:
     recorded = (meta.get("tokenizer") or {}).get("fingerprint")
     if not recorded:
         return
-    from encoderlab.data.tokenizer import load_tokenizer, tokenizer_info
 
     found = tokenizer_info(load_tokenizer(str(folder)), str(folder))["fingerprint"]
     if found != recorded:

@@ -32,6 +32,7 @@ from encoderlab.evaluation.features import (FeatureCache, document_text, ir_fram
 from encoderlab.evaluation.protocol import PROTOCOL_VERSION, FinetuneConfig, precision_of
 from encoderlab.evaluation.retrieval import RETRIEVAL_DEPTH, rank_corpus
 from encoderlab.evaluation.tasks import TaskData
+from encoderlab.evaluation.items import ItemScores
 
 __all__ = ["Backbone", "FeatureCache", "FinetuneConfig", "PROTOCOL_VERSION", "RETRIEVAL_DEPTH", "RunResult",
            "finetune", "finetune_many", "qa_features", "sc_features", "tc_features"]
@@ -213,7 +214,6 @@ def _with_subsets(metrics: dict, metric: str, items: list[float], counts: list |
         return metrics
     import numpy as np
 
-    from encoderlab.evaluation.items import ItemScores
 
     mask = np.array([bool(r["held_out"]) for r in rows])
     if len(mask) != len(items):

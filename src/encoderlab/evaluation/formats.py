@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from encoderlab.config import ConfigError
+from encoderlab.io import atomic_write_text
 
 CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 UNER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -207,7 +208,6 @@ def convert_iob1_file(source: Path, target: Path) -> tuple[int, int]:
         else:
             sentence.append(line)
     flush()
-    from encoderlab.io import atomic_write_text
 
     atomic_write_text(target, "\n".join(out))
     return sentences, changed

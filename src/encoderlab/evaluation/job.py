@@ -17,6 +17,8 @@ from encoderlab.evaluation.protocol import FinetuneConfig
 from encoderlab.evaluation.registry import get_task
 from encoderlab.io import atomic_write_text
 from encoderlab.validate import check_grid, count
+from encoderlab.evaluation.sweep import run_sweep
+from encoderlab.evaluation.tasks import load_task
 
 FORMAT = "encoderlab-evaluation-job"
 
@@ -65,8 +67,6 @@ class EvaluationJob:
 
     def check_data(self) -> None:
         """Loads every task as the evaluation will, so inconsistent data is refused before any work."""
-        from encoderlab.evaluation.tasks import load_task
-
         for name in self.task_names_to_load():
             load_task(name, local_dir=self.data.get(name))
 
@@ -91,8 +91,6 @@ class EvaluationJob:
 
     def run(self, progress: bool = True) -> list[dict]:
         """Runs every (task, LR, seed) not yet in the results database; returns the summary rows."""
-        from encoderlab.evaluation.sweep import run_sweep
-
         return run_sweep(self.checkpoint, self.tasks, self.lrs, self.seeds, self.results, self.finetune,
                          local_dirs=self.data, progress=progress, trust_remote_code=self.trust_remote_code,
                          workers=self.workers, threads=self.threads, label=self.label)

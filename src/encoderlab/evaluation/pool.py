@@ -25,6 +25,11 @@ import torch
 
 from encoderlab.evaluation.features import FeatureCache
 from encoderlab.evaluation.protocol import FinetuneConfig
+from encoderlab.config import ConfigError
+from encoderlab.evaluation.finetune import finetune_many
+from encoderlab.evaluation.store import data_fingerprint
+from encoderlab.evaluation.tasks import load_task
+from encoderlab.threads import apply
 
 _STATE: dict = {}  # per worker process: its tasks and feature cache
 
@@ -42,8 +47,6 @@ class RunGroup:
 def check_workers(workers, where: str = "fine-tuning workers") -> None:
     """A worker count is a whole number >= 1 (ConfigError naming ``where`` otherwise)."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        from encoderlab.config import ConfigError
-
         raise ConfigError(f"{where}: expected a whole number >= 1, got {workers!r}")
 
 
@@ -53,16 +56,11 @@ def threads_per_worker(workers: int) -> int:
 
 
 def _init_worker(threads: int, local_dirs: dict[str, str], fingerprints: dict[str, str]) -> None:
-    from encoderlab.threads import apply
-
     apply(threads)
     _STATE.update(local_dirs=local_dirs, fingerprints=fingerprints, tasks={}, features=FeatureCache())
 
 
 def _task(name: str):
-    from encoderlab.evaluation.store import data_fingerprint
-    from encoderlab.evaluation.tasks import load_task
-
     tasks = _STATE["tasks"]
     if name not in tasks:
         task = load_task(name, local_dir=_STATE["local_dirs"].get(name))
@@ -75,8 +73,6 @@ def _task(name: str):
 
 
 def _run(model: str, group: RunGroup, config: FinetuneConfig, trust_remote_code: bool):
-    from encoderlab.evaluation.finetune import finetune_many
-
     return finetune_many(model, _task(group.source), group.lr, group.seed, config, [_task(n) for n in group.names],
                          trust_remote_code=trust_remote_code, features=_STATE["features"])
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 from encoderlab.config import ConfigError
+from encoderlab.config import from_dict
 
 # Bumped whenever the code changes what a setting means or how a score is computed, so cached runs
 # of older code are never served as results of this one. 2: paper optimizer, schedule, prefixes,
@@ -93,7 +94,6 @@ class FinetuneConfig:
         ``evaluate --set``; YAML values, strings kept as typed). A key given twice is refused."""
         import yaml
 
-        from encoderlab.config import from_dict
 
         values = {k: v for k, v in (values or {}).items() if v is not None}
         strings = {f.name for f in fields(cls) if f.type in (str, "str")}
@@ -154,8 +154,6 @@ def protocol_id(identity: dict) -> str:
 
 def config_from_settings(settings: dict) -> FinetuneConfig:
     """A FinetuneConfig from recorded settings (unknown keys are errors)."""
-    from encoderlab.config import from_dict
-
     known = {f.name for f in fields(FinetuneConfig)}
     return from_dict(FinetuneConfig, {k: v for k, v in settings.items() if k in known}, where="protocol")
 

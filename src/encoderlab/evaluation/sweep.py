@@ -23,6 +23,7 @@ from encoderlab.evaluation.store import (ResultsStore, RunRecord, combined_finge
                                          model_fingerprint, run_key)
 from encoderlab.evaluation.tasks import get_task, load_task
 from encoderlab.io import git_revision
+from encoderlab.evaluation.items import held_out_mask, item_scores
 
 PAPER_LRS = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4)
 PAPER_SEEDS = (0, 1, 2, 3, 4)
@@ -125,8 +126,6 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
 
 
 def run_scores(records: list[RunRecord]) -> list[RunScore]:
-    from encoderlab.evaluation.items import held_out_mask, item_scores
-
     return [RunScore(r.lr, r.seed, r.validation_score if r.status == "ok" else math.nan,
                      r.test_score if r.status == "ok" else math.nan, r.test_items,
                      item_scores(r) if r.status == "ok" else None, held_out_mask(r)) for r in records]

@@ -76,6 +76,7 @@ from encoderlab.evaluation.formats import (IOB1_HINT, iob2_error, parse_label, r
 from encoderlab.evaluation.registry import (BEIR_CORPUS, BEIR_QRELS, BEIR_QUERIES, MLDR_FILES, PAPER_TASKS, REGISTRY,
                                             TOYWORLD_TASKS, Files, TaskData, TaskSpec, get_task, split_train95)
 from encoderlab.validate import repeats
+from encoderlab.data.toyworld import World
 
 __all__ = ["PAPER_TASKS", "REGISTRY", "TOYWORLD_TASKS", "TaskData", "TaskSpec", "get_task", "load_task", "read_conll",
            "read_iob2", "split_train95"]
@@ -229,8 +230,6 @@ def load_task(name: str, local_dir: str | Path | None = None, toyworld_seed: int
                           "be ignored; for your own files use the paper task of the same schema (e.g. sst2, mnli, "
                           "conll2003, squad_v2, msmarco)")
     if spec.toyworld:
-        from encoderlab.data.toyworld import World
-
         task = World(seed=toyworld_seed).tasks()[name]
         if spec.type == "ir":
             return _ir_from_tables(spec, task["corpus"], task["queries"], task["qrels"], {}, f"toyworld:{name}")

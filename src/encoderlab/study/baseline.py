@@ -12,6 +12,8 @@ same on every rerun; ``config.json`` records the preset and seed they came from.
 from __future__ import annotations
 
 from pathlib import Path
+from encoderlab.model import build_encoder, save_checkpoint
+from encoderlab.training.data import build_source, shard_tokenizer
 
 RANDOM_INIT_STEP = 0
 
@@ -25,8 +27,6 @@ def write_random_init(config, preset: str | None = None) -> Path:
     """Writes (once) the seeded initial weights of ``config``'s model, with the shards' tokenizer."""
     import torch
 
-    from encoderlab.model import build_encoder, save_checkpoint
-    from encoderlab.training.data import build_source, shard_tokenizer
 
     target = random_init_dir(config)
     if (target / "model.safetensors").is_file():

@@ -31,6 +31,8 @@ from encoderlab.evaluation.items import subset_index
 from encoderlab.evaluation.stats import holm, lr_spread_by_seed, seedwise_mean
 from encoderlab.evaluation.tasks import get_task
 from encoderlab.study.overview import regime_of, selected_runs
+from encoderlab.model import ModelConfig
+from encoderlab.training.presets import PAPER_BATCH_TOKENS
 
 ALPHA = 0.05
 CATEGORIES = ("SC", "TC", "QA", "IR")
@@ -187,9 +189,6 @@ def _task_difference(finding: Finding, ea: dict, eb: dict):
 
 def paper_regime() -> dict:
     """The paper's main regime: its 610M model pretrained 42k steps of 2,359,296 tokens."""
-    from encoderlab.model import ModelConfig
-    from encoderlab.training.presets import PAPER_BATCH_TOKENS
-
     params = ModelConfig.from_name("610m").num_parameters(include_head=False)
     tokens = 42_000 * PAPER_BATCH_TOKENS
     return {"model": "610m, 42k steps", "tokens": tokens, "parameters": params, "tokens_per_parameter": tokens / params}

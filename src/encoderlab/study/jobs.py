@@ -21,6 +21,9 @@ from pathlib import Path
 
 from encoderlab.study.graph import run_parents
 from encoderlab.training.lock import ACTIVE_SLURM_STATES, describe, lock_status, pid_alive
+from encoderlab.config import ConfigError
+from encoderlab.threads import resolve
+from encoderlab.training.checkpoint import latest_checkpoint
 
 JOBS_FILE = "submitted.jsonl"
 
@@ -41,8 +44,6 @@ class PretrainJob:
         self.grace_s = grace_s
 
     def __call__(self) -> int:
-        from encoderlab.training.checkpoint import latest_checkpoint
-
         latest = latest_checkpoint(Path(self.run_dir) / "checkpoints")
         command = [*self.command, *(["--resume"] if latest is not None else [])]
         print(f"[job] pid {os.getpid()}: {'resume from ' + latest.name if latest is not None else 'start'}: "
@@ -103,8 +104,6 @@ def run_jobs(spec, stage: str, commands: list[tuple[str, list[str]]], log, run_d
     executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
     waves = _waves(spec, commands) if stage == "pretrain" else [commands]
     if scheduler.kind == "local":
-        from encoderlab.threads import resolve
-
         limit = resolve(scheduler.workers).workers
     else:
         limit = len(commands)
@@ -264,8 +263,6 @@ def wait_while_running(spec, stage: str, name: str, run_dir: Path | None, log, p
     """Waits while ``name``'s job from an earlier study process (or any process holding
     ``run_dir``) is alive, so nothing is started twice; True if it waited. A run directory held
     by a process whose liveness cannot be told from here is an error naming the holder."""
-    from encoderlab.config import ConfigError
-
     waited = False
     while True:
         state, holder = lock_status(run_dir) if run_dir is not None else ("free", None)

@@ -12,6 +12,7 @@ from pathlib import Path
 from encoderlab.evaluation.inference import task_difference
 from encoderlab.evaluation.items import SUBSETS, subset_index
 from encoderlab.evaluation.stats import holm, t_interval
+from encoderlab.io import git_revision
 
 
 def selected_runs(entry: dict) -> list:
@@ -146,8 +147,6 @@ def _cpu_flags() -> list[str]:
 def machine_provenance() -> dict:
     """What produced the numbers: CPU model and vector extensions (they change float rounding), the
     accelerator, the torch build, the git revision of encoderlab."""
-    from encoderlab.io import git_revision
-
     out = {"cpu": cpu_model(), "cpu_vector_extensions": _cpu_flags(), "machine": platform.machine(),
            "host": platform.node(), "python": platform.python_version(), "git_revision": git_revision()}
     try:

@@ -18,13 +18,24 @@ from encoderlab.study.graph import check_run_graph, run_parents
 from encoderlab.study.jobs import job_state, latest_jobs, run_jobs, run_local_graph, wait_while_running
 from encoderlab.study.plan import StudyPlan, study_shards
 from encoderlab.study.spec import StudySpec
+from encoderlab.data import iter_documents, parse_source, prepare
+from encoderlab.data.tokenizer import tokenizer_for_shards
+from encoderlab.evaluation.protocol import protocol_identity, settings_of
+from encoderlab.evaluation.store import ResultsStore, model_fingerprint
+from encoderlab.io import atomic_write_text
+from encoderlab.study.baseline import write_random_init
+from encoderlab.study.cost import ThroughputTable, run_cost
+from encoderlab.study.report import write_report
+from encoderlab.threads import POLICY, apply, resolve
+from encoderlab.training import pretrain
+from encoderlab.training.checkpoint import check_branch_point, complete_checkpoints, latest_checkpoint, read_training_state
+from encoderlab.training.cpt import _decoder_mask, write_study_cpt_start
+from encoderlab.training.lock import describe, lock_status
 
 
 def prepare_study_data(spec: StudySpec, progress: bool) -> Path | None:
     if spec.data is None:
         return None
-    from encoderlab.data import iter_documents, parse_source, prepare
-    from encoderlab.data.tokenizer import tokenizer_for_shards
 
     shards = spec.study_dir / "data"
     source = parse_source(spec.data.source, toyworld_documents=spec.data.toyworld_documents)
@@ -40,8 +51,6 @@ def plan_study(spec: StudySpec, throughput: str | None = None) -> dict:
     (a branch counts only the steps after its branch point), real tokens, projected device-hours
     (:mod:`encoderlab.study.cost`; ``throughput``: a benchmarks output file replacing the shipped
     H100 figures it measures) and fine-tuning runs."""
-    from encoderlab.study.cost import ThroughputTable, run_cost
-
     check_run_graph(spec)  # who starts from whom: before any config is resolved
     _check_cpt_tokenizers(spec)
     table = ThroughputTable.shipped()
@@ -101,7 +110,6 @@ def _check_branch(spec: StudySpec, run, config, configs: dict) -> int:
     a stable-phase (non-decayed) checkpoint its parent keeps, on the parent's trajectory."""
     import re
 
-    from encoderlab.training.checkpoint import check_branch_point, complete_checkpoints, read_training_state
 
     if not config.branch_from:
         return 0
@@ -155,8 +163,6 @@ def _check_cpt_tokenizers(spec: StudySpec) -> None:
                               f"{run.cpt.decoder}}}")
         ours, theirs = Path(spec.data.tokenizer), Path(run.cpt.decoder)
         if ours.is_dir() and theirs.is_dir() and ours.resolve() != theirs.resolve():
-            from encoderlab.training.cpt import _decoder_mask
-
             if _decoder_mask(ours)["fingerprint"] != _decoder_mask(theirs)["fingerprint"]:
                 raise ConfigError(f"{where}: the study's shards are made with the tokenizer of {ours}, which is not "
                                   f"the tokenizer of its decoder {theirs}; set data: {{tokenizer: {theirs}}}")
@@ -166,8 +172,6 @@ def execution_policy(spec: StudySpec, workers: int | str | None = None, threads:
     """The thread policy of a study run (``encoderlab.threads``): local jobs side by side
     (``workers``, else ``scheduler.workers``; ``auto`` = usable cores) with ``threads`` each
     (default usable cores // workers); a SLURM study runs one process here."""
-    from encoderlab.threads import resolve
-
     if spec.scheduler.kind != "local":
         return resolve(1, threads)
     return resolve(workers if workers is not None else spec.scheduler.workers, threads)
@@ -177,9 +181,6 @@ def run_study(spec: StudySpec, progress: bool = True, log=print, workers: int | 
               threads: int | None = None) -> Path:
     """Runs (or resumes) the study; ``workers`` / ``threads`` override the thread policy
     (:func:`execution_policy`), which is recorded in ``timings.json`` and the report."""
-    from encoderlab.study.report import write_report
-    from encoderlab.threads import POLICY, apply
-
     plan_study(spec)  # a bad preset, task or checkpoint step fails before any work
     # bad evaluation data fails before hours of pretraining, not after
     _check_evaluation_data(StudyPlan.resolve(spec, study_shards(spec)), log)
@@ -212,11 +213,6 @@ def run_study(spec: StudySpec, progress: bool = True, log=print, workers: int | 
 
 def _pretrain_stage(plan: StudyPlan, in_process: bool, policy, timings: dict, progress: bool, log) -> list[tuple]:
     """Trains (in this process) or lists as jobs (name, command, run directory) the runs not done yet."""
-    from encoderlab.study.baseline import write_random_init
-    from encoderlab.training import pretrain
-    from encoderlab.training.checkpoint import latest_checkpoint
-    from encoderlab.training.cpt import write_study_cpt_start
-
     spec, pending = plan.spec, []
     for run in spec.runs:
         config = plan.configs[run.name]
@@ -299,7 +295,6 @@ def _pretrain_command(spec: StudySpec, run, config, resume: bool, threads: int |
     """The command of a pretraining job: ``encoderlab pretrain`` of the run's resolved config file."""
     import sys
 
-    from encoderlab.io import atomic_write_text
 
     config_file = config.run_dir.parent / f"{run.name}.resolved.yaml"
     config_file.parent.mkdir(parents=True, exist_ok=True)
@@ -325,11 +320,6 @@ def _evaluate_command(plan: StudyPlan, ref, threads: int | None = None) -> list[
 
 def study_status(spec: StudySpec) -> list[dict]:
     """What is done, partial or missing, per run and checkpoint (no work is started)."""
-    from encoderlab.evaluation.protocol import protocol_identity, settings_of
-    from encoderlab.evaluation.store import ResultsStore, model_fingerprint
-    from encoderlab.training.checkpoint import latest_checkpoint
-    from encoderlab.training.lock import describe, lock_status
-
     wanted = settings_of(protocol_identity(spec.evaluation.finetune_config(), ""))
 
     shards = study_shards(spec)
@@ -379,6 +369,4 @@ def _read_timings(study_dir: Path) -> dict:
 
 
 def _write_timings(study_dir: Path, timings: dict) -> None:
-    from encoderlab.io import atomic_write_text
-
     atomic_write_text(study_dir / "timings.json", json.dumps(timings, indent=2) + "\n")

@@ -18,6 +18,7 @@ import yaml
 
 from encoderlab.config import ConfigError, check_keys, from_dict
 from encoderlab.model import ModelConfig
+from encoderlab.validate import safe_name
 
 
 @dataclass(kw_only=True)
@@ -125,8 +126,6 @@ class PretrainConfig:
     output_dir: str | None = None  # default: runs/<name>
 
     def __post_init__(self) -> None:
-        from encoderlab.validate import safe_name
-
         safe_name(self.name, "run name")  # it names runs/<name> when no output_dir is given
         if not self.phases:
             raise ConfigError(f"run {self.name!r}: at least one phase is needed")

@@ -36,6 +36,14 @@ from encoderlab.config import ConfigError
 from encoderlab.io import atomic_write_text
 from encoderlab.model import CheckpointError, import_hf, save_checkpoint
 from encoderlab.training.config import PretrainConfig, apply_overrides
+from encoderlab.data.tokenizer import ensure_mask_token, load_tokenizer, tokenizer_info
+from encoderlab.model import Encoder
+from encoderlab.model.hf import _read_hf_config, model_config_from_hf
+from encoderlab.training.checkpoint import complete_checkpoints
+from encoderlab.training.lock import RunLock
+from encoderlab.training.loop import preflight
+from encoderlab.training.outputs import claim, remove_owned
+from encoderlab.validate import open_fraction, positive_int
 
 PAPER_CPT_LR = 5e-4
 PAPER_CPT_WARMUP = 200
@@ -68,8 +76,6 @@ def _shard_mask(data: str) -> tuple[int | None, dict]:
 
 def _grow_vocabulary(model, vocab_size: int):
     """The model with embedding and head grown to ``vocab_size`` rows (new rows: the mean embedding)."""
-    from encoderlab.model import Encoder
-
     old = model.config.vocab_size
     grown = Encoder(model.config.replace(vocab_size=vocab_size))
     state = model.state_dict()
@@ -89,8 +95,6 @@ def _decoder_mask(hf_dir: Path) -> dict:
 
 @functools.lru_cache(maxsize=8)
 def _decoder_record(hf_dir: str) -> dict:
-    from encoderlab.data.tokenizer import ensure_mask_token, load_tokenizer, tokenizer_info
-
     tokenizer = load_tokenizer(hf_dir)
     return tokenizer_info(tokenizer, hf_dir, ensure_mask_token(tokenizer))
 
@@ -207,8 +211,6 @@ def _run(name: str, model_config, *, objective: str, mask_ratio: float, steps: i
 
 def _check_options(objective: str, steps, mask_ratio, seq_len=None, global_batch_tokens=None,
                    micro_batch_size=None) -> None:
-    from encoderlab.validate import open_fraction, positive_int
-
     if objective not in OBJECTIVES:
         raise ConfigError(f"cpt --objective: expected one of {OBJECTIVES}, got {objective!r}")
     positive_int(steps, "cpt --steps")
@@ -285,7 +287,6 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
     reuse = resume and init_dir.is_dir()
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output}: exists and is not a directory")
-    from encoderlab.training.checkpoint import complete_checkpoints
 
     previous = complete_checkpoints(output / "checkpoints")
     is_cpt = (output / "cpt.json").is_file()
@@ -304,7 +305,6 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
     run = _run(name, model.config, objective=objective, mask_ratio=mask_ratio, steps=steps, data=data, output=output,
                seq_len=seq_len, global_batch_tokens=global_batch_tokens)
     run_config = _configured(run, overrides, f"cpt run {name!r}", micro_batch_size, world_size)
-    from encoderlab.training.loop import preflight
 
     preflight(run_config, world_size)  # what the run checks before its model: checked before the start is written
     return CptPlan(hf_dir=hf_dir, data=str(data), output=output, model=model, config=run_config, mask=mask_choice, tokenizer_identity=identity,
@@ -317,8 +317,6 @@ def write_cpt_start(plan: CptPlan) -> list[str]:
     and ``<output>/cpt.json``; returns what it removed first. The caller holds the run's lock
     (:class:`~encoderlab.training.lock.RunLock`). A previous cpt run there (``overwrite``), or a start
     that trained no checkpoint, is removed first: what it wrote (its ``outputs.json``), nothing else."""
-    from encoderlab.training.outputs import claim, remove_owned
-
     output = plan.output
     removed = []
     if not plan.reuse_start and (output / "cpt.json").is_file():
@@ -341,8 +339,6 @@ def study_cpt_config(cpt, name: str, output_dir: str | Path, shards: Path | None
     ``encoderlab cpt`` plans it, from the decoder's config.json alone (no weights are read), with
     the mask of the study's shards (or, before they exist, of the decoder's tokenizer as
     ``data prepare`` will give it). Without study data, a ``data.source=SHARDS`` override names them."""
-    from encoderlab.model.hf import _read_hf_config, model_config_from_hf
-
     hf_dir = Path(cpt.decoder)
     _check_options(cpt.objective, cpt.steps, cpt.mask_ratio)
     if not hf_dir.is_dir():
@@ -367,9 +363,6 @@ def study_cpt_config(cpt, name: str, output_dir: str | Path, shards: Path | None
 def write_study_cpt_start(cpt, config: PretrainConfig) -> None:
     """Imports the decoder of a study's cpt run into ``config.init_from`` (once: a complete start is
     kept), with the shards' tokenizer, and records ``cpt.json`` beside it."""
-    from encoderlab.training.lock import RunLock
-    from encoderlab.training.outputs import claim
-
     init_dir = Path(config.init_from)
     if (init_dir / "model.safetensors").is_file():
         return

@@ -18,6 +18,9 @@ from encoderlab.config import ConfigError
 from encoderlab.model import ModelConfig
 from encoderlab.objectives import TokenBatch
 from encoderlab.training.config import DataConfig
+from encoderlab.data.manifest import MANIFEST
+from encoderlab.data.packed import PackedDataset
+from encoderlab.data.tokenizer import load_tokenizer, tokenizer_info
 
 SYNTHETIC_SPECIAL = {"pad": 0, "bos": 1, "eos": 2, "mask": 3}
 # Shard directories up to this many tokens have every token id checked against the model's vocabulary
@@ -80,8 +83,6 @@ class SyntheticSource:
 def build_source(config: DataConfig, model: ModelConfig) -> SampleSource:
     if config.source == "synthetic":
         return SyntheticSource(model.vocab_size, config.seq_len, config.mean_document_length, config.seed)
-    from encoderlab.data.packed import PackedDataset
-    from encoderlab.data.manifest import MANIFEST
 
     path = Path(config.source)
     if not (path / MANIFEST).is_file():
@@ -174,7 +175,6 @@ def shard_tokenizer(config: DataConfig, dataset) -> Path | None:
     tokenizer_dir = Path(config.source) / "tokenizer"
     if not (tokenizer_dir / "tokenizer_config.json").is_file():
         return None
-    from encoderlab.data.tokenizer import load_tokenizer, tokenizer_info
 
     recorded = dataset.manifest["tokenizer"]
     if not recorded.get("fingerprint"):

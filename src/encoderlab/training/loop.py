@@ -41,6 +41,7 @@ from encoderlab.training.lock import RunLock, RunLockedError
 from encoderlab.training.outputs import claim, removal_note, remove_owned
 from encoderlab.training.metrics import MetricsLogger, peak_bf16_flops, truncate_metrics
 from encoderlab.training.schedule import wsd_lr
+from encoderlab.training.checkpoint import STATE_FILE
 
 ARCHITECTURE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
                        "intermediate_size", "rope_theta", "rope_scaling", "norm_eps", *FAMILY_FIELDS)
@@ -422,7 +423,6 @@ def resolve_data_start(config: PretrainConfig) -> PretrainConfig:
 
     if not config.init_from or config.data.start != "continue":
         return config
-    from encoderlab.training.checkpoint import STATE_FILE
 
     source = Path(config.init_from)
     if not (source / STATE_FILE).is_file():

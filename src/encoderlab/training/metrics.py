@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from encoderlab.config import ConfigError
+from encoderlab.io import atomic_write_text
 
 # Dense BF16 peak per *card* and how many torch devices a card shows as: MFU is taken against the
 # peak of one torch device, so a card whose dies are separate devices (an MI250X shows two GCDs)
@@ -37,8 +38,6 @@ def truncate_metrics(path: Path, last_step: int) -> int:
     resumed from the checkpoint of step ``last_step`` does not log steps twice; records of later
     steps, repeated steps (the last is kept) and unreadable lines (a write cut by a kill) go.
     Returns the number of lines dropped."""
-    from encoderlab.io import atomic_write_text
-
     if not path.is_file():
         return 0
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from encoderlab.io import atomic_write_text
+from encoderlab.training.lock import LOCK_FILE
 
 MANIFEST = "outputs.json"
 # what encoderlab wrote in a run directory before the manifest: pretraining runs and cpt starts
@@ -64,8 +65,6 @@ def owned(run_dir: str | Path) -> list[str]:
 
 def foreign(run_dir: str | Path) -> list[str]:
     """The entries of ``run_dir`` that are not the run's (an overwrite keeps them), its lock aside."""
-    from encoderlab.training.lock import LOCK_FILE
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
