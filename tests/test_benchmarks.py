@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,10 +31,18 @@ def test_pretrain_throughput_runs_on_cpu_and_writes_tables(tmp_path):
     assert len((tmp_path / "throughput.jsonl").read_text().splitlines()) == 5
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: benchmarks/gpu_checks.py runs its checks instead")
 def test_gpu_checks_skip_cleanly_without_a_gpu():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_checks.py")], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "no CUDA device" in proc.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_checks_pass_on_a_gpu():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_checks.py")], capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 def test_data_throughput_runs_and_reports_the_loader_share(tmp_path):

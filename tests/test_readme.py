@@ -1,5 +1,6 @@
-"""Every command in README.md's bash blocks is run by this test (the README is the first thing users
-copy from). Commands that fit a CPU run as written, in one temp folder, in README order, with a
+"""Every command in the bash blocks of README.md and docs/*.md is run by this test (the README is the
+first thing users copy from, the docs the second), and every study spec the README shows loads and
+plans. Commands that fit a CPU run as written, in one temp folder, in README order, with a
 budget appended where they would train for minutes (fewer pretraining steps; fine-tuning: one step
 for every task, TC included, and four evaluation examples). Commands that need GPUs, the network or files a user brings are checked as far
 as this machine allows (presets, tasks and overrides resolve; paths are substituted), and say so.
@@ -24,7 +25,7 @@ MINI_BUDGET = ["phases.0.steps=3", "phases.1.steps=3", "schedule.warmup_steps=1"
 
 
 def readme_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         joined = re.sub(r"\\\n\s*", " ", block)
@@ -39,6 +40,7 @@ def readme_commands() -> list[str]:
 NOT_RUN = {  # command -> why it cannot run here, and what is checked instead
     "make demo": "the full demo takes ~8 min on this CPU; the same study machinery runs in the workflow below",
     "make test": "this is the test suite itself",
+    "make setup": "the environment this suite runs in (`.ci/run` makes it on a fresh clone)",
     "torchrun --nproc-per-node 8 -m encoderlab.cli pretrain 610m-mlm40-42k parallelism=fsdp": "8 GPUs",
     "torchrun --nnodes 4 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST0:29500 -m encoderlab.cli "
     "pretrain 1b-mlm40-42k": "4 nodes of 8 GPUs",
@@ -61,6 +63,20 @@ def test_every_readme_command_is_run_or_checked():
     workflow = {command for command, _ in WORKFLOW}
     unknown = [c for c in readme_commands() if c not in workflow and c not in NOT_RUN]
     assert not unknown, f"README commands this test does not cover: {unknown}"
+
+
+def test_readme_study_specs_load_and_plan(tmp_path):
+    from encoderlab.study.runner import plan_study
+    from encoderlab.study.spec import load_study
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    specs = [b for b in blocks if "\nruns:" in b]
+    assert specs, "the README shows a study spec"
+    for number, block in enumerate(specs):
+        path = tmp_path / f"spec-{number}.yaml"
+        path.write_text(block)
+        plan = plan_study(load_study(str(path), output_dir=str(tmp_path / f"out-{number}")))
+        assert plan["finetuning_runs"] > 0 and plan["pretraining_runs"]
 
 
 def test_commands_that_cannot_run_here_still_resolve():

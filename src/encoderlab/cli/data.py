@@ -54,18 +54,21 @@ def add_parsers(commands) -> None:
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> int:
     from encoderlab.data import iter_documents, train_tokenizer
-    from encoderlab.data.tokenizer import check_vocab_size
+    from encoderlab.data.tokenizer import check_vocab_size, short_vocabulary_note
 
     check_vocab_size(args.vocab_size)
     source = source_from_args(args)
     tokenizer = train_tokenizer(iter_documents(source), args.vocab_size, args.output, overwrite=args.overwrite)
     print(f"trained a byte-level BPE tokenizer of {len(tokenizer)} tokens to {args.output}")
+    note = short_vocabulary_note(tokenizer, args.vocab_size)
+    if note:
+        print(f"note: {note}")
     return 0
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from encoderlab.data import iter_documents, prepare
-    from encoderlab.data.tokenizer import check_vocab_size, tokenizer_for_shards
+    from encoderlab.data.tokenizer import check_vocab_size, short_vocabulary_note, tokenizer_for_shards
 
     if args.tokenizer and args.train_tokenizer is not None:
         raise ConfigError("data prepare: give --tokenizer NAME_OR_PATH or --train-tokenizer VOCAB_SIZE, not both")
@@ -86,6 +89,9 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     print(f"{args.output}: {manifest['total_documents']:,} documents, {manifest['total_tokens']:,} tokens in "
           f"{len(manifest['shards'])} shard(s), {manifest['dtype']}; tokenizer {t['name']} ({t['vocab_size']} tokens, "
           f"mask id {t['mask_token_id']}, {t['mask_origin']}); {manifest['empty_documents_skipped']} empty documents skipped")
+    note = short_vocabulary_note(tokenizer, args.train_tokenizer)
+    if note:
+        print(f"note: {note}")
     return 0
 
 

@@ -133,6 +133,15 @@ def ensure_mask_token(tokenizer) -> str:
     return "added"
 
 
+def short_vocabulary_note(tokenizer, requested: int | None) -> str:
+    """What to tell the user when the BPE trainer stopped below the requested size (a small corpus
+    has fewer merges to learn): the model's vocabulary, and so its size, follows the tokenizer."""
+    if requested is None or len(tokenizer) >= requested:
+        return ""
+    return (f"the byte-level BPE trainer learnt {len(tokenizer):,} tokens of the {requested:,} requested (the corpus "
+            f"offers no more merges); models trained on these shards get a vocabulary of {len(tokenizer):,}")
+
+
 def train_tokenizer(documents: Iterable[str], vocab_size: int, output_dir: str | Path | None = None,
                     overwrite: bool = False):
     """Trains a byte-level BPE tokenizer; special tokens <pad>=0, <s>=1, </s>=2, <mask>=3.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from encoderlab.config import ConfigError
 from encoderlab.evaluation.backbone import Backbone
 from encoderlab.evaluation.protocol import FinetuneConfig
-from encoderlab.evaluation.tasks import TaskData
+from encoderlab.evaluation.registry import TaskData
 
 
 def truncate(ids: list[int], limit: int, counter: dict) -> list[int]:
@@ -98,26 +98,6 @@ def document_text(doc: dict, config: FinetuneConfig) -> str:
 
 def ir_framed(backbone: Backbone, texts: list[str], limit: int, counter: dict) -> list[list[int]]:
     return [backbone.frame(truncate(ids, limit - 2, counter)) for ids in backbone.encode_many(texts)]
-
-
-def train_features(backbone: Backbone, task: TaskData, config: FinetuneConfig, limit: int, counts: dict) -> list:
-    spec = task.spec
-    if spec.type == "sc":
-        return sc_features(backbone, task, task.splits["train"], limit, counts)
-    if spec.type == "tc":
-        return tc_features(backbone, task.splits["train"], limit, counts)
-    if spec.type == "qa":
-        return qa_features(backbone, task.splits["train"], config, limit, counts)
-    docs = {d["_id"]: document_text(d, config) for d in task.corpus}
-    queries = {q["_id"]: query_text(q["text"], config) for q in task.queries["train"]}
-    pairs = [(q, d) for q, rel in task.qrels["train"].items() for d, score in rel.items() if score > 0 and q in queries]
-    missing = sorted({d for _, d in pairs if d not in docs})
-    if missing:
-        raise ConfigError(f"task {spec.name!r}: {len(missing)} training qrels name documents absent from the corpus "
-                          f"(e.g. {missing[0]!r})")
-    framed_queries = ir_framed(backbone, [queries[q] for q, _ in pairs], limit, counts)
-    framed_docs = ir_framed(backbone, [docs[d] for _, d in pairs], limit, counts)
-    return [{"q": q, "d": d} for q, d in zip(framed_queries, framed_docs)]
 
 
 class FeatureCache:

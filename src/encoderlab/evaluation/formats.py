@@ -15,6 +15,7 @@ from typing import Iterator
 
 from encoderlab.config import ConfigError
 from encoderlab.io import atomic_write_text
+from encoderlab.validate import repeats
 
 CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 UNER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -303,3 +304,36 @@ def read_beir_qrels(path: Path) -> list[dict]:
                               f"(BEIR qrels), got {line!r}")
         rows.append({"query-id": fields[0], "corpus-id": fields[1], "score": int(fields[2])})
     return rows
+
+
+def check_answers(spec, row: dict, where: str) -> None:
+    """SQuAD-style answers that are what the metric and the training labels assume: lists of equal
+    lengths, each answer the context's text at its ``answer_start``; every question of a task
+    without unanswerable questions (SQuAD v1.1, ReCoRD) has one. An answer elsewhere would train
+    the question as unanswerable, silently."""
+    answers, context = row["answers"], row["context"]
+    if (not isinstance(answers, dict) or not isinstance(answers.get("text"), list)
+            or len(answers["text"]) != len(answers.get("answer_start") or [])):
+        raise ConfigError(f"{where}: answers must be {{'text': [...], 'answer_start': [...]}} of equal lengths, "
+                          f"got {answers!r}")
+    question = f"question {row.get('id')!r}" if row.get("id") is not None else "the question"
+    if not answers["text"] and spec.metric != "squad_v2":
+        raise ConfigError(f"{where}: {question} has no answer, but task {spec.name!r} has no unanswerable questions "
+                          "(every question needs at least one answer; unanswerable questions are squad_v2's)")
+    for text, start in zip(answers["text"], answers["answer_start"]):
+        if isinstance(start, bool) or not isinstance(start, int) or not isinstance(text, str):
+            raise ConfigError(f"{where}: {question}: answer_start {start!r} and text {text!r} must be an integer "
+                              "and a string")
+        if not text or not 0 <= start <= len(context) - len(text) or context[start:start + len(text)] != text:
+            found = context.find(text) if text else -1
+            hint = (f" (the text is at {found})" if found >= 0 else " (the text is nowhere in the context)") \
+                if text else " (an empty answer text)"
+            raise ConfigError(f"{where}: {question}: answer {text!r} is not the context's text at answer_start "
+                              f"{start} (context length {len(context)}){hint}")
+
+
+def check_unique(ids: list[str], what: str, where: str) -> None:
+    duplicates = repeats(ids)
+    if duplicates:
+        raise ConfigError(f"{where}: {len(duplicates)} duplicate {what}(s), e.g. {duplicates[0]!r}; each must be "
+                          "unique (results are keyed by it)")

@@ -15,19 +15,13 @@ from encoderlab.config import ConfigError, from_dict, load_yaml
 from encoderlab.evaluation.pool import check_workers
 from encoderlab.evaluation.protocol import FinetuneConfig
 from encoderlab.evaluation.registry import get_task
+from encoderlab.evaluation.task_types import check_protocol_fits
 from encoderlab.io import atomic_write_text
 from encoderlab.validate import check_grid, count
 from encoderlab.evaluation.sweep import run_sweep
 from encoderlab.evaluation.tasks import load_task
 
 FORMAT = "encoderlab-evaluation-job"
-
-
-def check_protocol_fits(tasks: list[str], config: FinetuneConfig) -> None:
-    """The protocol can run every task (today: QA windows fit ``max_length``); the one place a
-    sweep, a study, ``cpt --evaluate`` and ``evaluate`` check it before any work."""
-    if any(get_task(name).type == "qa" for name in tasks):
-        config.check_qa_windows(config.max_length)
 
 
 @dataclass(kw_only=True)

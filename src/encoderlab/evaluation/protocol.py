@@ -1,7 +1,7 @@
 """The fine-tuning protocol: every setting that produces a score, its defaults (the paper's), its
 identity (what a cached run is keyed by) and its card (what a report prints).
 
-Defaults follow the paper's evaluation code (EncodEval, HF Trainer; ``paper-digest.md`` section 3):
+Defaults follow the paper's evaluation code (EncodEval, HF Trainer; the paper's evaluation setup):
 batch 32; AdamW with betas (0.9, 0.95), eps 1e-5 and weight decay 0.1 (not on biases and norm
 weights, as the HF Trainer does); gradient clipping 1.0; linear warmup over 10% of the steps then
 linear decay to 0 (``transformers.get_linear_schedule_with_warmup``); SC, QA and IR train for at

@@ -1,6 +1,6 @@
 """Statistics of a fine-tuning sweep: LR selection, confidence intervals, stability, paired tests.
 
-Protocol (fixing the flaws listed in anchors.md part B):
+Protocol (fixing the flaws of the authors' selection code: LR chosen on test, no intervals):
 - for each LR, the mean *validation* score over seeds; the LR with the best mean is selected
   (never on test);
 - the reported score is the *test* mean over the seeds of that LR with a 95% Student-t interval,

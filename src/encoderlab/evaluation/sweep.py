@@ -21,6 +21,7 @@ from encoderlab.evaluation.protocol import precision_of, protocol_id, protocol_i
 from encoderlab.evaluation.stats import RunScore, category_summary, stability, summarize
 from encoderlab.evaluation.store import (ResultsStore, RunRecord, combined_fingerprint, data_fingerprint,
                                          model_fingerprint, run_key)
+from encoderlab.evaluation.task_types import check_protocol_fits
 from encoderlab.evaluation.tasks import get_task, load_task
 from encoderlab.io import git_revision
 from encoderlab.evaluation.items import held_out_mask, item_scores
@@ -60,9 +61,7 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
         torch.set_num_threads(threads)
     fingerprint = model_fingerprint(_weights_dir(model))
     check_model_dir(model)  # a model the runs would refuse is refused before the results database is touched
-    for name in tasks:
-        if get_task(name).type == "qa":  # impossible QA windows fail before any work
-            config.check_qa_windows(config.max_length)
+    check_protocol_fits(tasks, config)  # impossible settings (QA windows) fail before any work
     identity = sweep_protocol(config)
     protocol = protocol_id(identity)
     # Zero-shot tasks (NQ, MLDR) are tested on the model fine-tuned on their source (MS MARCO):

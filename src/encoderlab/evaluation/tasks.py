@@ -71,11 +71,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from encoderlab.config import ConfigError
-from encoderlab.evaluation.formats import (IOB1_HINT, iob2_error, parse_label, read_beir_qrels, read_conll,
+from encoderlab.evaluation.formats import (check_unique, read_beir_qrels, read_conll,
                                            read_glue_tsv, read_iob2, read_rows, read_squad_json, record_rows_to_hub)
 from encoderlab.evaluation.registry import (BEIR_CORPUS, BEIR_QRELS, BEIR_QUERIES, MLDR_FILES, PAPER_TASKS, REGISTRY,
                                             TOYWORLD_TASKS, Files, TaskData, TaskSpec, get_task, split_train95)
-from encoderlab.validate import repeats
+from encoderlab.evaluation.task_types import task_type
 from encoderlab.data.toyworld import World
 
 __all__ = ["PAPER_TASKS", "REGISTRY", "TOYWORLD_TASKS", "TaskData", "TaskSpec", "get_task", "load_task", "read_conll",
@@ -131,81 +131,21 @@ def _check_dir(local_dir) -> Path:
 def _normalise(spec: TaskSpec, rows: list[dict], where: str) -> list[dict]:
     if spec.name == "record":
         return _record_to_squad(record_rows_to_hub(rows, where))
-    if spec.type == "tc":
-        for number, row in enumerate(rows, start=1):
-            if "ner_tags" not in row:
-                if spec.tags_field not in row:
-                    names = " or ".join(dict.fromkeys(("ner_tags", spec.tags_field)))
-                    raise ConfigError(f"{where}: row {number} of task {spec.name!r} has no {names} field; "
-                                      f"fields are {sorted(row)}")
-                row["ner_tags"] = row.pop(spec.tags_field)
-    return rows
+    return task_type(spec.type).normalise(spec, rows, where)
 
 
 def _check_rows(spec: TaskSpec, split: str, rows: list[dict], where: str) -> list[dict]:
+    """The rows of one split, checked (and normalised) by the task's type."""
     if not rows:
         raise ConfigError(f"{where}: split {split!r} of task {spec.name!r} is empty")
-    required = {"sc": (*spec.text_fields, "label"), "tc": ("tokens", "ner_tags"),
-                "qa": ("context", "question", "answers")}.get(spec.type, ())
-    missing = [f for f in required if f not in rows[0]]
+    kind = task_type(spec.type)
+    missing = [f for f in kind.required_fields(spec) if f not in rows[0]]
     if missing:
         raise ConfigError(f"{where}: rows of task {spec.name!r} lack {missing}; columns are {sorted(rows[0])}")
-    names = spec.label_names
     for number, row in enumerate(rows, start=1):
-        if spec.type == "sc":
-            label = parse_label(row["label"], names, f"{where}: row {number}")
-            if not 0 <= label < len(names):
-                raise ConfigError(f"{where}: row {number}: label {label} outside {list(names)} (task {spec.name!r})")
-            row["label"] = label
-        elif spec.type == "tc":
-            tags = [parse_label(t, names, f"{where}: row {number}") for t in row["ner_tags"]]
-            if any(not 0 <= t < len(names) for t in tags) or len(tags) != len(row["tokens"]):
-                raise ConfigError(f"{where}: row {number}: a tag id outside the {len(names)} labels of "
-                                  f"{spec.name!r}, or not one tag per token")
-            bad = iob2_error([names[t] for t in tags])
-            if bad is not None:
-                raise ConfigError(f"{where}: row {number}, token {bad + 1} ({row['tokens'][bad]!r}): tag {names[tags[bad]]} "
-                                  f"follows {names[tags[bad - 1]] if bad else 'the sentence start'}, which IOB2 does "
-                                  f"not allow (an entity starts with B-){IOB1_HINT}")
-            row["ner_tags"] = tags
-        elif spec.type == "qa":
-            _check_answers(spec, row, f"{where}: row {number}")
-    if spec.type == "qa":
-        _check_unique([str(row.get("id", number)) for number, row in enumerate(rows, start=1)], "question id", where)
+        kind.check_row(spec, row, f"{where}: row {number}")
+    kind.check_rows(spec, rows, where)
     return rows
-
-
-def _check_answers(spec: TaskSpec, row: dict, where: str) -> None:
-    """SQuAD-style answers that are what the metric and the training labels assume: lists of equal
-    lengths, each answer the context's text at its ``answer_start``; every question of a task
-    without unanswerable questions (SQuAD v1.1, ReCoRD) has one. An answer elsewhere would train
-    the question as unanswerable, silently."""
-    answers, context = row["answers"], row["context"]
-    if (not isinstance(answers, dict) or not isinstance(answers.get("text"), list)
-            or len(answers["text"]) != len(answers.get("answer_start") or [])):
-        raise ConfigError(f"{where}: answers must be {{'text': [...], 'answer_start': [...]}} of equal lengths, "
-                          f"got {answers!r}")
-    question = f"question {row.get('id')!r}" if row.get("id") is not None else "the question"
-    if not answers["text"] and spec.metric != "squad_v2":
-        raise ConfigError(f"{where}: {question} has no answer, but task {spec.name!r} has no unanswerable questions "
-                          "(every question needs at least one answer; unanswerable questions are squad_v2's)")
-    for text, start in zip(answers["text"], answers["answer_start"]):
-        if isinstance(start, bool) or not isinstance(start, int) or not isinstance(text, str):
-            raise ConfigError(f"{where}: {question}: answer_start {start!r} and text {text!r} must be an integer "
-                              "and a string")
-        if not text or not 0 <= start <= len(context) - len(text) or context[start:start + len(text)] != text:
-            found = context.find(text) if text else -1
-            hint = (f" (the text is at {found})" if found >= 0 else " (the text is nowhere in the context)") \
-                if text else " (an empty answer text)"
-            raise ConfigError(f"{where}: {question}: answer {text!r} is not the context's text at answer_start "
-                              f"{start} (context length {len(context)}){hint}")
-
-
-def _check_unique(ids: list[str], what: str, where: str) -> None:
-    duplicates = repeats(ids)
-    if duplicates:
-        raise ConfigError(f"{where}: {len(duplicates)} duplicate {what}(s), e.g. {duplicates[0]!r}; each must be "
-                          "unique (results are keyed by it)")
 
 
 def _record_to_squad(rows: list[dict]) -> list[dict]:
@@ -231,11 +171,11 @@ def load_task(name: str, local_dir: str | Path | None = None, toyworld_seed: int
                           "conll2003, squad_v2, msmarco)")
     if spec.toyworld:
         task = World(seed=toyworld_seed).tasks()[name]
-        if spec.type == "ir":
+        if task_type(spec.type).layout == "corpus":
             return _ir_from_tables(spec, task["corpus"], task["queries"], task["qrels"], {}, f"toyworld:{name}")
         data.splits = {k: _check_rows(spec, k, v, f"toyworld:{name}") for k, v in task["splits"].items()}
         return data
-    if spec.type == "ir":
+    if task_type(spec.type).layout == "corpus":
         if local_dir is None:
             return _ir_from_hub(spec)
         folder = _check_dir(local_dir)
@@ -321,7 +261,7 @@ def _check_corpus(spec, corpus: list[dict], qrels: dict[str, dict[str, dict[str,
     if not corpus:
         raise ConfigError(f"{corpus_where}: the corpus of task {spec.name!r} is empty")
     ids = [str(d["_id"]) for d in corpus]
-    _check_unique(ids, "corpus id", corpus_where)
+    check_unique(ids, "corpus id", corpus_where)
     known = set(ids)
     for split, table in qrels.items():
         judged = {doc for docs in table.values() for doc in docs}
@@ -420,7 +360,7 @@ def _ir_from_beir(spec: TaskSpec, folder: Path) -> TaskData:
     for rows, path, columns in ((corpus, corpus_file, ("_id", "text")), (query_rows, queries_file, ("_id", "text"))):
         if rows and any(c not in rows[0] for c in columns):
             raise ConfigError(f"{path}: BEIR rows need {list(columns)}; the first row has {sorted(rows[0])}")
-    _check_unique([str(q["_id"]) for q in query_rows], "query id", queries_file)
+    check_unique([str(q["_id"]) for q in query_rows], "query id", queries_file)
     all_queries = {str(q["_id"]): q for q in query_rows}
     qrels_rows, sources = {}, {"corpus": corpus_file}
     for split in spec.hub_splits:

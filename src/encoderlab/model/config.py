@@ -187,7 +187,7 @@ class ModelConfig:
         return self.num_block_parameters() + embedding + head
 
     def flops_per_token(self, seq_len: int, head_fraction: float = 1.0) -> float:
-        """Training FLOPs per token (forward + backward), the formula of performance.md section 1.2.
+        """Training FLOPs per token (forward + backward), the usual dense-transformer count (as in torchtitan and the PaLM appendix).
 
         ``6 * N_body_matmul + 6 * N_head * f + 12 * L * H * Q * T``, where ``f`` is the fraction of
         positions at which LM logits are computed (1 for CLM and a dense MLM head, the masking ratio
@@ -209,7 +209,7 @@ FAMILY_FIELDS = (
 )
 
 
-# Paper presets: exactly the dimensions of SYSTEM.md section 1 (Llama-3 vocabulary).
+# Paper presets: exactly the dimensions of the paper's 210M, 610M and 1B models (Llama-3 vocabulary).
 # Small presets (``tiny`` for tests, ``mini`` for the CPU demo) use small vocabularies.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(

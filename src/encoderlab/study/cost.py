@@ -9,7 +9,7 @@ head; raw file ``benchmarks/results/h100-2026-11-26-s3/call2-throughput.json``).
 the rows it measures (``--throughput FILE``).
 
 An MLM phase at another masking ratio is projected at the measured tokens/s scaled by the FLOPs
-per token (performance.md section 1.2) of the measured ratio over that of the phase's ratio
+per token (``ModelConfig.flops_per_token``) of the measured ratio over that of the phase's ratio
 (the sparse head computes logits at masked positions only). Tokens/s counts every input token,
 padding included, so the projection uses the input tokens of a step; ``pretraining_tokens`` counts
 real (non-padding) tokens.

@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 
 from encoderlab.config import ConfigError
-from encoderlab.evaluation.job import check_protocol_fits
+from encoderlab.evaluation.task_types import check_protocol_fits
 from encoderlab.evaluation.registry import get_task
 from encoderlab.study.graph import check_run_graph, run_parents
 from encoderlab.study.jobs import job_state, latest_jobs, run_jobs, run_local_graph, wait_while_running
 from encoderlab.study.plan import StudyPlan, study_shards
 from encoderlab.study.spec import StudySpec
 from encoderlab.data import iter_documents, parse_source, prepare
-from encoderlab.data.tokenizer import tokenizer_for_shards
+from encoderlab.data.tokenizer import short_vocabulary_note, tokenizer_for_shards
 from encoderlab.evaluation.protocol import protocol_identity, settings_of
 from encoderlab.evaluation.store import ResultsStore, model_fingerprint
 from encoderlab.io import atomic_write_text
@@ -33,16 +33,19 @@ from encoderlab.training.cpt import _decoder_mask, write_study_cpt_start
 from encoderlab.training.lock import describe, lock_status
 
 
-def prepare_study_data(spec: StudySpec, progress: bool) -> Path | None:
+def prepare_study_data(spec: StudySpec, progress: bool, log=print) -> Path | None:
+    """The study's token shards, prepared (or reused) once for all its runs."""
     if spec.data is None:
         return None
-
     shards = spec.study_dir / "data"
     source = parse_source(spec.data.source, toyworld_documents=spec.data.toyworld_documents)
     tokenizer, name, origin = tokenizer_for_shards(shards, name=spec.data.tokenizer,
                                                    train_vocab=spec.data.train_tokenizer_vocab,
                                                    documents=iter_documents(source))
     prepare(source, tokenizer, name, shards, mask_origin=origin, progress=progress, wait=True)
+    note = short_vocabulary_note(tokenizer, None if spec.data.tokenizer else spec.data.train_tokenizer_vocab)
+    if note:
+        log(f"[study {spec.name}] data: {note}")
     return shards
 
 
@@ -194,7 +197,7 @@ def run_study(spec: StudySpec, progress: bool = True, log=print, workers: int | 
         apply(policy.threads, export=policy.source != POLICY)
     started = time.perf_counter()
     log(f"[study {spec.name}] data")
-    plan = StudyPlan.resolve(spec, prepare_study_data(spec, progress))  # resolved once, read by every stage
+    plan = StudyPlan.resolve(spec, prepare_study_data(spec, progress, log))  # resolved once, read by every stage
     timings["data_s"] = timings.get("data_s", 0.0) + time.perf_counter() - started
     pending = _pretrain_stage(plan, in_process, policy, timings, progress, log)
     if spec.scheduler.kind == "local" and not in_process:  # one graph of local jobs on the policy's slots

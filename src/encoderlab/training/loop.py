@@ -292,7 +292,8 @@ class Trainer:
                 path = save_training_checkpoint(self.checkpoint_dir, model_state, self.config.model, optimizer_state,
                                                 state, tokenizer_dir=self.tokenizer_dir,
                                                 tokenizer=getattr(self.source, "manifest", {}).get("tokenizer"))
-                rotate_checkpoints(self.checkpoint_dir, self.config.keep_last)
+                # once the run is complete its rolling checkpoints serve no resume: only kept ones stay
+                rotate_checkpoints(self.checkpoint_dir, 0 if step == self.config.total_steps else self.config.keep_last)
             except Exception as err:  # noqa: BLE001 (re-raised below, once every rank knows)
                 error = err  # every rank stops, instead of the others waiting at a barrier for ever
         failed = D.all_reduce_sum(torch.tensor(0.0 if error is None else 1.0, device=self.ctx.device))

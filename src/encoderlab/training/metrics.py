@@ -14,7 +14,7 @@ from encoderlab.io import atomic_write_text
 # Dense BF16 peak per *card* and how many torch devices a card shows as: MFU is taken against the
 # peak of one torch device, so a card whose dies are separate devices (an MI250X shows two GCDs)
 # counts a fraction of the card. The first name that the device's name contains wins, so the more
-# specific names come first. Figures: torchtitan's get_peak_flops for NVIDIA (performance.md 1.1),
+# specific names come first. Figures: torchtitan's get_peak_flops for NVIDIA,
 # AMD's data sheets for Instinct (MI250X 383 TFLOP/s, MI250 362.1, MI300X 1307.4 per card).
 PEAK_BF16_FLOPS_PER_CARD = (
     ("H100 NVL", 835e12, 1), ("H100 PCIe", 756e12, 1), ("H100", 989e12, 1), ("H200", 989e12, 1),

@@ -1,6 +1,6 @@
 """Named run presets: every pretraining run of arXiv 2507.00994, and small CPU runs.
 
-Paper runs (SYSTEM.md section 2, paper-digest section 2):
+Paper runs (arXiv 2507.00994, its pretraining setup):
 - ``{size}-clm-42k`` and ``{size}-mlm{20,30,40,50}-42k`` for size in 210m, 610m, 1b;
 - decay branches ``610m-{clm,mlm40}-{12k,22k}`` off the 42k runs' stable checkpoints;
 - two-stage ``610m-clm{s}-mlm40-{B}`` for the budgets 12k / 22k / 42k and CLM shares 25/50/75%,
