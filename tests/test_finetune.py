@@ -93,20 +93,20 @@ def test_a_retrieval_corpus_is_ranked_once_for_validation_and_test(tiny_checkpoi
     corpus's truncated documents are counted once."""
     import torch
 
-    from encoderlab.evaluation import finetune as ft
     from encoderlab.evaluation.features import document_text
+    from encoderlab.evaluation.task_types import ir, task_type
 
     passes = []
-    real = ft.rank_corpus
-    monkeypatch.setattr(ft, "rank_corpus", lambda corpus, *a, **k: passes.append(len(corpus)) or real(corpus, *a, **k))
+    real = ir.rank_corpus
+    monkeypatch.setattr(ir, "rank_corpus", lambda corpus, *a, **k: passes.append(len(corpus)) or real(corpus, *a, **k))
     config = FinetuneConfig(max_steps=2, batch_size=8, max_length=12, max_eval_examples=16, tc_full_epoch=False)
     task = load_task("toy-retrieval")
     backbone = Backbone(str(tiny_checkpoint)).eval()
 
     def score(splits):
         with torch.no_grad():
-            return ft._evaluate_retrieval(backbone, [(task, s) for s in splits], config, 12, lambda rows: rows[:16],
-                                          torch.device("cpu"), FeatureCache(), ("key",))
+            return task_type("ir").score(backbone, None, [(task, s) for s in splits], config, 12,
+                                         lambda rows: rows[:16], torch.device("cpu"), FeatureCache(), ("key",))
 
     joint = score(["validation", "test"])
     assert passes == [len(task.corpus)]
@@ -130,7 +130,7 @@ def test_a_retrieval_corpus_is_ranked_once_for_validation_and_test(tiny_checkpoi
     shared = replace(task, queries={**task.queries, "test": task.queries["validation"]},
                      qrels={**task.qrels, "test": task.qrels["validation"]})
     with torch.no_grad():
-        apart = ft._evaluate_retrieval(backbone, [(shared, "validation"), (shared, "test"), (shared, "test")], config,
+        apart = task_type("ir").score(backbone, None, [(shared, "validation"), (shared, "test"), (shared, "test")], config,
                                        12, lambda rows: rows[:16], torch.device("cpu"), FeatureCache(), ("key",))
     assert passes == [len(task.corpus)] * 5 and len(apart) == 2
     whole_corpus = {k: v for k, v in alone[(id(task), "validation")].metrics.items()

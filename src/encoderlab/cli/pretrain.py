@@ -84,57 +84,45 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    """A short training run of a small model on random packed tokens, in both attention modes."""
-    import torch
+    """A short run of a small model on the synthetic learnable stream through the one trainer
+    (``encoderlab.training``): half the steps CLM (causal attention), half MLM-40 (bidirectional),
+    in a temporary run directory; it fails unless the loss falls in both."""
+    import json
+    import tempfile
 
     from encoderlab.cli.model import model_config
-    from encoderlab.model import build_encoder, document_ids_from_lengths
+    from encoderlab.training import PretrainConfig, pretrain
 
-    config = model_config(args.preset, args.set)
-    torch.manual_seed(args.seed)
-    model = build_encoder(config, seed=args.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-5, weight_decay=0.1)
-    seq_len, batch = args.seq_len, args.batch_size
-    # A learnable synthetic stream: each document walks x -> (5x + 3) mod 64 from a random start.
-    alphabet = min(64, config.vocab_size - 1)
-    generator = torch.Generator().manual_seed(args.seed)
-    print(f"smoke run: preset {config.name} ({model.num_parameters() / 1e6:.2f}M parameters), "
-          f"{args.steps} steps of {batch}x{seq_len} packed tokens, alternating causal and bidirectional attention")
-    start = time.perf_counter()
-    losses = {"causal": [], "bidirectional": []}
-    for step in range(args.steps):
-        half = seq_len // 2
-        lengths = [[half, seq_len - half] for _ in range(batch)]
-        walk = torch.empty(batch, seq_len, dtype=torch.long)
-        walk[:, 0] = torch.randint(0, alphabet, (batch,), generator=generator)
-        walk[:, half] = torch.randint(0, alphabet, (batch,), generator=generator)
-        for t in range(1, seq_len):
-            if t != half:
-                walk[:, t] = (5 * walk[:, t - 1] + 3) % alphabet
-        tokens = walk
-        document_ids = document_ids_from_lengths(lengths, seq_len)
-        mode = "causal" if step % 2 == 0 else "bidirectional"
-        if mode == "causal":
-            out = model(tokens, attention=mode, document_ids=document_ids, logits_at="all")
-            loss = torch.nn.functional.cross_entropy(out.logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
-        else:
-            selected = torch.rand(tokens.shape, generator=generator) < 0.3
-            corrupted = tokens.masked_fill(selected, config.vocab_size - 1)
-            out = model(corrupted, attention=mode, document_ids=document_ids, logits_at=selected)
-            loss = torch.nn.functional.cross_entropy(out.logits, tokens[selected])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses[mode].append(loss.item())
-        if step % max(1, args.steps // 10) == 0 or step == args.steps - 1:
-            print(f"  step {step:4d}  {mode:<13}  loss {loss.item():.3f}")
-    elapsed = time.perf_counter() - start
-    tokens_seen = args.steps * batch * seq_len
-    for mode, values in losses.items():
-        print(f"{mode}: loss {values[0]:.3f} -> {values[-1]:.3f}")
-    print(f"{tokens_seen} tokens in {elapsed:.1f}s ({tokens_seen / elapsed:,.0f} tokens/s on this machine)")
-    failed = [mode for mode, values in losses.items() if not values[-1] < values[0]]
+    model = model_config(args.preset, args.set)
+    if args.steps < 2:
+        raise ConfigError(f"smoke --steps {args.steps}: expected at least 2 (one CLM step and one MLM step)")
+    clm_steps = args.steps // 2
+    phases = [{"objective": "clm", "steps": clm_steps}, {"objective": "mlm", "mask_ratio": 0.4,
+                                                         "steps": args.steps - clm_steps}]
+    with tempfile.TemporaryDirectory(prefix="encoderlab-smoke-") as folder:
+        config = PretrainConfig.from_dict({
+            "name": f"smoke-{model.name}", "output_dir": folder, "seed": args.seed,
+            "model": {**model.to_dict(), "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "mask_token_id": 3},
+            "phases": phases, "global_batch_tokens": args.batch_size * args.seq_len,
+            "micro_batch_size": args.batch_size, "data": {"source": "synthetic", "seq_len": args.seq_len},
+            "schedule": {"lr": args.lr, "warmup_steps": 1, "decay_steps": 1}, "checkpoint_every": args.steps,
+            "log_every": 1,
+        }, where="smoke")
+        print(f"smoke run: preset {model.name}, {clm_steps} CLM steps (causal attention) then "
+              f"{args.steps - clm_steps} MLM-40 steps (bidirectional) of {args.batch_size}x{args.seq_len} packed "
+              "synthetic tokens")
+        started = time.perf_counter()
+        pretrain(config, progress=False)
+        elapsed = time.perf_counter() - started
+        records = [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
+    failed = []
+    for mode, phase in zip(("causal", "bidirectional"), config.phases):
+        losses = [r["loss"] for r in records if r["phase"] == phase.label]
+        print(f"{mode}: loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps")
+        if not losses[-1] < losses[0]:
+            failed.append(mode)
+    tokens = args.steps * args.batch_size * args.seq_len
+    print(f"{tokens} tokens in {elapsed:.1f}s ({tokens / elapsed:,.0f} tokens/s on this machine)")
     if failed:
         print(f"smoke run FAILED: loss did not decrease for {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -106,7 +106,6 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
     kind.check_protocol(config, limit)
     counts: dict = {}
     head = kind.head(spec, backbone.hidden_size).to(device)
-    params = list(backbone.parameters()) + list(head.parameters())
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def cap(rows):
@@ -123,6 +122,30 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
                  "backbone": backbone.kind, "attention": config.attention, "precision": precision_of(device.type),
                  "device": device.type}
     started = time.perf_counter()
+    status, step, losses = _train(kind, backbone, head, train, steps, optimizer, scheduler, rng, autocast, device,
+                                  config, effective)
+    train_seconds = time.perf_counter() - started
+    if status == "ok" and (rise := loss_exploded(losses)):
+        status, effective["diverged"] = "diverged", rise
+    effective["loss_first_last"] = _loss_ends(losses)
+    if status == "diverged":
+        return [RunResult("diverged", math.nan, math.nan, {}, None, step, train_seconds, 0.0, dict(counts), effective)
+                for _ in test_tasks]
+    backbone.eval()
+    scale = kind.scale  # every main score on the paper's 0-100 scale
+    wanted = [(task, "validation"), *[(t, "test") for t in test_tasks]]
+    with torch.no_grad(), autocast:
+        scored = kind.score(backbone, head, wanted, config, limit, cap, device, features, cache_key)
+    validation = scored[(id(task), "validation")]
+    return [_result(validation, scored[(id(test_task), "test")], scale, spec.metric, test_task.spec.metric, steps,
+                    train_seconds, counts, effective) for test_task in test_tasks]
+
+
+def _train(kind, backbone, head, train: list, steps: int, optimizer, scheduler, rng, autocast, device, config,
+           effective: dict) -> tuple[str, int, list[float]]:
+    """At most ``steps`` optimizer steps over one shuffled pass of ``train``; (status, steps, losses).
+    A non-finite loss stops the run as diverged (said in ``effective``)."""
+    params = list(backbone.parameters()) + list(head.parameters())
     status, step, losses = "ok", 0, []
     backbone.train()
     for batch in batches(train, config.batch_size, rng):  # steps <= one epoch: a single pass
@@ -141,35 +164,23 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-    train_seconds = time.perf_counter() - started
-    if status == "ok" and (rise := loss_exploded(losses)):
-        status, effective["diverged"] = "diverged", rise
-    effective["loss_first_last"] = _loss_ends(losses)
-    if status == "diverged":
-        return [RunResult("diverged", math.nan, math.nan, {}, None, step, train_seconds, 0.0, dict(counts), effective)
-                for _ in test_tasks]
-    backbone.eval()
-    scale = kind.scale  # every main score on the paper's 0-100 scale
-    wanted = [(task, "validation"), *[(t, "test") for t in test_tasks]]
-    with torch.no_grad(), autocast:
-        scored = kind.score(backbone, head, wanted, config, limit, cap, device, features, cache_key)
-    validation = scored[(id(task), "validation")]
-    results = []
-    for test_task in test_tasks:
-        test = scored[(id(test_task), "test")]
-        passes = {validation.pass_id: validation, test.pass_id: test}  # a pass shared by both counts once
-        run_counts = dict(counts)
-        for scoring in passes.values():
-            for name, value in scoring.counts.items():
-                run_counts[name] = run_counts.get(name, 0) + value
-        # per-item lists (held-out mask, entity counts) are kept for the test split only: nothing reads them
-        # for validation, which selects the LR by its score
-        metrics = ({f"validation/{k}": v for k, v in validation.metrics.items() if not isinstance(v, list)}
-                   | {f"test/{k}": v for k, v in test.metrics.items()})
-        results.append(RunResult("ok", scale * validation.metrics[spec.metric],
-                                 scale * test.metrics[test_task.spec.metric], metrics, test.items, steps, train_seconds,
-                                 sum(p.seconds for p in passes.values()), run_counts, effective))
-    return results
+    return status, step, losses
+
+
+def _result(validation, test, scale: float, metric: str, test_metric: str, steps: int, train_seconds: float,
+            counts: dict, effective: dict) -> RunResult:
+    """One test task's result of a run: its scores, metrics and what its passes counted."""
+    passes = {validation.pass_id: validation, test.pass_id: test}  # a pass shared by both counts once
+    run_counts = dict(counts)
+    for scoring in passes.values():
+        for name, value in scoring.counts.items():
+            run_counts[name] = run_counts.get(name, 0) + value
+    # per-item lists (held-out mask, entity counts) are kept for the test split only: nothing reads them
+    # for validation, which selects the LR by its score
+    metrics = ({f"validation/{k}": v for k, v in validation.metrics.items() if not isinstance(v, list)}
+               | {f"test/{k}": v for k, v in test.metrics.items()})
+    return RunResult("ok", scale * validation.metrics[metric], scale * test.metrics[test_metric], metrics, test.items,
+                     steps, train_seconds, sum(p.seconds for p in passes.values()), run_counts, effective)
 
 
 DIVERGENCE_FACTOR = 2.0  # a run whose loss ends above this multiple of where it began has diverged

@@ -127,6 +127,26 @@ class Trainer:
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.overwrite = overwrite
         self.notes: list[str] = []  # printed by the main process when the run starts
+        self._check_output(resume, overwrite)
+        self.accumulation, self.source, self.tokenizer_dir = preflight(config, ctx.world_size)
+        self._check_data()
+        device = ctx.device
+        bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+        self.precision = "bf16" if bf16 else "fp32"
+        start_from = self._find_start(resume)
+        self.start_step = self.start_state["step"] if self.start_state else 0
+        self._build(start_from, resume)
+        self.objectives = build_objectives(config)
+        self.peak_flops = peak_bf16_flops(device)
+        ends, self.phase_ends = 0, set()
+        for phase in config.phases:
+            ends += phase.steps
+            self.phase_ends.add(ends)
+
+    def _check_output(self, resume: bool, overwrite: bool) -> None:
+        """The run directory may be written: resumed, replaced (never a start inside it), or new."""
+        config = self.config
         if resume and overwrite:
             raise ConfigError(f"run {config.name!r}: resume and overwrite are exclusive (continue the run in "
                               f"{self.run_dir}, or replace it)")
@@ -143,21 +163,23 @@ class Trainer:
                 if source and _inside(source, self.run_dir):
                     raise ConfigError(f"run {config.name!r}: {key} {source} lies inside {self.run_dir}, which "
                                       "--overwrite would delete; copy it elsewhere first")
-        self.accumulation, self.source, self.tokenizer_dir = preflight(config, ctx.world_size)
+
+    def _check_data(self) -> None:
+        """Notes what the user should know of the data: no tokenizer to carry, an order that repeats."""
+        config = self.config
         if self.tokenizer_dir is None and config.data.source != "synthetic":
             self.notes.append(f"warning: {Path(config.data.source) / 'tokenizer'} has no tokenizer (no "
                               "tokenizer_config.json); the checkpoints will carry none")
         available = len(self.source) if hasattr(self.source, "__len__") else None
         needed = config.data.offset + config.total_steps * config.global_batch_samples
-        if available is not None and needed > available and ctx.is_main:
+        if available is not None and needed > available and self.ctx.is_main:
             print(f"warning: run {config.name!r} reads {needed} samples but {config.data.source} holds {available}; "
                   f"the order repeats after {available} samples ({needed / available:.2f} epochs)", flush=True)
-        device = ctx.device
-        bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-        self.precision = "bf16" if bf16 else "fp32"
 
-        # Where the run starts: fresh, resumed, branched (full state) or initialised (weights only).
+    def _find_start(self, resume: bool) -> Path | None:
+        """Where the run starts: fresh (None), resumed or branched (full state, in ``self.start_state``)
+        or initialised (weights only, ``init_from``: read by :meth:`_build_model`)."""
+        config = self.config
         start_from, self.start_state = None, None
         if resume:
             start_from, note = resolve_latest(self.checkpoint_dir)
@@ -175,14 +197,17 @@ class Trainer:
             start_from = Path(config.branch_from)
             self.start_state = read_training_state(start_from)
             self._check_branch(start_from)
-        self.start_step = self.start_state["step"] if self.start_state else 0
+        return start_from
 
+    def _build(self, start_from: Path | None, resume: bool) -> None:
+        """The model (wrapped for DDP/FSDP2) and its AdamW, with the start's state loaded."""
+        config, device = self.config, self.ctx.device
         model = self._build_model(start_from)
         if config.compile:
             for layer in model.layers:
                 layer.compile()
         self.bare_model = model
-        self.model = D.wrap_model(model, ctx, config.parallelism)
+        self.model = D.wrap_model(model, self.ctx, config.parallelism)
         decay = [p for p in model.parameters() if p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.ndim < 2]
         self.optimizer = torch.optim.AdamW(
@@ -196,12 +221,6 @@ class Trainer:
                                load_optimizer_state(start_from))
             if resume:
                 load_rng_state(start_from)
-        self.objectives = build_objectives(config)
-        self.peak_flops = peak_bf16_flops(device)
-        ends, self.phase_ends = 0, set()
-        for phase in config.phases:
-            ends += phase.steps
-            self.phase_ends.add(ends)
 
     def _check_branch(self, source: Path) -> None:
         config, state = self.config, self.start_state
@@ -338,7 +357,6 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=total, initial=self.start_step, desc=config.name, unit="step", dynamic_ncols=True)
-        tokens_per_step = config.global_batch_tokens
         interval_start, interval_steps = time.perf_counter(), 0
         self._real_tokens = torch.zeros((), dtype=torch.int64, device=ctx.device)  # this rank's, since the last record
         final = None
@@ -367,37 +385,13 @@ class Trainer:
                             f"{grad_norm.item()}); stopping. The last good checkpoint is "
                             f"{latest_checkpoint(self.checkpoint_dir)}"
                         )
-                    if ctx.device.type == "cuda":
-                        torch.cuda.synchronize(ctx.device)
-                    elapsed = time.perf_counter() - interval_start
-                    tokens_per_s = interval_steps * tokens_per_step / elapsed
-                    real = D.all_reduce_sum(self._real_tokens.to(torch.float64)).item()  # non-padding, all ranks
-                    self._real_tokens.zero_()
-                    _, phase = config.phase_at(step)
-                    # the fraction of positions the LM head computes (a dense MLM head: all of them)
-                    f = 1.0 if phase.objective == "clm" or (phase.objective == "mlm" and not config.sparse_head) \
-                        else phase.mask_ratio
-                    flops = config.model.flops_per_token(config.data.seq_len, head_fraction=f)
-                    record = {
-                        # loss: mean over the steps since the last record (token-weighted per step)
-                        "step": done, "phase": phase.label, "loss": (interval_loss / interval_steps).item(),
-                        "lr": lr.item(),
-                        "grad_norm": grad_norm.item(), "tokens_per_s": tokens_per_s,
-                        "tokens_seen": done * tokens_per_step, "head_fraction": f,
-                        # real (non-padding) input tokens: per step (mean since the last record) and per second
-                        "real_tokens_per_step": real / interval_steps, "real_tokens_per_s": real / elapsed,
-                        "mfu": (tokens_per_s / ctx.world_size * flops / self.peak_flops) if self.peak_flops else None,
-                        "precision": self.precision, "world_size": ctx.world_size,
-                        "threads": torch.get_num_threads(),
-                    }
-                    if ctx.device.type == "cuda":
-                        record["peak_memory_gib"] = torch.cuda.max_memory_allocated(ctx.device) / 2**30
-                        record["peak_tflops_per_device"] = self.peak_flops / 1e12 if self.peak_flops else None
+                    record = self._record(step, interval_loss / interval_steps, grad_norm, lr, interval_steps,
+                                          interval_start)
                     if logger is not None:
                         logger.log(record)
                     if bar is not None:
                         bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}",
-                                        tok_s=f"{tokens_per_s:,.0f}", phase=phase.label)
+                                        tok_s=f"{record['tokens_per_s']:,.0f}", phase=record["phase"])
                     interval_start, interval_steps = time.perf_counter(), 0
                     interval_loss.zero_()
                 if save:
@@ -412,6 +406,35 @@ class Trainer:
             if logger is not None:
                 logger.close()
         return final if final is not None else self.checkpoint_dir / f"step-{total:06d}"
+
+    def _record(self, step: int, loss, grad_norm, lr, steps: int, started: float) -> dict:
+        """The metrics record of the ``steps`` optimizer steps up to ``step`` (0-based), begun at ``started``."""
+        config, ctx = self.config, self.ctx
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)
+        elapsed = time.perf_counter() - started
+        tokens_per_s = steps * config.global_batch_tokens / elapsed
+        real = D.all_reduce_sum(self._real_tokens.to(torch.float64)).item()  # non-padding, all ranks
+        self._real_tokens.zero_()
+        _, phase = config.phase_at(step)
+        # the fraction of positions the LM head computes (a dense MLM head: all of them)
+        f = 1.0 if phase.objective == "clm" or (phase.objective == "mlm" and not config.sparse_head) else phase.mask_ratio
+        flops = config.model.flops_per_token(config.data.seq_len, head_fraction=f)
+        record = {
+            # loss: mean over the steps since the last record (token-weighted per step)
+            "step": step + 1, "phase": phase.label, "loss": loss.item(), "lr": lr.item(),
+            "grad_norm": grad_norm.item(), "tokens_per_s": tokens_per_s,
+            "tokens_seen": (step + 1) * config.global_batch_tokens, "head_fraction": f,
+            # real (non-padding) input tokens: per step (mean since the last record) and per second
+            "real_tokens_per_step": real / steps, "real_tokens_per_s": real / elapsed,
+            "mfu": (tokens_per_s / ctx.world_size * flops / self.peak_flops) if self.peak_flops else None,
+            "precision": self.precision, "world_size": ctx.world_size, "threads": torch.get_num_threads(),
+        }
+        if ctx.device.type == "cuda":
+            record["peak_memory_gib"] = torch.cuda.max_memory_allocated(ctx.device) / 2**30
+            record["peak_tflops_per_device"] = self.peak_flops / 1e12 if self.peak_flops else None
+        return record
+
 
 
 def resolve_data_start(config: PretrainConfig) -> PretrainConfig:
