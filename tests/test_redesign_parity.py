@@ -53,7 +53,11 @@ def test_the_two_spec_formats_describe_the_same_study():
 
 @pytest.mark.skipif(not SAME_MACHINE_KIND, reason="the expected bits are those of an AVX-512 x86-64 CPU")
 def test_a_study_in_one_process_reproduces_the_code_before_the_redesign(tmp_path):
-    _same(extract(_run(tmp_path)))
+    study_dir = _run(tmp_path)
+    _same(extract(study_dir))
+    # the jobs it ran in this process are written beside the study as a job in another process would run them
+    assert sorted(p.name for p in (study_dir / "jobs" / "evaluate").glob("*.yaml")) == [
+        "CLM-MLM@12.yaml", "CLM@12.yaml", "random-init@0.yaml"]
 
 
 @pytest.mark.skipif(not SAME_MACHINE_KIND, reason="the expected bits are those of an AVX-512 x86-64 CPU")

@@ -19,7 +19,7 @@ def show_help(parser: argparse.ArgumentParser) -> None:
 
 def source_from_args(args: argparse.Namespace):
     """The corpus source of a command's arguments, every value checked (ConfigError names the bad one)."""
-    from encoderlab.data import parse_source
+    from encoderlab.data import parse_source  # start-up: loads numpy
 
     source = parse_source(args.source, text_column=args.text_column, txt_mode=args.txt_mode,
                           max_documents=args.max_documents, toyworld_documents=args.toyworld_documents,

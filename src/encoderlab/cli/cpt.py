@@ -19,6 +19,7 @@ from encoderlab.cli.evaluate import print_sweep
 from encoderlab.config import ConfigError
 from encoderlab.threads import add_threads_argument, resolve
 from encoderlab.validate import OPEN_FRACTION, POSITIVE_INT, parse_grid, unique
+from encoderlab.evaluation.protocol import FinetuneConfig
 
 EXPORT_TARGETS = ("eurobert", "sentence-transformers")
 
@@ -72,10 +73,9 @@ def add_parsers(commands) -> None:
 def _evaluation_job(args: argparse.Namespace, results: Path):
     """The evaluation job of ``--evaluate`` (the final checkpoint is filled in after training), every
     setting checked and every task's data loaded before any training."""
-    from encoderlab.evaluation.job import EvaluationJob
-    from encoderlab.evaluation.protocol import FinetuneConfig
-    from encoderlab.evaluation.sweep import PAPER_LRS, PAPER_SEEDS
-    from encoderlab.evaluation.tasks import TOYWORLD_TASKS
+    from encoderlab.evaluation.job import EvaluationJob  # start-up: loads torch
+    from encoderlab.evaluation.sweep import PAPER_LRS, PAPER_SEEDS  # start-up: loads torch
+    from encoderlab.evaluation.tasks import TOYWORLD_TASKS  # start-up: loads torch
 
     names = [t.strip() for t in args.evaluate.split(",") if t.strip()]
     tasks = [t for name in names for t in (TOYWORLD_TASKS if name == "toyworld" else (name,))]
@@ -112,7 +112,7 @@ def _agree(ctx, error: BaseException | None) -> None:
     """Every process learns whether any failed (a collective: also a barrier), so all stop together."""
     import torch
 
-    from encoderlab.training import distributed as D
+    from encoderlab.training import distributed as D  # start-up: loads torch
 
     failed = D.all_reduce_sum(torch.tensor(0.0 if error is None else 1.0, device=ctx.device))
     if error is not None:
@@ -122,9 +122,9 @@ def _agree(ctx, error: BaseException | None) -> None:
 
 
 def cmd_cpt(args: argparse.Namespace) -> int:
-    from encoderlab.training import distributed as D
-    from encoderlab.training.cpt import plan_cpt
-    from encoderlab.training.lock import RunLock
+    from encoderlab.training import distributed as D  # start-up: loads torch
+    from encoderlab.training.cpt import plan_cpt  # start-up: loads torch
+    from encoderlab.training.lock import RunLock  # start-up: loads torch
 
     ctx = D.init_distributed()
     lock, existed = None, True
@@ -165,7 +165,7 @@ def cmd_cpt(args: argparse.Namespace) -> int:
             evaluation = dataclasses.replace(evaluation, checkpoint=str(final))
             print_sweep(evaluation, evaluation.run(progress=not args.no_progress))
         if args.export:
-            from encoderlab.model import export_hf
+            from encoderlab.model import export_hf  # start-up: loads torch
 
             out = export_hf(final, args.export, args.export_target, overwrite=args.overwrite)
             print(f"exported {final} as {args.export_target} to {out}")
@@ -176,8 +176,8 @@ def cmd_cpt(args: argparse.Namespace) -> int:
 
 
 def _write_start(plan) -> None:
-    from encoderlab.training.cpt import write_cpt_start
-    from encoderlab.training.outputs import removal_note
+    from encoderlab.training.cpt import write_cpt_start  # start-up: loads torch
+    from encoderlab.training.outputs import removal_note  # start-up: loads torch
 
     removed = write_cpt_start(plan)
     if removed:
@@ -189,9 +189,9 @@ def _train(plan, args: argparse.Namespace, existed: bool) -> Path:
     (a folder it created goes entirely), so the same command can be run again as it was."""
     import shutil
 
-    from encoderlab.training import pretrain
-    from encoderlab.training.checkpoint import complete_checkpoints
-    from encoderlab.training.outputs import remove_owned
+    from encoderlab.training import pretrain  # start-up: loads torch
+    from encoderlab.training.checkpoint import complete_checkpoints  # start-up: loads torch
+    from encoderlab.training.outputs import remove_owned  # start-up: loads torch
 
     try:
         return pretrain(plan.config, resume=args.resume, progress=not args.no_progress)  # shuts the group down

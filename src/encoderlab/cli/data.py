@@ -13,6 +13,7 @@ from pathlib import Path
 from encoderlab.cli.common import add_source_arguments, show_help, source_from_args
 from encoderlab.config import ConfigError
 from encoderlab.validate import NONNEGATIVE_INT, POSITIVE_INT
+from encoderlab.evaluation.formats import convert_iob1_file
 
 
 def add_parsers(commands) -> None:
@@ -53,8 +54,8 @@ def add_parsers(commands) -> None:
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> int:
-    from encoderlab.data import iter_documents, train_tokenizer
-    from encoderlab.data.tokenizer import check_vocab_size, short_vocabulary_note
+    from encoderlab.data import iter_documents, train_tokenizer  # start-up: loads numpy
+    from encoderlab.data.tokenizer import check_vocab_size, short_vocabulary_note  # start-up: loads torch
 
     check_vocab_size(args.vocab_size)
     source = source_from_args(args)
@@ -67,7 +68,8 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from encoderlab.data import iter_documents, prepare
+    from encoderlab.data import iter_documents, prepare  # start-up: loads numpy
+    # start-up: loads torch
     from encoderlab.data.tokenizer import check_vocab_size, short_vocabulary_note, tokenizer_for_shards
 
     if args.tokenizer and args.train_tokenizer is not None:
@@ -96,7 +98,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
-    from encoderlab.data import PackedDataset
+    from encoderlab.data import PackedDataset  # start-up: loads numpy
 
     dataset = PackedDataset(args.shards, args.seq_len, variable_length=args.variable_length)
     print(json.dumps({"manifest": {k: v for k, v in dataset.manifest.items() if k != "shards"},
@@ -106,7 +108,7 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_data_toyworld(args: argparse.Namespace) -> int:
-    from encoderlab.data import World, export_tasks, measure_baselines
+    from encoderlab.data import World, export_tasks, measure_baselines  # start-up: loads numpy
 
     world = World(seed=args.seed)
     export_tasks(world, args.output, overwrite=args.overwrite)
@@ -127,8 +129,6 @@ def _add_convert_parser(data_commands) -> None:
 
 
 def cmd_iob1_to_iob2(args: argparse.Namespace) -> int:
-    from encoderlab.evaluation.formats import convert_iob1_file
-
     source, target = Path(args.input), Path(args.output)
     if not source.exists():
         raise ConfigError(f"{source}: not found (expected a CoNLL/UNER NER file or a folder of them)")

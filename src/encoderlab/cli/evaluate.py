@@ -10,6 +10,8 @@ import dataclasses
 from encoderlab.config import ConfigError
 from encoderlab.threads import add_threads_argument, resolve, workers_argument
 from encoderlab.validate import POSITIVE_INT, parse_grid, unique
+from encoderlab.evaluation.protocol import FinetuneConfig, protocol_card, protocol_id
+from encoderlab.evaluation.store import ResultsStore, model_fingerprint
 
 # the options that choose what is evaluated and how: given with --job, they would be silently ignored
 _JOB_OPTIONS = ("model", "tasks", "lrs", "seeds", "data", "max_steps", "batch_size", "max_length", "max_eval_examples",
@@ -61,10 +63,9 @@ def parse_data_dirs(items: list[str] | None, where: str = "--data") -> dict[str,
 
 def job_from_args(args: argparse.Namespace):
     """The evaluation job of ``encoderlab evaluate``'s options, every one checked."""
-    from encoderlab.evaluation.job import EvaluationJob
-    from encoderlab.evaluation.protocol import FinetuneConfig
-    from encoderlab.evaluation.sweep import PAPER_LRS, PAPER_SEEDS
-    from encoderlab.evaluation.tasks import TOYWORLD_TASKS
+    from encoderlab.evaluation.job import EvaluationJob  # start-up: loads torch
+    from encoderlab.evaluation.sweep import PAPER_LRS, PAPER_SEEDS  # start-up: loads torch
+    from encoderlab.evaluation.tasks import TOYWORLD_TASKS  # start-up: loads torch
 
     if not args.model:
         raise ConfigError("evaluate: give a model directory, or --job FILE")
@@ -84,7 +85,7 @@ def job_from_args(args: argparse.Namespace):
 
 
 def _job_from_file(args: argparse.Namespace):
-    from encoderlab.evaluation.job import EvaluationJob
+    from encoderlab.evaluation.job import EvaluationJob  # start-up: loads torch
 
     given = [f"--{name.replace('_', '-')}" if name != "model" else "MODEL" for name in _JOB_OPTIONS
              if getattr(args, name) not in (None, False)]
@@ -112,8 +113,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def print_sweep(job, rows: list[dict]) -> None:
     """The sweep's summary: the table with CIs, stability, the protocol card, data fingerprints, and
     how many runs of the same model in the database were made otherwise (not part of the summary)."""
-    from encoderlab.evaluation.protocol import protocol_card, protocol_id
-    from encoderlab.evaluation.store import ResultsStore, model_fingerprint
+    # start-up: loads torch
     from encoderlab.evaluation.sweep import format_stability, format_table, other_groups, sweep_protocol
 
     identity = sweep_protocol(job.finetune)

@@ -56,7 +56,7 @@ def model_config(spec: str, overrides: list[str] | None = None):
     """A model config from a preset name or a YAML file, with ``key=value`` overrides."""
     import yaml
 
-    from encoderlab.model import ModelConfig
+    from encoderlab.model import ModelConfig  # start-up: loads torch
 
     changes = {}
     for item in overrides or []:
@@ -77,9 +77,9 @@ def model_config(spec: str, overrides: list[str] | None = None):
 
 
 def _directorymodel_config(path: Path):
-    from encoderlab.model import ModelConfig
-    from encoderlab.model.checkpoint import CHECKPOINT_FORMAT, read_checkpoint_meta
-    from encoderlab.model.hf import _read_hf_config, model_config_from_hf
+    from encoderlab.model import ModelConfig  # start-up: loads torch
+    from encoderlab.model.checkpoint import CHECKPOINT_FORMAT, read_checkpoint_meta  # start-up: loads torch
+    from encoderlab.model.hf import _read_hf_config, model_config_from_hf  # start-up: loads torch
 
     hf = _read_hf_config(path)  # names the directory when it has no (valid) config.json
     if hf.get("format") == CHECKPOINT_FORMAT:
@@ -88,7 +88,7 @@ def _directorymodel_config(path: Path):
 
 
 def cmd_model_list(args: argparse.Namespace) -> int:
-    from encoderlab.model import ModelConfig, preset_names
+    from encoderlab.model import ModelConfig, preset_names  # start-up: loads torch
 
     print(f"{'preset':<8} {'layers':>6} {'hidden':>6} {'heads':>5} {'kv':>3} {'mlp':>6} {'vocab':>7} {'params':>10}")
     for name in preset_names():
@@ -135,7 +135,7 @@ def cmd_model_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from encoderlab.model import export_hf
+    from encoderlab.model import export_hf  # start-up: loads torch
 
     out = export_hf(args.checkpoint, args.output, args.target, tokenizer_dir=args.tokenizer, overwrite=args.overwrite)
     print(f"exported {args.checkpoint} as {args.target} to {out}")
@@ -143,7 +143,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from encoderlab.model import import_hf
+    from encoderlab.model import import_hf  # start-up: loads torch
 
     model = import_hf(args.hf_dir, args.output, mask_token_id=args.mask_token_id, overwrite=args.overwrite)
     print(f"imported {args.hf_dir} ({model.num_parameters() / 1e6:.1f}M parameters) to {args.output}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from encoderlab.config import ConfigError
 from encoderlab.threads import add_threads_argument
 from encoderlab.validate import NONNEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER
+from encoderlab.cli.model import model_config
 
 
 def add_parsers(commands) -> None:
@@ -42,7 +43,7 @@ def add_parsers(commands) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from encoderlab.training import RUN_PRESETS, load_pretrain_config, pretrain, run_preset
+    from encoderlab.training import RUN_PRESETS, load_pretrain_config, pretrain, run_preset  # start-up: loads torch
 
     if args.list:
         print(f"{'preset':<32} {'model':<6} {'steps':>7}  phases")
@@ -74,7 +75,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                           "(runs/<name>), a run preset or a YAML file")
     config = load_pretrain_config(spec, overrides)
     if output:
-        from encoderlab.training import PretrainConfig
+        from encoderlab.training import PretrainConfig  # start-up: loads torch
 
         config = PretrainConfig.from_dict({**config.to_dict(), "output_dir": output}, where=f"--output {output}")
     final = pretrain(config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
@@ -90,8 +91,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     import json
     import tempfile
 
-    from encoderlab.cli.model import model_config
-    from encoderlab.training import PretrainConfig, pretrain
+    from encoderlab.training import PretrainConfig, pretrain  # start-up: loads torch
 
     model = model_config(args.preset, args.set)
     if args.steps < 2:

@@ -52,11 +52,11 @@ def _add_execution_arguments(parser) -> None:
 
 
 def cmd_study_run(args: argparse.Namespace) -> int:
-    from encoderlab.study import load_study, run_study
+    from encoderlab.study import load_study, run_study  # start-up: loads torch
 
     spec = load_study(args.spec, args.output)
     if getattr(args, "dry_run", False):
-        from encoderlab.study.runner import plan_study
+        from encoderlab.study.runner import plan_study  # start-up: loads torch
 
         plan = plan_study(spec, throughput=getattr(args, "throughput", None))
         if getattr(args, "json", False):
@@ -86,7 +86,7 @@ def _print_findings(summary_path) -> None:
     """The scores table and the verdicts of the report, in the terminal (the report has the details)."""
     import math
 
-    from encoderlab.study.overview import summary_lines
+    from encoderlab.study.overview import summary_lines  # start-up: loads torch
 
     document = json.loads(summary_path.read_text())
     models, tasks = document.get("models") or {}, []
@@ -118,7 +118,7 @@ def _print_findings(summary_path) -> None:
 
 
 def cmd_study_status(args: argparse.Namespace) -> int:
-    from encoderlab.study import load_study, study_status
+    from encoderlab.study import load_study, study_status  # start-up: loads torch
 
     for row in study_status(load_study(args.spec, args.output)):
         print("  ".join(f"{k}={v}" for k, v in row.items()))
@@ -126,9 +126,9 @@ def cmd_study_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from encoderlab.study import load_study
-    from encoderlab.study.plan import StudyPlan, study_shards
-    from encoderlab.study.report import write_report
+    from encoderlab.study import load_study  # start-up: loads torch
+    from encoderlab.study.plan import StudyPlan, study_shards  # start-up: loads torch
+    from encoderlab.study.report import write_report  # start-up: loads torch
 
     spec = load_study(args.spec, args.output)
     if not (spec.study_dir / "results.sqlite").is_file():

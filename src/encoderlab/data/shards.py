@@ -201,6 +201,20 @@ def prepare(source: SourceConfig, tokenizer, tokenizer_name: str, output_dir: st
         return prepare_unlocked(source, tokenizer, tokenizer_name, output_dir, **options)
 
 
+def _resumable(staging: Path, settings: dict, info: dict, overwrite: bool) -> dict | None:
+    """The staged manifest of an interrupted preparation with the same settings (resumed after its
+    last complete shard); any other staging folder is removed and None returned."""
+    if not staging.exists():
+        return None
+    staged = existing_preparation(staging, staged=True)
+    if (not overwrite and staged is not None and staged.get("settings") == settings and not staged["complete"]
+            and (staging / "tokenizer").is_dir()):
+        staged["tokenizer"] = info
+        return staged
+    shutil.rmtree(staging)
+    return None
+
+
 def prepare_unlocked(
     source: SourceConfig,
     tokenizer,
@@ -242,15 +256,7 @@ def prepare_unlocked(
                           "Pass --overwrite to rebuild it, or choose another output directory")
 
     staging = staging_dir(output_dir)
-    manifest = None
-    if staging.exists():
-        staged = existing_preparation(staging, staged=True)
-        if (not overwrite and staged is not None and staged.get("settings") == settings and not staged["complete"]
-                and (staging / "tokenizer").is_dir()):
-            manifest = staged  # resume after its last complete shard
-            manifest["tokenizer"] = info
-        else:
-            shutil.rmtree(staging)
+    manifest = _resumable(staging, settings, info, overwrite)
     bar = None
     created = staging  # the topmost folder this call creates: removed again when the preparation is discarded
     while not created.parent.exists():

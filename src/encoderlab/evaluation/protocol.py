@@ -152,12 +152,6 @@ def protocol_id(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def config_from_settings(settings: dict) -> FinetuneConfig:
-    """A FinetuneConfig from recorded settings (unknown keys are errors)."""
-    known = {f.name for f in fields(FinetuneConfig)}
-    return from_dict(FinetuneConfig, {k: v for k, v in settings.items() if k in known}, where="protocol")
-
-
 def protocol_card(identity: dict, lrs=None, seeds=None) -> list[str]:
     """The protocol as Markdown table lines, for the evaluate summary and the report."""
     rows = [("protocol", f"v{identity.get('version')} (id {protocol_id(identity)})"),

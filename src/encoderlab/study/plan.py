@@ -107,6 +107,10 @@ class StudyPlan:
         start = self.run(name).init
         return start.run if start is not None else None
 
+    def job_file(self, ref: CheckpointRef) -> Path:
+        """Where the resolved evaluation job of checkpoint ``ref`` is written."""
+        return self.spec.study_dir / "jobs" / "evaluate" / f"{ref.key}.yaml"
+
     def evaluation_job(self, ref: CheckpointRef, threads: int | None = None) -> EvaluationJob:
         ev = self.spec.evaluation
         return EvaluationJob(checkpoint=str(ref.path), tasks=list(ev.tasks), lrs=list(ev.lrs), seeds=list(ev.seeds),

@@ -260,7 +260,9 @@ def _evaluation_stage(plan: StudyPlan, in_process: bool, timings: dict, progress
             pending.append((ref.key, _evaluate_command(plan, ref)))
             continue
         started = time.perf_counter()
-        plan.evaluation_job(ref).run(progress=progress)
+        job = plan.evaluation_job(ref)
+        job.save(plan.job_file(ref))  # what ran, beside the study, as a job in another process would run it
+        job.run(progress=progress)
         seconds = timings.setdefault("evaluate_s", {})
         seconds[ref.key] = seconds.get(ref.key, 0.0) + time.perf_counter() - started
         _write_timings(spec.study_dir, timings)
@@ -317,7 +319,7 @@ def _evaluate_command(plan: StudyPlan, ref, threads: int | None = None) -> list[
     """The command of an evaluation job: ``encoderlab evaluate --job`` of the checkpoint's resolved job file."""
     import sys
 
-    job_file = plan.evaluation_job(ref, threads).save(plan.spec.study_dir / "jobs" / "evaluate" / f"{ref.key}.yaml")
+    job_file = plan.evaluation_job(ref, threads).save(plan.job_file(ref))
     return [sys.executable, "-m", "encoderlab.cli", "evaluate", "--job", str(job_file), "--no-progress"]
 
 

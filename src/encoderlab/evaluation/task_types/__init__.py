@@ -8,4 +8,4 @@ from encoderlab.evaluation.task_types import qa  # noqa: F401
 from encoderlab.evaluation.task_types import ir  # noqa: F401
 from encoderlab.evaluation.task_types.base import TASK_TYPES, Scored, TaskType, check_protocol_fits, register, task_type
 
-__all__ = ["TASK_TYPES", "Scored", "TaskType", "check_protocol_fits", "register", "task_type"]
+__all__ = ["TASK_TYPES", "Scored", "TaskType", "check_protocol_fits", "ir", "qa", "register", "sc", "task_type", "tc"]
