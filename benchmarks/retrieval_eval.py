@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from encoderlab.evaluation import finetune as ft  # noqa: E402
+from encoderlab.evaluation.task_types import task_type  # noqa: E402
 from encoderlab.evaluation.tasks import load_task  # noqa: E402
 from encoderlab.io import atomic_write_text  # noqa: E402
 from toyworld_model import random_toyworld_checkpoint  # noqa: E402
@@ -55,8 +56,8 @@ def main(argv=None) -> int:
             started, out = time.perf_counter(), {}
             with torch.no_grad():
                 for splits in groups:
-                    out |= ft._evaluate_retrieval(backbone, [(task, s) for s in splits], config, limit, cap, device,
-                                                  cache, ("bench",))
+                    out |= task_type("ir").score(backbone, None, [(task, s) for s in splits], config, limit, cap,
+                                                 device, cache, ("bench",))
             return time.perf_counter() - started, out
 
         score([["validation", "test"]])  # warm-up: query features cached, kernels loaded
