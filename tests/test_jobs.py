@@ -52,3 +52,15 @@ def test_evaluate_job_refuses_options_that_would_be_ignored(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "--tasks, --set would be ignored" in err
     assert main(["evaluate"]) == 2
     assert "give a model directory, or --job FILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["schedule.lr=1e-3", "schedule.lr=2e-3"], "overrides set schedule.lr twice"),
+    (["output_dir=/elsewhere"], "override output_dir= is the study's to set"),
+])
+def test_a_study_run_refuses_overrides_that_would_be_lost(overrides, message):
+    from encoderlab.config import from_dict
+    from encoderlab.study.spec import RunSpec
+
+    with pytest.raises(ConfigError, match=message):
+        from_dict(RunSpec, {"name": "CLM", "preset": "tiny-clm", "overrides": overrides})

@@ -11,7 +11,7 @@ from encoderlab.config import ConfigError, from_dict, load_yaml
 from encoderlab.evaluation.pool import check_workers
 from encoderlab.evaluation.protocol import FinetuneConfig
 from encoderlab.evaluation.registry import get_task
-from encoderlab.validate import check_grid, open_fraction, positive_int, safe_name, unique
+from encoderlab.validate import check_grid, open_fraction, positive_int, repeats, safe_name, unique
 
 SPEC_DIR = Path(__file__).parent / "specs"
 
@@ -91,6 +91,14 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         safe_name(self.name, "run name")  # it names runs/<name>
+        keys = [item.partition("=")[0].strip() for item in self.overrides]
+        again = repeats(keys)
+        if again:
+            raise ConfigError(f"run {self.name!r}: overrides set {again[0]} twice; keep one (the last would win silently)")
+        taken = sorted(set(keys) & {"name", "output_dir"})
+        if taken:
+            raise ConfigError(f"run {self.name!r}: override {taken[0]}= is the study's to set (the run's name and "
+                              "studies/<study>/runs/<name>); rename the run or the study instead")
         for field_name, key in START_KEYS.items():
             start = getattr(self, field_name)
             if start is not None:
