@@ -15,6 +15,7 @@ removed when the run starts again.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import re
@@ -310,3 +311,30 @@ def check_branch_point(child: dict, parent: dict, step: int, where: str) -> None
     if _phase_prefix(parent["phases"], step) != _phase_prefix(child["phases"], step):
         raise ConfigError(f"{where}: run {name!r}'s first {step} steps are not the phases of its parent "
                           f"{parent_name!r} (objective or masking differ before the branch point)")
+
+
+def resolve_data_start(config):
+    """Continued pretraining (``init_from`` a training checkpoint) with ``data.start: continue``
+    reads on from where its parent stopped: ``data.offset`` becomes the parent's offset plus the
+    samples it consumed (recorded in config.yaml and every checkpoint). A parent trained on other
+    data is refused (set ``data.start=zero``); a plain model checkpoint (no trainer state) records no
+    data position, so the run reads from ``data.offset`` as configured."""
+    if not config.init_from or config.data.start != "continue":
+        return config
+
+    source = Path(config.init_from)
+    if not (source / STATE_FILE).is_file():
+        return config
+    state = read_training_state(source)
+    parent = dict(state["run_config"].get("data") or {})
+    ours = dataclasses.asdict(config.data)
+    same = ("source", "seq_len", "seed", "shuffle", "variable_length", "pack", "mean_document_length")
+    diff = [k for k in same if k in parent and parent[k] != ours[k]]
+    if diff:
+        details = ", ".join(f"{k}: parent {parent[k]!r} vs run {ours[k]!r}" for k in diff)
+        raise ConfigError(
+            f"run {config.name!r}: init_from {source} (run {state['run_config'].get('name')!r}, step {state['step']}) "
+            f"was trained on other data ({details}), so there is no position to continue from; set data.start=zero "
+            "to read this data from its first sample, or use the parent's data")
+    offset = int(parent.get("offset", 0)) + int(state.get("samples_seen", state["step"] * config.global_batch_samples))
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, offset=offset))

@@ -31,6 +31,7 @@ from encoderlab.training.checkpoint import (
     load_optimizer_state,
     load_rng_state,
     read_training_state,
+    resolve_data_start,
     resolve_latest,
     rotate_checkpoints,
     save_training_checkpoint,
@@ -41,7 +42,6 @@ from encoderlab.training.lock import RunLock, RunLockedError
 from encoderlab.training.outputs import claim, removal_note, remove_owned
 from encoderlab.training.metrics import MetricsLogger, peak_bf16_flops, truncate_metrics
 from encoderlab.training.schedule import wsd_lr
-from encoderlab.training.checkpoint import STATE_FILE
 
 ARCHITECTURE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
                        "intermediate_size", "rope_theta", "rope_scaling", "norm_eps", *FAMILY_FIELDS)
@@ -435,35 +435,6 @@ class Trainer:
             record["peak_tflops_per_device"] = self.peak_flops / 1e12 if self.peak_flops else None
         return record
 
-
-
-def resolve_data_start(config: PretrainConfig) -> PretrainConfig:
-    """Continued pretraining (``init_from`` a training checkpoint) with ``data.start: continue``
-    reads on from where its parent stopped: ``data.offset`` becomes the parent's offset plus the
-    samples it consumed (recorded in config.yaml and every checkpoint). A parent trained on other
-    data is refused (set ``data.start=zero``); a plain model checkpoint (no trainer state) records no
-    data position, so the run reads from ``data.offset`` as configured."""
-    import dataclasses
-
-    if not config.init_from or config.data.start != "continue":
-        return config
-
-    source = Path(config.init_from)
-    if not (source / STATE_FILE).is_file():
-        return config
-    state = read_training_state(source)
-    parent = dict(state["run_config"].get("data") or {})
-    ours = dataclasses.asdict(config.data)
-    same = ("source", "seq_len", "seed", "shuffle", "variable_length", "pack", "mean_document_length")
-    diff = [k for k in same if k in parent and parent[k] != ours[k]]
-    if diff:
-        details = ", ".join(f"{k}: parent {parent[k]!r} vs run {ours[k]!r}" for k in diff)
-        raise ConfigError(
-            f"run {config.name!r}: init_from {source} (run {state['run_config'].get('name')!r}, step {state['step']}) "
-            f"was trained on other data ({details}), so there is no position to continue from; set data.start=zero "
-            "to read this data from its first sample, or use the parent's data")
-    offset = int(parent.get("offset", 0)) + int(state.get("samples_seen", state["step"] * config.global_batch_samples))
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, offset=offset))
 
 
 def pretrain(config: PretrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> Path:
