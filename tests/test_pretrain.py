@@ -156,3 +156,14 @@ def test_sparse_head_from_the_run_config_changes_compute_not_the_training(tmp_pa
         tiny("tiny-mlm40", tmp_path / "bad", "phases.0.objective=mntp", "sparse_head=false")
     with pytest.raises(ConfigError, match="sparse_head"):
         tiny("tiny-mlm40", tmp_path / "bad", "sparse_head=maybe")
+
+
+def test_a_completed_run_keeps_its_declared_checkpoints_and_drops_the_rolling_one(tmp_path):
+    """A rolling checkpoint serves resumption only: a study's finished run kept one (step-000133)
+    beside the checkpoints it declared. Once the run is complete it goes (step 6 here)."""
+    from encoderlab.training.checkpoint import complete_checkpoints
+
+    short = ["phases.0.steps=8", "schedule.warmup_steps=1", "schedule.decay_steps=2", "checkpoint_every=3",
+             "checkpoint_steps=[4]"]
+    final = pretrain(tiny("tiny-clm", tmp_path / "run", *short), progress=False)
+    assert [p.name for p in complete_checkpoints(final.parent)] == ["step-000004", "step-000008"]

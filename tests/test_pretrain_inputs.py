@@ -61,9 +61,10 @@ def interrupt_after_step_3(run_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    """A finished 6-step run (checkpoints step-000003 and step-000006); tests copy it."""
+    """A finished 6-step run (checkpoints step-000003 and step-000006); tests copy it. Step 3 is kept:
+    a completed run removes its rolling checkpoints, and the tests cut the run back to step 3."""
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    pretrain(tiny(run_dir, *SHORT), progress=False)
+    pretrain(tiny(run_dir, *SHORT, "checkpoint_steps=[3]"), progress=False)
     return run_dir
 
 
@@ -138,7 +139,8 @@ def test_a_fresh_run_refuses_to_replace_an_existing_run_unless_overwrite(tmp_pat
             "log_every=1"]
     final = pretrain(tiny(run_dir, *four), overwrite=True, progress=False)
     assert final == run_dir / "checkpoints" / "step-000004"
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest", "step-000002", "step-000004"]
+    # none of the previous run's (step 3, 6); the new run's rolling step 2 went when it completed
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["latest", "step-000004"]
     assert steps_logged(run_dir) == [1, 2, 3, 4]
 
 

@@ -236,7 +236,7 @@ def test_multi_node_pretraining_goes_through_the_launcher_and_needs_slurm(tmp_pa
 
 
 def test_masking_ratio_and_two_stage_figures_appear_when_the_study_has_those_runs():
-    from encoderlab.study.report import _study_figures
+    from encoderlab.study.report_figures import study_figures
 
     def fact(run, size, ratio, share, total, single):
         return {"run": run, "step": total, "final": True, "size": size, "mask_ratio": ratio, "single_phase": single,
@@ -249,7 +249,7 @@ def test_masking_ratio_and_two_stage_figures_appear_when_the_study_has_those_run
     }
     results = {label: {} for label in facts}
     rows = {label: {"SC": (50.0 + i, 49.0, 51.0 + i)} for i, label in enumerate(facts)}
-    figures = _study_figures(None, results, rows, facts)
+    figures = study_figures(results, rows, facts)
     assert set(figures) == {"Score vs masking ratio (Fig. 3)", "Two-stage splits per budget (Fig. 6)",
                             "Masking ratio after CLM (Fig. 7)"}
     assert all(len(png) > 1000 for png in figures.values())
