@@ -30,7 +30,7 @@ demo: setup-demo
 	$(BIN)/encoderlab demo
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 bench: setup
 	$(BIN)/python benchmarks/pretrain_throughput.py
