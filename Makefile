@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch: a CUDA machine takes the regular wheel; elsewhere the CPU build (TORCH_SPEC overrides).
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.5' || echo 'torch==2.13.0')
 
-.PHONY: setup setup-demo demo test bench clean
+.PHONY: setup setup-demo demo test test-parallel bench clean
 
 # The demo needs encoderlab and its runtime dependencies only; the tests add their extras.
 $(BIN)/.installed-demo: pyproject.toml
@@ -31,6 +31,10 @@ demo: setup-demo
 
 test: setup
 	$(BIN)/python -m pytest -q --durations=20
+
+# the same suite in one worker per usable core, each pinned to its share (tests/conftest.py)
+test-parallel: setup
+	$(BIN)/python -m pytest -q -n auto --durations=20
 
 bench: setup
 	$(BIN)/python benchmarks/pretrain_throughput.py

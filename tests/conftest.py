@@ -1,7 +1,25 @@
+import os
+
 import pytest
 import torch
 
 from encoderlab.model import ModelConfig, build_encoder
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker process takes its share of the usable cores (CPU affinity), so
+    its torch threads and the processes its tests start follow encoderlab's thread policy
+    (``encoderlab.threads``: usable cores, affinity included) instead of all crowding every core."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not count or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    index, workers = int(worker.removeprefix("gw")), int(count)
+    if workers > len(cores):
+        return
+    share = [core for i, core in enumerate(cores) if i % workers == index % workers]
+    os.sched_setaffinity(0, share)
+    torch.set_num_threads(len(share))
 
 
 @pytest.fixture(autouse=True)
