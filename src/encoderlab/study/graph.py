@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from encoderlab.config import ConfigError
+from encoderlab.training.checkpoint import checkpoint_name
 
 
 def checkpoint_dir(study_dir: Path, run: str, step: int) -> Path:
     """Where run ``run`` of a study keeps its checkpoint of step ``step``."""
-    return Path(study_dir) / "runs" / run / "checkpoints" / f"step-{step:06d}"
+    return Path(study_dir) / "runs" / run / "checkpoints" / checkpoint_name(step)
 
 
 def start_path(spec, start) -> str:

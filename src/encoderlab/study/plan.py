@@ -11,8 +11,9 @@ from pathlib import Path
 from encoderlab.data.manifest import MANIFEST, read_manifest
 from encoderlab.evaluation.job import EvaluationJob
 from encoderlab.study.baseline import RANDOM_INIT_STEP, random_init_dir
-from encoderlab.study.graph import checkpoint_dir, start_path
+from encoderlab.study.graph import start_path
 from encoderlab.study.spec import START_KEYS, StudySpec
+from encoderlab.training.checkpoint import checkpoint_name
 from encoderlab.training.config import PretrainConfig
 from encoderlab.training.cpt import study_cpt_config
 from encoderlab.training.presets import load_pretrain_config
@@ -95,7 +96,7 @@ class StudyPlan:
                 refs.append(CheckpointRef(run.name, RANDOM_INIT_STEP, random_init_dir(config), True))
                 continue
             for step in sorted(set(run.evaluate_steps) | {config.total_steps}):
-                refs.append(CheckpointRef(run.name, step, config.run_dir / "checkpoints" / f"step-{step:06d}",
+                refs.append(CheckpointRef(run.name, step, config.run_dir / "checkpoints" / checkpoint_name(step),
                                           step == config.total_steps))
         return cls(spec, shards, configs, refs)
 
@@ -118,4 +119,4 @@ class StudyPlan:
                              data=dict(ev.data), workers=ev.workers, threads=threads, label=ref.key)
 
 
-__all__ = ["CheckpointRef", "StudyPlan", "branch_points_of", "checkpoint_dir", "pretrain_config", "study_shards"]
+__all__ = ["CheckpointRef", "StudyPlan", "branch_points_of", "pretrain_config", "study_shards"]

@@ -28,7 +28,8 @@ from encoderlab.study.cost import ThroughputTable, run_cost
 from encoderlab.study.report import write_report
 from encoderlab.threads import POLICY, apply, resolve
 from encoderlab.training import pretrain
-from encoderlab.training.checkpoint import check_branch_point, complete_checkpoints, latest_checkpoint, read_training_state
+from encoderlab.training.checkpoint import (check_branch_point, checkpoint_name, complete_checkpoints,
+                                           latest_checkpoint, read_training_state)
 from encoderlab.training.cpt import _decoder_mask, write_study_cpt_start
 from encoderlab.training.lock import describe, lock_status
 
@@ -125,7 +126,8 @@ def _check_branch(spec: StudySpec, run, config, configs: dict) -> int:
             raise ConfigError(f"{where}: branch point step {step} is not a kept checkpoint of run {parent_name!r}")
         done = complete_checkpoints(parent.run_dir / "checkpoints")
         reached = int(re.search(r"(\d+)$", done[-1].name).group(1)) if done else 0
-        if reached > step and not (parent.run_dir / "checkpoints" / f"step-{step:06d}" / "model.safetensors").is_file():
+        kept = parent.run_dir / "checkpoints" / checkpoint_name(step) / "model.safetensors"
+        if reached > step and not kept.is_file():
             raise ConfigError(f"{where}: branch point step {step} of run {parent_name!r} was not kept, and that run is "
                               f"already at step {reached}; it would have to be trained again from scratch")
         return step
@@ -223,7 +225,7 @@ def _pretrain_stage(plan: StudyPlan, in_process: bool, policy, timings: dict, pr
             log(f"[study {spec.name}] random init {run.name} ({run.preset}, seed {config.seed}): "
                 f"{write_random_init(config, run.preset)}")
             continue
-        final = config.run_dir / "checkpoints" / f"step-{config.total_steps:06d}" / "model.safetensors"
+        final = config.run_dir / "checkpoints" / checkpoint_name(config.total_steps) / "model.safetensors"
         # a run still trained by an earlier start of this study (its job, or a process holding the run
         # directory) is waited for, not started a second time
         if not final.is_file() and wait_while_running(spec, "pretrain", run.name, config.run_dir, log):
