@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch: a CUDA machine takes the regular wheel; elsewhere the CPU build (TORCH_SPEC overrides).
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.5' || echo 'torch==2.13.0')
 
-.PHONY: setup setup-demo demo test test-parallel bench clean
+.PHONY: setup setup-demo demo test test-fast test-serial bench clean
 
 # The demo needs encoderlab and its runtime dependencies only; the tests add their extras.
 $(BIN)/.installed-demo: pyproject.toml
@@ -29,12 +29,21 @@ setup-demo: $(BIN)/.installed-demo
 demo: setup-demo
 	$(BIN)/encoderlab demo
 
-test: setup
-	$(BIN)/python -m pytest -q --durations=20
+# Tests live in tiers (tests/unit, tests/e2e, tests/gpu; docs/testing.md). `make test` runs every tier
+# in one worker per usable core (pytest-xdist), each test process and the processes it starts with
+# one torch thread (tests/conftest.py), and prints the 20 slowest tests.
+PYTEST_PARALLEL := -n auto --dist worksteal
 
-# the same suite in one worker per usable core, each pinned to its share (tests/conftest.py)
-test-parallel: setup
-	$(BIN)/python -m pytest -q -n auto --durations=20
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) --durations=20
+
+# units and small integrations only: under 2 minutes on a 2-core CPU, for use while developing
+test-fast: setup
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) tests/unit
+
+# every tier in one process, for a debugger or a profile
+test-serial: setup
+	$(BIN)/python -m pytest -q --durations=20
 
 bench: setup
 	$(BIN)/python benchmarks/pretrain_throughput.py

@@ -1,25 +1,38 @@
-import os
-
 import pytest
 import torch
 
 from encoderlab.model import ModelConfig, build_encoder
+from encoderlab.threads import apply, env_threads, usable_cores
+from testkit import prepare_shards, tiny_decoder
+
+TIERS = ("unit", "e2e", "gpu")
 
 
 def pytest_configure(config):
-    """Under pytest-xdist, each worker process takes its share of the usable cores (CPU affinity), so
-    its torch threads and the processes its tests start follow encoderlab's thread policy
-    (``encoderlab.threads``: usable cores, affinity included) instead of all crowding every core."""
-    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if not worker or not count or not hasattr(os, "sched_setaffinity"):
-        return
-    cores = sorted(os.sched_getaffinity(0))
-    index, workers = int(worker.removeprefix("gw")), int(count)
-    if workers > len(cores):
-        return
-    share = [core for i, core in enumerate(cores) if i % workers == index % workers]
-    os.sched_setaffinity(0, share)
-    torch.set_num_threads(len(share))
+    """The suite follows encoderlab's thread policy (``encoderlab.threads``) with one torch thread per
+    process: this process and, through ``ENCODERLAB_THREADS`` and the OpenMP variables it exports,
+    every process a test starts (CLI commands, study jobs, fine-tuning workers, torchrun). With the
+    default (one thread per core), torch processes that share the cores wait on each other at every
+    operation and ran 3-20x slower here (issue 23). A value already in the environment is kept;
+    the tests of the policy itself remove it where they need the policy's own choice."""
+    apply(env_threads() or 1, export=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test's folder is its tier: ``unit`` (units and small in-process integrations, ``make
+    test-fast``), ``e2e`` (whole commands, processes, studies, real models) and ``gpu`` (needs a CUDA
+    device; skipped without one). The tier is also a marker, so ``-m "not e2e"`` selects the same."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier in TIERS:
+            item.add_marker(tier)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per usable core (CPU affinity and the cgroup quota, as the policy counts
+    them), not every core the machine has."""
+    return usable_cores()
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +62,12 @@ def tiny_checkpoint(tmp_path_factory):
     config = ModelConfig.from_name("tiny", vocab_size=len(tokenizer), pad_token_id=0, bos_token_id=1, eos_token_id=2,
                                    mask_token_id=3)
     return save_checkpoint(build_encoder(config, seed=0), root / "ckpt", tokenizer_dir=root / "tok")
+
+
+@pytest.fixture(scope="module")
+def qwen3(tmp_path_factory):
+    """A tiny random Qwen3 and shards made with its tokenizer (read only: cases copy what they change)."""
+    where = tmp_path_factory.mktemp("qwen3")
+    tiny_decoder(where / "qwen3")
+    prepare_shards(where / "qwen3", where / "shards")
+    return where / "qwen3", where / "shards"

@@ -32,6 +32,7 @@ then picks ``sdpa``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Literal
@@ -40,13 +41,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-try:  # PyTorch >= 2.10; the signature differs across versions, so it is read once here
-    from torch.nn.attention.varlen import varlen_attn as _varlen_attn
 
-    _VARLEN_PARAMETERS = frozenset(inspect.signature(_varlen_attn).parameters)
-except ImportError:
-    _varlen_attn = None
-    _VARLEN_PARAMETERS = frozenset()
+@functools.cache
+def _varlen() -> tuple[object | None, frozenset[str]]:
+    """PyTorch's varlen kernel and its parameters (PyTorch >= 2.10; the signature differs across
+    versions, so it is read once), or (None, {}). Imported on first use: the module loads
+    torch._dynamo, which doubled every command's start-up (2 s of 4 on this CPU) for a CUDA-only kernel."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None, frozenset()
+    return varlen_attn, frozenset(inspect.signature(varlen_attn).parameters)
+
 
 AttentionMode = Literal["causal", "bidirectional"]
 ATTENTION_MODES = ("causal", "bidirectional")
@@ -93,7 +99,7 @@ BACKENDS = ("auto", "sdpa", "flex", "varlen")
 
 
 def varlen_available() -> bool:
-    return _varlen_attn is not None
+    return _varlen()[0] is not None
 
 
 def resolve_backend(backend: str, device: torch.device,
@@ -239,13 +245,14 @@ def _varlen_attention(q: Tensor, k: Tensor, v: Tensor, layout: SequenceLayout) -
     flat_q = q.reshape(batch * length, heads, dim)
     flat_k = k.reshape(batch * length, kv_heads, dim)
     flat_v = v.reshape(batch * length, kv_heads, dim).contiguous()
+    varlen_attn, parameters = _varlen()
     options = {}
     if layout.causal:  # PyTorch 2.10 takes is_causal, later versions a (left, right) window
-        options = {"window_size": (-1, 0)} if "window_size" in _VARLEN_PARAMETERS else {"is_causal": True}
-    if heads != kv_heads and "enable_gqa" in _VARLEN_PARAMETERS:
+        options = {"window_size": (-1, 0)} if "window_size" in parameters else {"is_causal": True}
+    if heads != kv_heads and "enable_gqa" in parameters:
         options["enable_gqa"] = True
     cu = layout.cu_seqlens
-    out = _varlen_attn(flat_q, flat_k, flat_v, cu, cu, length, length, **options)
+    out = varlen_attn(flat_q, flat_k, flat_v, cu, cu, length, length, **options)
     return out.view(batch, length, heads, dim)
 
 

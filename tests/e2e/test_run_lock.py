@@ -95,7 +95,6 @@ def test_a_run_that_fails_validation_leaves_no_directory(tmp_path):
     assert not run.exists()
 
 
-@pytest.mark.slow
 def test_a_live_run_directory_is_refused_and_a_killed_ones_lock_taken_over(tmp_path):
     run = tmp_path / "run"
     endless = ["phases.0.steps=20000", *LONG[1:]]  # still running when the others try
@@ -129,7 +128,6 @@ def test_a_live_run_directory_is_refused_and_a_killed_ones_lock_taken_over(tmp_p
         resumed.wait()
 
 
-@pytest.mark.slow
 def test_a_preempted_pretraining_job_requeues_and_resumes(tmp_path):
     """submitit's local executor delivers the preemption signal as SLURM would (USR2); the job
     checkpoints itself (requeue), starts again, resumes from the latest checkpoint and ends with
@@ -177,7 +175,6 @@ scheduler: {kind: local, workers: 2}
 """
 
 
-@pytest.mark.slow
 def test_a_study_rerun_while_its_job_lives_waits_for_that_job(tmp_path):
     """The study process is killed and started again while its pretraining job still runs: the
     second start submits no second job for that run directory; it waits, then goes on."""

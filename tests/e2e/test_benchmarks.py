@@ -3,12 +3,8 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
-
 import pytest
-import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from testkit import ROOT, interruptible
 
 
 def test_pretrain_throughput_runs_on_cpu_and_writes_tables(tmp_path):
@@ -29,20 +25,6 @@ def test_pretrain_throughput_runs_on_cpu_and_writes_tables(tmp_path):
     table = (tmp_path / "throughput.md").read_text()
     assert "| tiny | mlm | base | encoderlab | mlm | documents | sdpa | no |" in table
     assert len((tmp_path / "throughput.jsonl").read_text().splitlines()) == 5
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: benchmarks/gpu_checks.py runs its checks instead")
-def test_gpu_checks_skip_cleanly_without_a_gpu():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_checks.py")], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0 and "no CUDA device" in proc.stdout
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_gpu_checks_pass_on_a_gpu():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_checks.py")], capture_output=True, text=True,
-                          timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 def test_data_throughput_runs_and_reports_the_loader_share(tmp_path):
@@ -152,7 +134,8 @@ def test_pretrain_throughput_interrupted_keeps_and_summarises_its_rows(tmp_path)
     command = [sys.executable, str(ROOT / "benchmarks" / "pretrain_throughput.py"), "--presets", "tiny",
                "--runs", ",".join(["mlm"] * 40), "--modes", "eager", "--steps", "2", "--warmup", "1",
                "--seq-len", "64", "--out", str(tmp_path)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=interruptible)
     rows = tmp_path / "throughput.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (rows.is_file() and rows.read_text().count("\n") >= 1):

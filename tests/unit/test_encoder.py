@@ -1,10 +1,10 @@
 import ast
-from pathlib import Path
 
 import pytest
 import torch
 
 from encoderlab.model import ModelConfig, build_encoder
+from testkit import ROOT
 
 
 def test_sparse_lm_head_equals_dense_at_selected_positions(tiny_model):
@@ -61,7 +61,7 @@ def test_bf16_autocast_runs(tiny_model):
 
 
 def test_model_package_imports_nothing_from_training_data_or_evaluation():
-    model_dir = Path(__file__).resolve().parents[1] / "src" / "encoderlab" / "model"
+    model_dir = ROOT / "src" / "encoderlab" / "model"
     forbidden = ("encoderlab.training", "encoderlab.data", "encoderlab.evaluation", "encoderlab.study",
                  "encoderlab.objectives", "torch.distributed")
     offenders = []

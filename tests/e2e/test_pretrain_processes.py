@@ -40,7 +40,6 @@ def losses(run_dir: Path) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in rows}
 
 
-@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
     overrides = ["phases.0.steps=150", "checkpoint_every=10", "schedule.warmup_steps=10", "schedule.decay_steps=20"]
     run(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "straight"), "--no-progress"))
@@ -65,7 +64,6 @@ def test_sigkill_then_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path)
         assert torch.equal(straight[name], resumed[name]), name
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_processes_follow_the_single_process_loss_curve(tmp_path, strategy):
     overrides = ["phases.0.steps=8", "phases.1.steps=8", "log_every=1", "checkpoint_every=100",
@@ -99,7 +97,6 @@ def test_launch_command_for_every_node_of_a_slurm_job(monkeypatch):
     assert command[8:] == ["-m", "encoderlab.cli", "pretrain", "run.yaml"]
 
 
-@pytest.mark.slow
 def test_launcher_trains_across_its_torchrun_processes_inside_a_scheduler_job(tmp_path, monkeypatch):
     """The multi-node path on one node: a submitit job runs the launcher, which runs torchrun with a
     c10d rendezvous at the job's first host; two gloo processes train the run together."""

@@ -12,36 +12,14 @@ import pytest
 
 from encoderlab.cli import main
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_cpt import qwen3  # noqa: E402,F401 - the fixture: a tiny Qwen3 and shards of its tokenizer
-
-
-def _cpt(qwen3, output, *more, steps="4"):
-    hf_dir, shards = qwen3
-    return main(["cpt", str(hf_dir), "--data", str(shards), "--steps", steps, "--seq-len", "128", "--batch-tokens",
-                 "1024", "--output", str(output), "--no-progress", *more])
-
-
-def _listing(folder: Path) -> dict[str, int]:
-    """Every file under ``folder`` with its size and modification time (what a refused command must not change)."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _one_line_error(capsys, *words):
-    err = capsys.readouterr().err
-    err = err[err.index("encoderlab: error: "):] if "encoderlab: error: " in err else err  # past a progress bar
-    assert err.count("\n") == 1 and err.startswith("encoderlab: error: "), err
-    for word in words:
-        assert word in err, err
-    return err
+from testkit import cpt_main, limited, listing, one_line_error
 
 
 # -- A. Destructive work before the lock ------------------------------------------------------------
 def test_overwrite_of_a_live_cpt_run_is_refused_naming_its_holder(qwen3, tmp_path, capsys):
     run = tmp_path / "run"
-    assert _cpt(qwen3, run) == 0
-    before = _listing(run)
+    assert cpt_main(qwen3, run) == 0
+    before = listing(run)
     holder = subprocess.Popen(  # a real process holding the run, as a cpt that trains there does
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
@@ -53,9 +31,9 @@ def test_overwrite_of_a_live_cpt_run_is_refused_naming_its_holder(qwen3, tmp_pat
     try:
         assert holder.stdout.readline().strip() == "held"
         capsys.readouterr()
-        assert _cpt(qwen3, run, "--overwrite") == 2
-        _one_line_error(capsys, f"{run}: in use by pid {holder.pid}")
-        after = _listing(run)
+        assert cpt_main(qwen3, run, "--overwrite") == 2
+        one_line_error(capsys, f"{run}: in use by pid {holder.pid}")
+        after = listing(run)
         assert {k: v for k, v in after.items() if k != "run.lock"} == {
             k: v for k, v in before.items() if k != "run.lock"}  # nothing of the live run deleted or replaced
     finally:
@@ -65,13 +43,13 @@ def test_overwrite_of_a_live_cpt_run_is_refused_naming_its_holder(qwen3, tmp_pat
 
 def test_overwrite_removes_only_what_the_previous_run_wrote(qwen3, tmp_path, capsys):
     run = tmp_path / "run"
-    assert _cpt(qwen3, run, "--evaluate", "toy-sentiment", "--eval-lrs", "1e-3", "--eval-seeds", "0",
+    assert cpt_main(qwen3, run, "--evaluate", "toy-sentiment", "--eval-lrs", "1e-3", "--eval-seeds", "0",
                 "--eval-set", "max_steps=2") == 0
     (run / "my_notes.txt").write_text("mine\n")
     results = (run / "results.sqlite").read_bytes()
     old_metrics = (run / "metrics.jsonl").read_text()
     capsys.readouterr()
-    assert _cpt(qwen3, run, "--overwrite", steps="2") == 0
+    assert cpt_main(qwen3, run, "--overwrite", steps="2") == 0
     out = capsys.readouterr().out
     assert "kept my_notes.txt, results.sqlite (not written by the run)" in out, out
     assert (run / "my_notes.txt").read_text() == "mine\n" and (run / "results.sqlite").read_bytes() == results
@@ -95,34 +73,10 @@ def test_pretrain_overwrite_keeps_files_it_did_not_write(tmp_path, capsys):
 
 def test_resume_with_nothing_to_resume_leaves_nothing_and_the_fresh_command_then_runs(qwen3, tmp_path, capsys):
     run = tmp_path / "run"
-    assert _cpt(qwen3, run, "--resume") == 2
-    _one_line_error(capsys, f"cpt --resume: nothing to resume in {run} (no complete checkpoint)")
+    assert cpt_main(qwen3, run, "--resume") == 2
+    one_line_error(capsys, f"cpt --resume: nothing to resume in {run} (no complete checkpoint)")
     assert not run.exists()
-    assert _cpt(qwen3, run) == 0
-
-
-def test_a_cpt_interrupted_before_its_first_checkpoint_leaves_the_folder_as_it_found_it(qwen3, tmp_path, capsys):
-    import signal
-    import time
-
-    hf_dir, shards = qwen3
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "my_notes.txt").write_text("mine\n")
-    before = _listing(run)
-    proc = subprocess.Popen([sys.executable, "-m", "encoderlab.cli", "cpt", str(hf_dir), "--data", str(shards),
-                             "--steps", "5000", "--seq-len", "128", "--batch-tokens", "1024", "--output", str(run),
-                             "--set", "checkpoint_every=4000", "--set", "log_every=1", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not ((run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").read_text().count("\n") >= 2):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)  # training, no checkpoint yet
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0, err
-    assert _listing(run) == before  # the start, metrics, manifest and lock it wrote are gone
-    assert _cpt(qwen3, run) == 0  # and the fresh command runs
+    assert cpt_main(qwen3, run) == 0
 
 
 def test_overwrite_never_replaces_a_folder_holding_files_the_output_would_not_have(tiny_checkpoint, tmp_path, capsys):
@@ -131,11 +85,11 @@ def test_overwrite_never_replaces_a_folder_holding_files_the_output_would_not_ha
     assert main(["export", str(tiny_checkpoint), str(target)]) == 0
     assert main(["export", str(tiny_checkpoint), str(target), "--overwrite"]) == 0  # an earlier export: replaced
     (target / "my_notes.txt").write_text("mine\n")
-    before = _listing(target)
+    before = listing(target)
     capsys.readouterr()
     assert main(["export", str(tiny_checkpoint), str(target), "--overwrite"]) == 2
-    _one_line_error(capsys, f"{target}: holds my_notes.txt, which the output replacing it would not have")
-    assert _listing(target) == before
+    one_line_error(capsys, f"{target}: holds my_notes.txt, which the output replacing it would not have")
+    assert listing(target) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left beside it
 
     shards = tmp_path / "shards"
@@ -143,11 +97,11 @@ def test_overwrite_never_replaces_a_folder_holding_files_the_output_would_not_ha
                "-o", str(shards), "--no-progress"]
     assert main(prepare) == 0
     (shards / "README.md").write_text("where these came from\n")
-    before = _listing(shards)
+    before = listing(shards)
     capsys.readouterr()
     assert main([*prepare, "--overwrite"]) == 2
-    _one_line_error(capsys, f"{shards}: holds README.md, which the output replacing it would not have")
-    assert _listing(shards) == before
+    one_line_error(capsys, f"{shards}: holds README.md, which the output replacing it would not have")
+    assert listing(shards) == before
 
 
 # -- C. Evaluation data checked for consistency, not only shape ---------------------------------------
@@ -264,8 +218,8 @@ def test_shards_of_another_tokenizer_are_refused_without_their_tokenizer_folder(
 
     shutil.rmtree(other / "tokenizer")  # only the manifest's fingerprint says which tokenizer made them
     capsys.readouterr()
-    assert _cpt((qwen3[0], other), tmp_path / "run") == 2
-    _one_line_error(capsys, "the shards' tokenizer", "is not the decoder's (fingerprint")
+    assert cpt_main((qwen3[0], other), tmp_path / "run") == 2
+    one_line_error(capsys, "the shards' tokenizer", "is not the decoder's (fingerprint")
     assert not (tmp_path / "run").exists()
 
 
@@ -274,10 +228,10 @@ def test_a_decoder_without_tokenizer_files_needs_the_users_word(qwen3, tmp_path,
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (hf_dir / name).unlink(missing_ok=True)
     capsys.readouterr()
-    assert _cpt((hf_dir, qwen3[1]), tmp_path / "run") == 2
-    _one_line_error(capsys, "cannot establish that the shards were made with", "--skip-tokenizer-check")
+    assert cpt_main((hf_dir, qwen3[1]), tmp_path / "run") == 2
+    one_line_error(capsys, "cannot establish that the shards were made with", "--skip-tokenizer-check")
     assert not (tmp_path / "run").exists()
-    assert _cpt((hf_dir, qwen3[1]), tmp_path / "run", "--skip-tokenizer-check") == 0
+    assert cpt_main((hf_dir, qwen3[1]), tmp_path / "run", "--skip-tokenizer-check") == 0
     assert json.loads((tmp_path / "run" / "cpt.json").read_text())["tokenizer_identity"].startswith("not checked (")
 
 
@@ -291,8 +245,8 @@ def test_a_manifest_with_an_ill_typed_tokenizer_is_one_line(qwen3, tmp_path, cap
     manifest["tokenizer"] = tokenizer
     (shards / "manifest.json").write_text(json.dumps(manifest))
     capsys.readouterr()
-    assert _cpt((qwen3[0], shards), tmp_path / "run") == 2
-    _one_line_error(capsys, words)
+    assert cpt_main((qwen3[0], shards), tmp_path / "run") == 2
+    one_line_error(capsys, words)
 
 
 # -- B. No silent defaults, nothing used before it is validated -----------------------------------------
@@ -310,36 +264,16 @@ def test_cpt_numbers_are_checked_before_anything_is_written(qwen3, tmp_path, cap
     run = tmp_path / "run"
     capsys.readouterr()
     if words is None:
-        assert _cpt(qwen3, run, *extra, steps="1") == 0, capsys.readouterr().err
+        assert cpt_main(qwen3, run, *extra, steps="1") == 0, capsys.readouterr().err
         return
-    assert _cpt(qwen3, run, *extra) == 2
-    _one_line_error(capsys, words)
+    assert cpt_main(qwen3, run, *extra) == 2
+    one_line_error(capsys, words)
     assert not run.exists()
-
-
-def _limited(code: str, limit: int) -> subprocess.CompletedProcess:
-    """``code`` in a process whose files may not grow past ``limit`` bytes (RLIMIT_FSIZE, SIGXFSZ
-    ignored: a write past it fails with EFBIG, as one on a full disk fails with ENOSPC)."""
-    prelude = ("import resource, signal, sys\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-               f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\nfrom encoderlab.cli import main\n")
-    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=300)
-
-
-def test_a_write_failure_inside_a_library_is_one_line_and_leaves_nothing_half_written(tiny_checkpoint, tmp_path):
-    out = tmp_path / "exported"
-    done = _limited(f"sys.exit(main(['export', {str(tiny_checkpoint)!r}, {str(out)!r}]))", 64_000)
-    lines = [line for line in done.stderr.splitlines() if line.strip() and "Writing model shards" not in line]
-    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert len(lines) == 1 and lines[0].startswith("encoderlab: error: "), done.stderr[-3000:]
-    assert "File too large" in lines[0] or "too large" in lines[0].lower(), lines[0]
-    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half export
-    debug = _limited(f"sys.exit(main(['--debug', 'export', {str(tiny_checkpoint)!r}, {str(out)!r}]))", 64_000)
-    assert "Traceback" in debug.stderr  # --debug shows where it happened
 
 
 def test_a_full_disk_in_data_prepare_names_the_output(tiny_checkpoint, tmp_path):
     out = tmp_path / "shards"
-    done = _limited(f"sys.exit(main(['data', 'prepare', 'toyworld', '--toyworld-documents', '3000', '--tokenizer', "
+    done = limited(f"sys.exit(main(['data', 'prepare', 'toyworld', '--toyworld-documents', '3000', '--tokenizer', "
                     f"{str(tiny_checkpoint)!r}, '-o', {str(out)!r}, '--no-progress']))", 40_000)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
@@ -407,7 +341,7 @@ def test_study_dry_runs_refuse_what_the_run_would(tmp_path, capsys, case):
     capsys.readouterr()
     path = _study(tmp_path, change)
     assert main(["study", "run", str(path), "--dry-run", "--output", str(tmp_path / "out")]) == 2
-    _one_line_error(capsys, words)
+    one_line_error(capsys, words)
     assert not (tmp_path / "out").exists() and not (tmp_path / "escape").exists()
 
 
@@ -420,7 +354,7 @@ def test_a_study_cpt_run_needs_shards_of_its_decoders_tokenizer(qwen3, tmp_path,
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     capsys.readouterr()
     assert main(["study", "run", str(tmp_path / "s.yaml"), "--dry-run", "--output", str(tmp_path / "out")]) == 2
-    _one_line_error(capsys, "the study's shards would be made with a tokenizer trained on the corpus")
+    one_line_error(capsys, "the study's shards would be made with a tokenizer trained on the corpus")
 
 
 def test_a_study_refuses_bad_evaluation_data_before_pretraining(tmp_path, capsys):
@@ -432,7 +366,7 @@ def test_a_study_refuses_bad_evaluation_data_before_pretraining(tmp_path, capsys
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     capsys.readouterr()
     assert main(["study", "run", str(tmp_path / "s.yaml"), "--output", str(tmp_path / "out"), "--no-progress"]) == 2
-    _one_line_error(capsys, "train.txt:3: tag I-ORG follows the sentence start")
+    one_line_error(capsys, "train.txt:3: tag I-ORG follows the sentence start")
     assert not (tmp_path / "out" / "runs").exists()  # nothing pretrained
 
 
@@ -442,7 +376,7 @@ def test_duplicate_yaml_keys_are_refused(tmp_path, capsys):
     path.write_text("name: s\nruns:\n  - {name: clm, preset: tiny-clm}\nevaluation:\n  tasks: [toy-sentiment]\n"
                     "  lrs: [0.001]\n  seeds: [0]\n  lrs: [0.002]\n")
     assert main(["study", "run", str(path), "--dry-run", "--output", str(tmp_path / "out")]) == 2
-    _one_line_error(capsys, "key 'lrs' appears twice in one mapping (lines 6 and 8)")
+    one_line_error(capsys, "key 'lrs' appears twice in one mapping (lines 6 and 8)")
     run = tmp_path / "run.yaml"
     import yaml
 
@@ -451,7 +385,7 @@ def test_duplicate_yaml_keys_are_refused(tmp_path, capsys):
     text = yaml.safe_dump(run_preset("tiny-clm").to_dict(), sort_keys=False)
     run.write_text(text + "schedule: {lr: 0.1, warmup_steps: 1, decay_steps: 1, final_lr: 0.0}\n")
     assert main(["pretrain", str(run), "--output", str(tmp_path / "r")]) == 2
-    _one_line_error(capsys, "key 'schedule' appears twice")
+    one_line_error(capsys, "key 'schedule' appears twice")
     assert not (tmp_path / "r").exists()
 
 
@@ -459,14 +393,14 @@ def test_duplicate_yaml_keys_are_refused(tmp_path, capsys):
 def test_messages_name_the_input(qwen3, tmp_path, capsys):
     shards = _copy(qwen3[1], tmp_path / "shards")
     (shards / "manifest.json").write_text('{"tokenizer": ')  # corrupt
-    assert _cpt((qwen3[0], shards), tmp_path / "run") == 2
-    _one_line_error(capsys, f"{shards / 'manifest.json'}: not a readable shard manifest")
+    assert cpt_main((qwen3[0], shards), tmp_path / "run") == 2
+    one_line_error(capsys, f"{shards / 'manifest.json'}: not a readable shard manifest")
     assert main(["model", "info", str(qwen3[0])]) == 0  # a Hugging Face directory: its config
     assert "2 layers, hidden 64" in capsys.readouterr().out
     assert main(["model", "info", str(tmp_path / "nothing")]) == 2
-    _one_line_error(capsys, f"{tmp_path / 'nothing'}: no such file or directory")
+    one_line_error(capsys, f"{tmp_path / 'nothing'}: no such file or directory")
     assert main(["pretrain", "tiny-clm", "name=", "--output", str(tmp_path / "r")]) == 2
-    _one_line_error(capsys, "override 'name=': no value after '='")
+    one_line_error(capsys, "override 'name=': no value after '='")
     if Path("/proc").is_dir():  # a read-only location (root may write anywhere a permission bit forbids)
         from encoderlab.evaluation.store import ResultsStore
 
@@ -480,7 +414,7 @@ def test_a_checkpoint_whose_tokenizer_files_were_swapped_is_refused_at_evaluatio
     import shutil
 
     run = tmp_path / "run"
-    assert _cpt(qwen3, run) == 0
+    assert cpt_main(qwen3, run) == 0
     checkpoint = run / "checkpoints" / "step-000004"
     recorded = json.loads((checkpoint / "config.json").read_text())["tokenizer"]
     assert recorded["fingerprint"] == json.loads((qwen3[1] / "manifest.json").read_text())["tokenizer"]["fingerprint"]
@@ -489,30 +423,9 @@ def test_a_checkpoint_whose_tokenizer_files_were_swapped_is_refused_at_evaluatio
     capsys.readouterr()
     assert main(["evaluate", str(checkpoint), "--tasks", "toy-sentiment", "--lrs", "1e-3", "--seeds", "0",
                  "--max-steps", "2", "--results", str(tmp_path / "r.sqlite"), "--no-progress"]) == 2
-    _one_line_error(capsys, f"{checkpoint}: its tokenizer files (fingerprint", "are not the tokenizer the model was "
+    one_line_error(capsys, f"{checkpoint}: its tokenizer files (fingerprint", "are not the tokenizer the model was "
                     f"trained with ({recorded['name']!r}, fingerprint {recorded['fingerprint']})")
     assert not (tmp_path / "r.sqlite").exists()
-
-
-def test_a_second_data_prepare_of_the_same_folder_is_refused_while_the_first_writes(tiny_checkpoint, tmp_path, capsys):
-    import time
-
-    out = tmp_path / "shards"
-    argv = ["data", "prepare", "toyworld", "--toyworld-documents", "60000", "--tokenizer", str(tiny_checkpoint), "-o",
-            str(out), "--no-progress"]
-    first = subprocess.Popen([sys.executable, "-m", "encoderlab.cli", *argv], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    lock = tmp_path / ".shards.prepare.lock"
-    deadline = time.monotonic() + 120
-    while not (lock.is_file() and lock.read_text().startswith("pid ")):
-        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-        time.sleep(0.05)
-    capsys.readouterr()
-    assert main(argv) == 2  # was: resumed from the first's staged manifest while the first still wrote it
-    _one_line_error(capsys, f"{out}: another `encoderlab data prepare` is writing it (pid {first.pid} on host")
-    assert first.wait(timeout=600) == 0, first.communicate()
-    assert json.loads((out / "manifest.json").read_text())["complete"] and not lock.exists()
-    assert main(argv) == 0  # the same settings: the finished folder is reused
 
 
 @pytest.mark.parametrize("extra, words", [
@@ -526,5 +439,5 @@ def test_evaluate_refuses_a_setting_given_twice(tiny_checkpoint, tmp_path, capsy
     capsys.readouterr()
     assert main(["evaluate", str(tiny_checkpoint), "--results", str(tmp_path / "r.sqlite"), "--no-progress",
                  *extra]) == 2
-    _one_line_error(capsys, words)
+    one_line_error(capsys, words)
     assert not (tmp_path / "r.sqlite").exists()

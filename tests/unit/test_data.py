@@ -1,7 +1,6 @@
 """Corpus sources, tokenizers, token shards and the packed loader."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,8 @@ from encoderlab.data.packed import _Permutation
 from encoderlab.data.shards import token_dtype
 from encoderlab.data.tokenizer import encode_documents, ensure_mask_token
 from encoderlab.training.data import micro_batches
+from testkit import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 @pytest.fixture(scope="module")

@@ -13,36 +13,7 @@ import transformers
 from encoderlab.cli import main
 from encoderlab.model import load_checkpoint
 from encoderlab.training.cpt import cpt_schedule
-
-
-def _decoder(path, vocab=320, family="qwen3"):
-    """A tiny random decoder (Qwen3, Llama or Gemma 3 text) with a toyworld BPE tokenizer that has no mask
-    token (the usual decoder case)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    from encoderlab.data import iter_documents, parse_source
-
-    documents = list(iter_documents(parse_source("toyworld", toyworld_documents=400)))
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(vocab_size=280, special_tokens=["<pad>", "<s>", "</s>", "<unk>"], show_progress=False)
-    tok.train_from_iterator(documents, trainer)
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
-                                                eos_token="</s>", pad_token="<pad>")
-    common = {"vocab_size": vocab, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 512,
-              "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
-    if family == "qwen3":
-        config = transformers.Qwen3Config(**common)
-    elif family == "llama":  # the paper's architecture: exports to EuroBERT and sentence-transformers
-        config = transformers.LlamaConfig(**common)
-    else:  # Gemma 3: sliding and full layers with their own RoPE bases, tied head, soft-capping off
-        config = transformers.Gemma3TextConfig(**common, sliding_window=16, query_pre_attn_scalar=16,
-                                               layer_types=["sliding_attention", "full_attention"])
-    torch.manual_seed(0)
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(path)
-    fast.save_pretrained(path)
-    return len(fast)
+from testkit import prepare_shards, tiny_decoder
 
 
 def _metrics(run_dir):
@@ -50,7 +21,7 @@ def _metrics(run_dir):
 
 
 def test_cpt_from_a_tiny_qwen3_end_to_end(tmp_path, capsys):
-    tokens = _decoder(tmp_path / "qwen3")
+    tokens = tiny_decoder(tmp_path / "qwen3")
     shards, out = tmp_path / "shards", tmp_path / "run"
     assert main(["data", "prepare", "toyworld", "--toyworld-documents", "400", "--tokenizer", str(tmp_path / "qwen3"),
                  "-o", str(shards), "--no-progress"]) == 0
@@ -77,20 +48,6 @@ def test_cpt_from_a_tiny_qwen3_end_to_end(tmp_path, capsys):
                  "--batch-tokens", "1024", "--output", str(out), "--no-progress"]) == 2
     assert "already holds a cpt run; continue it with --resume" in capsys.readouterr().err
     assert (out / "metrics.jsonl").read_text() == before
-
-
-def _prepare(decoder, shards, *more):
-    assert main(["data", "prepare", "toyworld", "--toyworld-documents", "400", "--tokenizer", str(decoder), "-o",
-                 str(shards), "--no-progress", *more]) == 0
-
-
-@pytest.fixture(scope="module")
-def qwen3(tmp_path_factory):
-    """A tiny random Qwen3 and shards made with its tokenizer (read only: cases copy what they change)."""
-    where = tmp_path_factory.mktemp("qwen3")
-    _decoder(where / "qwen3")
-    _prepare(where / "qwen3", where / "shards")
-    return where / "qwen3", where / "shards"
 
 
 def _config_edit(key, value):
@@ -194,9 +151,9 @@ def test_bad_options_are_one_line_errors_before_anything_is_written(qwen3, tmp_p
 def test_cpt_grows_a_full_embedding_by_one_row_for_the_mask(tmp_path):
     """A decoder whose tokenizer fills its embedding has no free id: `data prepare` adds <mask> at
     id vocab_size, and cpt grows the embedding and head by that row (the mean embedding), recorded."""
-    tokens = _decoder(tmp_path / "full", vocab=280)
+    tokens = tiny_decoder(tmp_path / "full", vocab=280)
     assert tokens == 280  # every row of the embedding is a token
-    _prepare(tmp_path / "full", tmp_path / "shards")
+    prepare_shards(tmp_path / "full", tmp_path / "shards")
     assert main(["cpt", str(tmp_path / "full"), "--data", str(tmp_path / "shards"), "--steps", "2", "--seq-len",
                  "128", "--batch-tokens", "1024", "--output", str(tmp_path / "run"), "--no-progress"]) == 0
     mask = json.loads((tmp_path / "run" / "cpt.json").read_text())["mask"]
@@ -210,8 +167,8 @@ def test_cpt_grows_a_full_embedding_by_one_row_for_the_mask(tmp_path):
 
 
 def test_cpt_evaluates_and_exports_the_final_checkpoint(tmp_path, capsys):
-    _decoder(tmp_path / "llama", family="llama")
-    _prepare(tmp_path / "llama", tmp_path / "shards")
+    tiny_decoder(tmp_path / "llama", family="llama")
+    prepare_shards(tmp_path / "llama", tmp_path / "shards")
     out, exported = tmp_path / "run", tmp_path / "exported"
     assert main(["cpt", str(tmp_path / "llama"), "--data", str(tmp_path / "shards"), "--steps", "4", "--seq-len",
                  "128", "--batch-tokens", "1024", "--output", str(out), "--no-progress",
@@ -259,7 +216,7 @@ def test_cpt_through_torchrun_follows_the_single_process_run(qwen3, tmp_path):
 
 
 def test_cpt_from_a_tiny_gemma3_end_to_end(tmp_path):
-    tokens = _decoder(tmp_path / "gemma3", family="gemma3_text")
+    tokens = tiny_decoder(tmp_path / "gemma3", family="gemma3_text")
     shards, out = tmp_path / "shards", tmp_path / "run"
     assert main(["data", "prepare", "toyworld", "--toyworld-documents", "400", "--tokenizer",
                  str(tmp_path / "gemma3"), "-o", str(shards), "--no-progress"]) == 0

@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from testkit import SHARED
 
-ROOT = Path(__file__).resolve().parents[1]
-SST2 = ROOT.parent / "shared" / "datasets" / "sst2"
+SST2 = SHARED / "sst2"
 
 STEPS = 150  # 4,800 of the 63,982 train sentences: ~2-2.5 min on this 2-core CPU when it is not shared
 # Measured 2026-12-01 on this 2-core CPU container (AMD EPYC, torch 2.13.0+cpu, transformers 5.24.0,
@@ -37,7 +37,6 @@ def _sst2_folder(into: Path) -> Path:
     return into
 
 
-@pytest.mark.slow
 def test_real_minilm_fine_tunes_sst2_to_the_measured_accuracy(tmp_path):
     for name in ("train_part.tsv", "train_rest.tsv", "validation.tsv"):
         if not (SST2 / name).is_file():

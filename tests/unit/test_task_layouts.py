@@ -12,8 +12,8 @@ import pytest
 from encoderlab.config import ConfigError
 from encoderlab.evaluation import registry, tasks
 from encoderlab.evaluation.tasks import REGISTRY, load_task
+from testkit import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared datasets not available")
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from encoderlab.config import ConfigError
 from encoderlab.evaluation.tasks import PAPER_TASKS, REGISTRY, TOYWORLD_TASKS, load_task, read_conll, read_iob2, split_train95
+from testkit import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from testkit import ROOT
 
-DATA = Path(__file__).parent / "data" / "redesign"
+DATA = ROOT / "tests" / "data" / "redesign"
 sys.path.insert(0, str(DATA))
 from extract import extract  # noqa: E402
 

@@ -1,74 +1,20 @@
 """Every score is the protocol's score: runs keyed by data and settings, protocols never pooled,
 the paper's optimizer, decoders evaluated bidirectionally or not at all, sane QA windows."""
 
-import math
 import sqlite3
 
 import pytest
 import torch
 
-from encoderlab.cli import main
 from encoderlab.config import ConfigError
 from encoderlab.evaluation.backbone import Backbone
 from encoderlab.evaluation.features import document_text, qa_features, query_text
 from encoderlab.evaluation.finetune import FinetuneConfig, build_optimizer, finetune, training_steps
 from encoderlab.evaluation.protocol import protocol_card, protocol_identity
-from encoderlab.evaluation.store import ResultsStore, data_fingerprint, model_fingerprint
+from encoderlab.evaluation.store import model_fingerprint
 from encoderlab.evaluation.sweep import run_sweep
 from encoderlab.evaluation.tasks import load_task
-
-SMALL = dict(batch_size=8, max_length=128, max_eval_examples=24, max_question_tokens=16, doc_stride=32,
-             tc_full_epoch=False)
-
-
-def _sst2_folder(path, flip_every: int | None = None):
-    """toy-sentiment rows in GLUE SST-2's own file layout (train.tsv, validation.tsv)."""
-    task = load_task("toy-sentiment")
-    path.mkdir(parents=True)
-    for split, name in (("train", "train"), ("test", "validation")):
-        rows = task.splits[split][:200]
-        lines = ["sentence\tlabel"]
-        for i, row in enumerate(rows):
-            label = row["label"] if flip_every is None or i % flip_every else 1 - row["label"]
-            lines.append(f"{row['sentence']}\t{label}")
-        (path / f"{name}.tsv").write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _evaluate(model, db, *extra):
-    return main(["evaluate", str(model), "--lrs", "1e-3", "--seeds", "0", "--max-steps", "3", "--batch-size", "8",
-                 "--max-length", "128", "--max-eval-examples", "24", "--results", str(db), "--no-progress", *extra])
-
-
-# -- 2. cached runs follow the data, the model and every setting ------------------------------------
-def test_cached_runs_are_keyed_by_the_data_actually_loaded(tiny_checkpoint, tmp_path, capsys):
-    a, b = _sst2_folder(tmp_path / "A"), _sst2_folder(tmp_path / "B", flip_every=3)
-    db = tmp_path / "r.sqlite"
-    assert _evaluate(tiny_checkpoint, db, "--tasks", "sst2", "--data", f"sst2={a}") == 0
-    first = capsys.readouterr().out
-    assert _evaluate(tiny_checkpoint, db, "--tasks", "sst2", "--data", f"sst2={b}") == 0
-    second = capsys.readouterr().out
-    rows = sqlite3.connect(db).execute("SELECT data_fingerprint, test_score FROM runs").fetchall()
-    assert len(rows) == 2 and rows[0][0] != rows[1][0]  # B was run, not served A's result
-    assert data_fingerprint(load_task("sst2", local_dir=a)) in first
-    assert data_fingerprint(load_task("sst2", local_dir=b)) in second
-    assert "1 other run(s)" in second  # A's run stays in the database, outside B's summary
-    # the same data again: nothing runs, the same row is served
-    assert _evaluate(tiny_checkpoint, db, "--tasks", "sst2", "--data", f"sst2={a}") == 0
-    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
-
-
-def test_cached_runs_are_keyed_by_every_setting(tiny_checkpoint, tmp_path):
-    db = tmp_path / "r.sqlite"
-    settings = [[], ["--set", "adam_beta2=0.999"], ["--set", "weight_decay=0.0"], ["--set", "query_prefix="],
-                ["--set", "warmup_ratio=0.2"]]
-    for extra in settings:
-        assert _evaluate(tiny_checkpoint, db, "--tasks", "toy-sentiment", *extra) == 0
-    protocols = sqlite3.connect(db).execute("SELECT protocol_version, protocol FROM runs").fetchall()
-    assert len({p for p, _ in protocols}) == len(settings)
-    # only a setting declared result-neutral (memory) shares the key
-    assert _evaluate(tiny_checkpoint, db, "--tasks", "toy-sentiment", "--set", "retrieval_chunk_docs=7") == 0
-    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0] == len(settings)
+from testkit import SMALL, evaluate_cli
 
 
 def test_model_fingerprint_covers_tokenizer_and_architecture_config(tiny_checkpoint, tmp_path):
@@ -85,23 +31,6 @@ def test_model_fingerprint_covers_tokenizer_and_architecture_config(tiny_checkpo
     config = (copy / "config.json").read_text()
     (copy / "config.json").write_text(config.replace('"rope_theta": 10000.0', '"rope_theta": 500000.0'))
     assert '"rope_theta": 10000.0' in config and model_fingerprint(copy) != model_fingerprint(tiny_checkpoint)
-
-
-# -- 3. summaries never pool protocols ------------------------------------------------------------
-def test_summary_groups_runs_by_protocol(tiny_checkpoint, tmp_path, capsys):
-    db = tmp_path / "r.sqlite"
-    assert _evaluate(tiny_checkpoint, db, "--tasks", "toy-sentiment") == 0
-    capsys.readouterr()
-    assert main(["evaluate", str(tiny_checkpoint), "--tasks", "toy-sentiment", "--lrs", "1e-3", "--seeds", "0",
-                 "--max-steps", "2", "--batch-size", "8", "--max-length", "128", "--max-eval-examples", "24",
-                 "--results", str(db), "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    row = next(line for line in out.splitlines() if line.startswith("| toy-sentiment |"))
-    assert row.split("|")[7].strip() == "1"  # one seed: the max-steps-3 run is not pooled in
-    assert "1 other run(s)" in out
-    rows = run_sweep(str(tiny_checkpoint), ["toy-sentiment"], [1e-3], [0], db,
-                     FinetuneConfig(max_steps=2, **SMALL), progress=False)
-    assert rows[0]["n"] == 1 and math.isnan(rows[0]["ci_low"])
 
 
 # -- 4. the paper's protocol by default, every setting visible ----------------------------------------
@@ -173,8 +102,8 @@ def test_other_decoders_need_an_explicit_causal_protocol(tiny_checkpoint, tmp_pa
         Backbone(str(gpt2))
     assert Backbone(str(gpt2), attention="causal").kind == "transformers gpt2"
     db = tmp_path / "r.sqlite"
-    assert _evaluate(gpt2, db, "--tasks", "toy-sentiment") == 2  # refused: exit code 2, nothing run
-    assert _evaluate(gpt2, db, "--tasks", "toy-sentiment", "--attention", "causal") == 0
+    assert evaluate_cli(gpt2, db, "--tasks", "toy-sentiment") == 2  # refused: exit code 2, nothing run
+    assert evaluate_cli(gpt2, db, "--tasks", "toy-sentiment", "--attention", "causal") == 0
     assert '"attention": "causal"' in sqlite3.connect(db).execute("SELECT protocol FROM runs").fetchone()[0]
 
 
@@ -211,20 +140,3 @@ def test_retrieval_scores_are_fp32_under_autocast():
     for j, qid in enumerate("abc"):
         top = sorted(run[qid].items(), key=lambda kv: -kv[1])[0]
         assert top[1] == exact[j].max().item()  # bit-equal to the fp32 product
-
-
-# -- 10. what is stored is shown -------------------------------------------------------------------
-def test_evaluate_prints_per_seed_scores_stability_and_protocol(tiny_checkpoint, tmp_path, capsys):
-    db = tmp_path / "r.sqlite"
-    assert main(["evaluate", str(tiny_checkpoint), "--tasks", "toy-sentiment", "--lrs", "1e-3,3e-4", "--seeds",
-                 "0,1", "--max-steps", "3", "--batch-size", "8", "--max-length", "128", "--max-eval-examples", "24",
-                 "--results", str(db), "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    with ResultsStore(db) as store:
-        records = store.records(dataset="toy-sentiment")
-    summary_row = next(line for line in out.splitlines() if line.startswith("| toy-sentiment |"))
-    chosen = float(summary_row.split("|")[3])
-    per_seed = [f"{r.test_score:.2f}" for r in sorted(records, key=lambda r: r.seed) if r.lr == chosen]
-    assert ", ".join(per_seed) in summary_row
-    assert "| task | LR range (best - worst LR mean) |" in out and "| toy-sentiment |" in out.split("Stability")[1]
-    assert "| optimizer | AdamW betas (0.9, 0.95)" in out and "| seeds | 0, 1 |" in out

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from testkit import ROOT, SHARED
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_SST2 = ROOT.parent / "shared" / "datasets" / "sst2"
+SHARED_SST2 = SHARED / "sst2"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 EVAL_BUDGET = ["--max-steps", "1", "--max-eval-examples", "4", "--set", "tc_full_epoch=false", "--no-progress"]
 MINI_BUDGET = ["phases.0.steps=3", "phases.1.steps=3", "schedule.warmup_steps=1", "schedule.decay_steps=1"]
@@ -167,7 +167,6 @@ WORKFLOW = [
 ]
 
 
-@pytest.mark.slow
 def test_readme_commands_run_in_order(tmp_path):
     (tmp_path / "my-model.yaml").write_text("{preset: mini, vocab_size: 8000}\n")
     (tmp_path / "my-run.yaml").write_text("preset: tiny-clm\noutput_dir: runs/my-run\n")
