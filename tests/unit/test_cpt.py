@@ -13,11 +13,7 @@ import transformers
 from encoderlab.cli import main
 from encoderlab.model import load_checkpoint
 from encoderlab.training.cpt import cpt_schedule
-from testkit import prepare_shards, tiny_decoder
-
-
-def _metrics(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+from testkit import prepare_shards, records, tiny_decoder
 
 
 def test_cpt_from_a_tiny_qwen3_end_to_end(tmp_path, capsys):
@@ -35,7 +31,7 @@ def test_cpt_from_a_tiny_qwen3_end_to_end(tmp_path, capsys):
                               "decoder_vocab_size": 320}  # a free id of the embedding: nothing grown
     assert record["schedule"] == {**cpt_schedule(40), "final_lr": 0.0}
     assert record["schedule"]["lr"] == 5e-4
-    losses = [r["loss"] for r in _metrics(out)]
+    losses = [r["loss"] for r in records(out)]
     assert len(losses) >= 4 and sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.3, losses
     final = load_checkpoint(out / "checkpoints" / "step-000040")
     config = final.config
@@ -191,30 +187,6 @@ def test_cpt_evaluates_and_exports_the_final_checkpoint(tmp_path, capsys):
                                    ours(ids, attention="bidirectional", logits_at="all").logits, atol=1e-4, rtol=1e-4)
 
 
-def test_cpt_through_torchrun_follows_the_single_process_run(qwen3, tmp_path):
-    """Two gloo processes (FSDP2) plan the run, the first writes its start, and both train it: the
-    losses and weights of the one-process run."""
-    import os
-    import subprocess
-    import sys
-
-    decoder, shards = qwen3
-    args = ["cpt", str(decoder), "--data", str(shards), "--steps", "4", "--seq-len", "128", "--batch-tokens", "1024",
-            "--micro-batch-size", "4", "--no-progress", "--set", "log_every=1", "--set", "parallelism=fsdp"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for runner, out in (([], "one"), (["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"], "two")):
-        proc = subprocess.run([sys.executable, *runner, "-m", "encoderlab.cli", *args, "--output", str(tmp_path / out)],
-                              capture_output=True, text=True, env=env, timeout=300, check=False)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        assert proc.stdout.count("final checkpoint:") == 1  # the first process reports
-    one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
-    assert [r["world_size"] for r in two] == [2] * 4
-    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-5)
-    a, b = (load_checkpoint(tmp_path / d / "checkpoints" / "step-000004").state_dict() for d in ("one", "two"))
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
-
-
 def test_cpt_from_a_tiny_gemma3_end_to_end(tmp_path):
     tokens = tiny_decoder(tmp_path / "gemma3", family="gemma3_text")
     shards, out = tmp_path / "shards", tmp_path / "run"
@@ -225,7 +197,7 @@ def test_cpt_from_a_tiny_gemma3_end_to_end(tmp_path):
     record = json.loads((out / "cpt.json").read_text())
     assert record["model_type"] == "gemma3_text" and record["mask"]["mask_token_id"] == tokens
     assert record["bidirectional_sliding_window"] == "full"  # recorded: windows off in bidirectional mode
-    losses = [r["loss"] for r in _metrics(out)]
+    losses = [r["loss"] for r in records(out)]
     assert len(losses) >= 4 and sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.3, losses
     config = load_checkpoint(out / "checkpoints" / "step-000040").config
     assert (config.norm_offset, config.block_norms, config.scale_embeddings, config.qk_norm) == (
@@ -257,7 +229,7 @@ evaluation: {{tasks: [toy-sentiment], lrs: [1.0e-3], seeds: [0], max_steps: 2, b
     assert record["mask"]["mask_token_id"] == 280  # the <mask> data prepare added after the 280 tokens
     config = load_checkpoint(run / "checkpoints" / "step-000004").config
     assert (config.qk_norm, config.vocab_size) == ("head", 320)
-    assert [r["phase"] for r in _metrics(run)] == ["mntp40"] * 4
+    assert [r["phase"] for r in records(run)] == ["mntp40"] * 4
     assert "| Qwen3-MNTP |" in (out / "report.md").read_text()
     # one of preset / cpt, exactly
     spec.write_text(spec.read_text().replace("{name: Qwen3-MNTP,", "{name: Qwen3-MNTP, preset: demo-clm,"))
