@@ -3,6 +3,7 @@ scores, summaries grouped by protocol."""
 
 import math
 import sqlite3
+
 from encoderlab.cli import main
 from encoderlab.evaluation.finetune import FinetuneConfig
 from encoderlab.evaluation.store import ResultsStore, data_fingerprint

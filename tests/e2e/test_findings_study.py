@@ -1,8 +1,8 @@
 """A tiny study end to end: findings, summary and the random-init baseline."""
 
 import json
-from encoderlab.study import load_study, run_study
 
+from encoderlab.study import load_study, run_study
 
 TINY = """
 name: tiny-findings

@@ -7,8 +7,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+
 import pytest
-from encoderlab.evaluation.finetune import (Backbone, FeatureCache, FinetuneConfig, finetune)
+
+from encoderlab.evaluation.finetune import Backbone, FeatureCache, FinetuneConfig, finetune
 from encoderlab.evaluation.sweep import run_sweep
 from encoderlab.evaluation.tasks import load_task
 from testkit import FAST

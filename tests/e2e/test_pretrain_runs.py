@@ -2,8 +2,10 @@
 run trained to that budget, compiled blocks, continued pretraining from an export."""
 
 from pathlib import Path
+
 import pytest
 import torch
+
 from encoderlab.model import export_hf, import_hf, load_checkpoint
 from encoderlab.training import pretrain
 from testkit import records, tiny, weights

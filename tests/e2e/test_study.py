@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from encoderlab.study.plan import StudyPlan
 from encoderlab.study import load_study, run_study, study_status
+from encoderlab.study.plan import StudyPlan
 from testkit import SPEC
 
 

@@ -2,9 +2,10 @@
 
 import json
 import shutil
-import pytest
-from encoderlab.threads import ENV, POLICY, usable_cores
 
+import pytest
+
+from encoderlab.threads import ENV, POLICY, usable_cores
 
 GRAPH = """
 name: graph

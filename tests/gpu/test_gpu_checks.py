@@ -2,8 +2,10 @@
 
 import subprocess
 import sys
+
 import pytest
 import torch
+
 from testkit import ROOT
 
 

@@ -6,9 +6,8 @@ import sqlite3
 import pytest
 
 from encoderlab.config import ConfigError
-
 from encoderlab.data import iter_documents, parse_source
-from encoderlab.evaluation.finetune import (Backbone, FinetuneConfig, finetune, qa_features, tc_features)
+from encoderlab.evaluation.finetune import Backbone, FinetuneConfig, finetune, qa_features, tc_features
 from encoderlab.evaluation.metrics import normalize_answer
 from encoderlab.evaluation.sweep import run_sweep
 from encoderlab.evaluation.tasks import TOYWORLD_TASKS, load_task

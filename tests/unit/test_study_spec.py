@@ -2,7 +2,9 @@
 in studies, figures and pooling rules."""
 
 import sqlite3
+
 import pytest
+
 from encoderlab.config import ConfigError
 from encoderlab.study import load_study
 from testkit import SPEC

@@ -26,7 +26,7 @@ seed variance (it called differences of one noisy fine-tuning run significant), 
 t-test over 3 seeds ignores the items and has 2 degrees of freedom. A nested bootstrap over 3
 seeds under-covers (resampling 3 values cannot show their spread). The coverage and size of this
 procedure are checked by simulation in ``benchmarks/inference_coverage.py`` (results in
-``docs/inference.md``) and in ``tests/test_inference.py``.
+``docs/inference.md``) and in ``tests/unit/test_inference.py``.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
 
     ``workers`` > 1 runs that many fine-tuning runs at a time in worker processes (``pool.py``);
     how the work is spread never enters a run's key (the same run gives the same score, up to the
-    float rounding of another thread count: ``tests/test_sweep_workers.py``). ``threads``: torch
+    float rounding of another thread count: ``tests/e2e/test_sweep_workers.py``). ``threads``: torch
     threads per worker (default: this process's threads shared out; ``encoderlab.threads``);
     ``label``: the model's name on the progress bar (default: the directory's name)."""
     check_workers(workers)

@@ -101,7 +101,7 @@ def _build_registry() -> dict[str, Callable[[], dict[str, Any]]]:
                 n, "610m", [ph(b)], branch_from=_ckpt(f"610m-{lab}-42k", b - 2000)))
     # two-stage CLM -> MLM-40 under fixed budgets (MLM continues from the non-decayed CLM state)
     # Each branches from the CLM run's stable (non-decayed) checkpoint at the switch, with its optimizer
-    # state: the same trajectory as training the CLM prefix again, without the cost (tests/test_branching.py).
+    # state: the same trajectory as training the CLM prefix again, without the cost (tests/unit/test_branching.py).
     for budget, splits in TWO_STAGE_SPLITS.items():
         for clm_steps in splits:
             name = f"610m-clm{_k(clm_steps)}-mlm40-{_k(budget)}"
