@@ -6,6 +6,8 @@ from encoderlab.threads import apply, env_threads, usable_cores
 from testkit import prepare_shards, tiny_decoder
 
 TIERS = ("unit", "e2e", "gpu")
+ORDER = {"e2e": 0, "gpu": 1, "unit": 2}  # the order tiers run in
+LONGEST = ("test_readme.py", "test_real_encoder.py")  # the two tests over a minute
 
 
 def pytest_configure(config):
@@ -21,11 +23,16 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """A test's folder is its tier: ``unit`` (units and small in-process integrations, ``make
     test-fast``), ``e2e`` (whole commands, processes, studies, real models) and ``gpu`` (needs a CUDA
-    device; skipped without one). The tier is also a marker, so ``-m "not e2e"`` selects the same."""
+    device; skipped without one). The tier is also a marker, so ``-m "not e2e"`` selects the same.
+
+    Tests run longest first, so that under ``-n auto`` the many short unit tests fill the workers at
+    the end instead of one long test finishing alone: the e2e tier first, its two longest files (over a
+    minute each, docs/testing.md) at its head, the unit tier last."""
     for item in items:
         tier = item.path.parent.name
         if tier in TIERS:
             item.add_marker(tier)
+    items.sort(key=lambda item: (item.path.name not in LONGEST, ORDER.get(item.path.parent.name, len(ORDER))))
 
 
 @pytest.hookimpl(optionalhook=True)
