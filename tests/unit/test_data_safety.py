@@ -79,6 +79,19 @@ def test_resume_with_nothing_to_resume_leaves_nothing_and_the_fresh_command_then
     assert cpt_main(qwen3, run) == 0
 
 
+def test_a_refused_run_leaves_no_parent_folder_it_created(tmp_path, monkeypatch, capsys):
+    """`encoderlab pretrain tiny-clm --resume` with nothing to resume, from a fresh folder, once left an
+    empty runs/ behind (the lock removed the run folder it made, not the runs/ it made above it)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["pretrain", "tiny-clm", "--resume", "--no-progress"]) == 2
+    one_line_error(capsys, "runs/tiny-clm: nothing to resume")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "mine.txt").write_text("a user's file\n")
+    assert main(["pretrain", "tiny-clm", "output_dir=runs/a/b", "--resume", "--no-progress"]) == 2
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["mine.txt"]  # a/b went, runs/ was not ours
+
+
 def test_overwrite_never_replaces_a_folder_holding_files_the_output_would_not_have(tiny_checkpoint, tmp_path, capsys):
     """export/import/tokenizer/data prepare --overwrite replace an earlier output, not a user's folder."""
     target = tmp_path / "models"

@@ -152,7 +152,7 @@ class RunLock:
         self.path = self.run_dir / LOCK_FILE
         self._fd: int | None = None
         self._nested = False
-        self._created_dir = False
+        self._created: list[Path] = []  # the folders acquire() made, deepest first (runs/X, then runs/)
         self._found: set[str] = set()
         self.took_over: str | None = None  # the stale holder replaced, for the run's notes
 
@@ -168,8 +168,9 @@ class RunLock:
             self._nested = True
             return self
         if not self.run_dir.exists():
+            missing = [self.run_dir, *(p for p in self.run_dir.parents if not p.exists())]
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._created_dir = True
+            self._created = missing
         self._found = {p.name for p in self.run_dir.iterdir()}  # what was there before this lock
         try:
             fd = lock_file(self.path)
@@ -206,7 +207,7 @@ class RunLock:
 
     def release(self, *, remove_if_unused: bool = False) -> None:
         """Frees the lock (an empty file). ``remove_if_unused``: a run that wrote nothing (it
-        failed validation) leaves no lock file nor directory it created itself."""
+        failed validation) leaves no lock file nor the folders it created (a `runs/` parent included)."""
         if self._nested:
             self._nested = False
             _HELD[_key(self.run_dir)] -= 1
@@ -220,9 +221,11 @@ class RunLock:
             if remove_if_unused and LOCK_FILE not in self._found and now - {LOCK_FILE} <= self._found:
                 os.unlink(self.path)  # a waiter that opened this inode sees it unlinked and retries
                 os.close(fd)
-                if self._created_dir:
-                    with contextlib.suppress(OSError):
-                        self.run_dir.rmdir()
+                for folder in self._created:  # stops at the first that is no longer empty
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        break
                 return
             os.ftruncate(fd, 0)
         except OSError:
