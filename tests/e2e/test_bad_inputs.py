@@ -36,7 +36,7 @@ def model(tiny_checkpoint):
     return str(tiny_checkpoint)
 
 
-def evaluate_cli(model, *extra):
+def _evaluate(model, *extra):
     return ("evaluate", model, "--lrs", "1e-3", "--seeds", "0", "--max-steps", "2", "--batch-size", "8",
             "--max-length", "128", "--max-eval-examples", "8", "--no-progress", *extra)
 
@@ -55,7 +55,7 @@ def test_results_database_not_ours_is_left_untouched(model, tmp_path, name, stat
         connection.execute(statement)
     connection.commit()
     connection.close()
-    message = refused(tmp_path, *evaluate_cli(model, "--tasks", "toy-sentiment", "--results", str(path)), names=str(path))
+    message = refused(tmp_path, *_evaluate(model, "--tasks", "toy-sentiment", "--results", str(path)), names=str(path))
     assert expected in message and not (tmp_path / f"{name}-wal").exists()
 
 
@@ -69,7 +69,7 @@ def test_results_database_not_ours_is_left_untouched(model, tmp_path, name, stat
     (("--tasks", "sst3"), "sst3"),
 ])
 def test_bad_evaluation_settings(model, tmp_path, extra, names):
-    args = list(evaluate_cli(model, "--results", str(tmp_path / "r.sqlite")))
+    args = list(_evaluate(model, "--results", str(tmp_path / "r.sqlite")))
     if "--max-length" in extra:  # the later flag wins in argparse, but keep the case explicit
         index = args.index("--max-length")
         del args[index : index + 2]
@@ -81,20 +81,20 @@ def test_bad_task_files(model, tmp_path):
     data.mkdir()
     (data / "train.jsonl").write_text('{"sentence": "good", "label": 1}\n[1, 2]\n')
     (data / "validation.jsonl").write_text('{"sentence": "bad", "label": 0}\n')
-    refused(tmp_path, *evaluate_cli(model, "--tasks", "sst2", "--data", f"sst2={data}",
+    refused(tmp_path, *_evaluate(model, "--tasks", "sst2", "--data", f"sst2={data}",
                                  "--results", str(tmp_path / "r.sqlite")), names="train.jsonl")
     (data / "train.jsonl").write_text('{"sentence": "good", "label": 1.7}\n')
-    refused(tmp_path, *evaluate_cli(model, "--tasks", "sst2", "--data", f"sst2={data}",
+    refused(tmp_path, *_evaluate(model, "--tasks", "sst2", "--data", f"sst2={data}",
                                  "--results", str(tmp_path / "r.sqlite")), names="1.7")
 
 
 def test_model_that_is_not_there_or_not_safetensors(tmp_path):
-    refused(tmp_path, *evaluate_cli(str(tmp_path / "nope"), "--tasks", "toy-sentiment"), names="nope")
+    refused(tmp_path, *_evaluate(str(tmp_path / "nope"), "--tasks", "toy-sentiment"), names="nope")
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04K\x01.")
     (pickled / "config.json").write_text('{"model_type": "bert"}')
-    refused(tmp_path, *evaluate_cli(str(pickled), "--tasks", "toy-sentiment"), names="pickled")
+    refused(tmp_path, *_evaluate(str(pickled), "--tasks", "toy-sentiment"), names="pickled")
 
 
 def test_report_of_a_study_that_never_ran_writes_nothing(tmp_path):

@@ -52,7 +52,7 @@ def test_rerunning_a_finished_study_repeats_nothing(finished_study):
     messages = []
     run_study(spec, progress=False, log=messages.append)
     assert any("pretrain CLM: done" in m for m in messages)
-    assert sqlite3.connect(spec.study_dir / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 16
+    assert sqlite3.connect(spec.study_dir / "results.sqlite").execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 32
     assert (spec.study_dir / "results.sqlite").stat().st_size >= before
 
 
@@ -188,7 +188,7 @@ def test_killed_study_resumes_and_its_report_matches_the_database(tmp_path):
     assert not (tmp_path / "out" / "report.md").exists()  # killed before the end
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 16
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 32
     markdown = (tmp_path / "out" / "report.md").read_text()
     with ResultsStore(db) as store:
         fingerprint = model_fingerprint(tmp_path / "out" / "runs" / "CLM" / "checkpoints" / "step-000012")
