@@ -21,7 +21,7 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """A test's folder is its tier: ``unit`` (units and small in-process integrations, ``make
+    """A test's folder is its tier: ``unit`` (units and small integrations, ``make
     test-fast``), ``e2e`` (whole commands, processes, studies, real models) and ``gpu`` (needs a CUDA
     device; skipped without one). The tier is also a marker, so ``-m "not e2e"`` selects the same.
 

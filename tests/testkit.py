@@ -1,5 +1,7 @@
-"""What tests in every tier share: where the repository and the genuine datasets are, and how a test
-starts a process it will interrupt."""
+"""What the test tiers (unit, e2e, gpu) share: where the repository and the genuine datasets are, how
+a test starts a process it will interrupt, tiny run configs and their outputs, the fine-tuning
+settings of the small tests, the tiny study spec, a tiny random decoder, and the helpers of the
+data-safety tests (a folder's listing, a one-line error, a size-limited process)."""
 
 import json
 import signal
@@ -16,8 +18,6 @@ from encoderlab.evaluation.finetune import FinetuneConfig
 from encoderlab.training import PretrainConfig, apply_overrides, run_preset
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
-
-
 SHARED = ROOT.parent / "shared" / "datasets"  # genuine dataset files: in CI, not in a user's clone
 
 
@@ -33,8 +33,10 @@ def tiny(name: str, out: Path, *overrides: str) -> PretrainConfig:
     data = apply_overrides(run_preset(name).to_dict(), [f"output_dir={out}", *overrides])
     return PretrainConfig.from_dict(data)
 
+
 def records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
 
 def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return load_file(str(checkpoint / "model.safetensors"))
@@ -44,8 +46,10 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 FAST = FinetuneConfig(max_steps=4, batch_size=8, max_length=128, max_eval_examples=24, max_question_tokens=16,
                       doc_stride=32, tc_full_epoch=False)
 
+
 SMALL = dict(batch_size=8, max_length=128, max_eval_examples=24, max_question_tokens=16, doc_stride=32,
              tc_full_epoch=False)
+
 
 def evaluate_cli(model, db, *extra):
     return main(["evaluate", str(model), "--lrs", "1e-3", "--seeds", "0", "--max-steps", "3", "--batch-size", "8",
@@ -107,19 +111,23 @@ def tiny_decoder(path, vocab=320, family="qwen3"):
     fast.save_pretrained(path)
     return len(fast)
 
+
 def prepare_shards(decoder, shards, *more):
     assert main(["data", "prepare", "toyworld", "--toyworld-documents", "400", "--tokenizer", str(decoder), "-o",
                  str(shards), "--no-progress", *more]) == 0
+
 
 def cpt_main(qwen3, output, *more, steps="4"):
     hf_dir, shards = qwen3
     return main(["cpt", str(hf_dir), "--data", str(shards), "--steps", steps, "--seq-len", "128", "--batch-tokens",
                  "1024", "--output", str(output), "--no-progress", *more])
 
+
 def listing(folder: Path) -> dict[str, int]:
     """Every file under ``folder`` with its size and modification time (what a refused command must not change)."""
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
 
 def one_line_error(capsys, *words):
     err = capsys.readouterr().err
@@ -128,6 +136,7 @@ def one_line_error(capsys, *words):
     for word in words:
         assert word in err, err
     return err
+
 
 def limited(code: str, limit: int) -> subprocess.CompletedProcess:
     """``code`` in a process whose files may not grow past ``limit`` bytes (RLIMIT_FSIZE, SIGXFSZ

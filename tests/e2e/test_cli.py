@@ -10,6 +10,13 @@ import pytest
 from encoderlab.model import build_encoder, save_checkpoint
 
 
+@pytest.fixture(autouse=True)
+def _in_a_folder_of_its_own(tmp_path, monkeypatch):
+    """Commands run where a user would run them, in a folder of their own: a relative output (runs/,
+    out/) lands in the test's tmp_path, never in the repository or another worker's folder."""
+    monkeypatch.chdir(tmp_path)
+
+
 def run(*args, check=True):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run([sys.executable, "-m", "encoderlab.cli", *args], capture_output=True, text=True, env=env,
