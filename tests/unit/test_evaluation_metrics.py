@@ -123,17 +123,17 @@ def test_retrieval_scores_match_hand_computed_values():
 
 
 def test_retrieval_ties_are_broken_once_by_document_id_for_every_measure():
-    # 'a' and 'b' tie: ranked by id ascending, 'a' is first for all three measures
+    # 'a' and 'b' tie: ranked by id descending as trec_eval ranks them, 'b' is first for all three measures
     run = {"q": {"a": 1.0, "b": 1.0}}
-    assert retrieval_scores(run, {"q": {"a": 1}}) == {"ndcg@10": 1.0, "mrr@10": 1.0, "recall@100": 1.0}
-    # with 'b' relevant, it is second for every measure (MRR used to say 1.0 while NDCG said 0.63)
-    scores = retrieval_scores(run, {"q": {"b": 1}})
+    assert retrieval_scores(run, {"q": {"b": 1}}) == {"ndcg@10": 1.0, "mrr@10": 1.0, "recall@100": 1.0}
+    # with 'a' relevant, it is second for every measure (MRR used to say 1.0 while NDCG said 0.63)
+    scores = retrieval_scores(run, {"q": {"a": 1}})
     assert scores["mrr@10"] == pytest.approx(0.5) and scores["ndcg@10"] == pytest.approx(1 / math.log2(3))
     for name, value in scores.items():
-        assert retrieval_per_query(run, {"q": {"b": 1}}, measure=name) == {"q": pytest.approx(value)}
-    pooled = retrieval_scores({"q": {"a": 2.0, "b": 1.0, "c": 2.0}}, {"q": {"c": 1}}, judged_pool={"b", "c"})
-    assert pooled["mrr@10 (judged pool)"] == 1.0
-    assert retrieval_per_query({"q": {"a": 2.0, "b": 1.0, "c": 2.0}}, {"q": {"c": 1}}, measure="mrr@10") == {"q": 0.5}
+        assert retrieval_per_query(run, {"q": {"a": 1}}, measure=name) == {"q": pytest.approx(value)}
+    pooled = retrieval_scores({"q": {"a": 2.0, "b": 1.0, "c": 2.0}}, {"q": {"a": 1}}, judged_pool={"a", "b"})
+    assert pooled["mrr@10 (judged pool)"] == 1.0  # 'c' is outside the pool: 'a' is first
+    assert retrieval_per_query({"q": {"a": 2.0, "b": 1.0, "c": 2.0}}, {"q": {"a": 1}}, measure="mrr@10") == {"q": 0.5}
 
 
 def test_retrieval_graded_relevance_follows_trec_eval():

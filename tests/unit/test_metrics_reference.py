@@ -222,16 +222,17 @@ def _retrieval_set(seed, n_queries=60, n_docs=150):
     return run, qrels
 
 
+def _trec_order(scores):
+    """trec_eval's rank order (score descending, then document id descending), written out here."""
+    return [d for d, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+
+
 def _pytrec_per_query(pytrec_eval, run, qrels):
-    """pytrec_eval on a tie-free run ranked by score desc, doc id asc (computed here independently)."""
-    tie_free, top10 = {}, {}
-    for q, scores in run.items():
-        order = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        if not order:
-            continue
-        tie_free[q] = {d: float(len(order) - i) for i, (d, _) in enumerate(order)}
-        top10[q] = {d: s for d, s in tie_free[q].items() if s > len(order) - 10}
-    full = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10", "recall_100"}).evaluate(tie_free)
+    """pytrec_eval on the raw run, ties and all: NDCG@10 and Recall@100 as it computes them;
+    MRR@10 is its ``recip_rank`` on the run cut to the top 10 of trec_eval's own order."""
+    raw = {q: scores for q, scores in run.items() if scores}
+    top10 = {q: {d: scores[d] for d in _trec_order(scores)[:10]} for q, scores in raw.items()}
+    full = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10", "recall_100"}).evaluate(raw)
     cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
     values = {"ndcg@10": {}, "mrr@10": {}, "recall@100": {}}
     for q in qrels:  # a judged query missing from the results retrieved nothing: 0, as trec_eval -c
@@ -262,16 +263,19 @@ def test_retrieval_matches_pytrec_eval_on_tied_graded_runs(seed):
 
 
 def test_retrieval_ties_matter_in_the_generated_runs():
-    """On the raw tied run trec_eval's own tie rule (doc id descending) gives other numbers, so the
-    comparison above really pins our tie rule down."""
+    """The generated runs' ties change the scores: ranked with ids ascending (encoderlab's rule before
+    2026-12-04) NDCG@10 differs on many queries, so the comparison above really pins the tie rule
+    down; with trec_eval's rule (ids descending, written out here) it is pytrec_eval's raw number."""
     pytrec_eval = pytest.importorskip("pytrec_eval")
     run, qrels = _retrieval_set(1)
     raw = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate({q: s for q, s in run.items() if s})
-    ours = retrieval_per_query(run, qrels, measure="ndcg@10")
-    differing = [q for q in raw if not math.isclose(raw[q]["ndcg_cut_10"], ours[q], abs_tol=TOL)]
+    ascending = {q: sorted(s.items(), key=lambda kv: (-kv[1], kv[0])) for q, s in run.items() if s}
+    ascending_free = {q: {d: float(len(o) - i) for i, (d, _) in enumerate(o)} for q, o in ascending.items()}
+    other = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(ascending_free)
+    differing = [q for q in raw if not math.isclose(raw[q]["ndcg_cut_10"], other[q]["ndcg_cut_10"], abs_tol=TOL)]
     assert len(differing) >= 5
-    # and trec_eval's rule is document id descending: reversing the ids' order reproduces it
-    trec_order = {q: sorted(s.items(), key=lambda kv: (kv[1], kv[0]), reverse=True) for q, s in run.items() if s}
-    trec_tie_free = {q: {d: float(len(o) - i) for i, (d, _) in enumerate(o)} for q, o in trec_order.items()}
-    again = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(trec_tie_free)
+    ours = retrieval_per_query(run, qrels, measure="ndcg@10")
+    assert all(abs(ours[q] - raw[q]["ndcg_cut_10"]) < TOL for q in raw)
+    trec = {q: {d: float(len(s) - i) for i, d in enumerate(_trec_order(s))} for q, s in run.items() if s}
+    again = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(trec)
     assert all(abs(again[q]["ndcg_cut_10"] - raw[q]["ndcg_cut_10"]) < TOL for q in raw)

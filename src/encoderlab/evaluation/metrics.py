@@ -26,14 +26,15 @@
   recall, its MS MARCO provider for MRR@10), over the full corpus (standard) and, labelled
   ``(judged pool)``, over the judged documents only as the paper did.
 
-  Tie rule: every query's documents are ranked once, by score descending and, among equal scores,
-  by document id ascending (Python string order, i.e. code point order). Every measure is then
-  computed from that one ranking: the providers are handed scores that strictly decrease along it,
-  so none of them applies its own tie rule. Raw trec_eval / pytrec_eval breaks ties the other way
-  (score descending, then document id *descending*), so on runs with tied scores our NDCG, MRR and
-  recall can differ from raw trec_eval's; on tie-free runs they are the same. (ir_measures' MS MARCO
-  provider sorts like us; handing it and pytrec_eval the raw run is how MRR@10 and NDCG@10 came to
-  rank the same tied run two ways.) Relevance grades follow trec_eval: NDCG's gain is the grade itself
+  Tie rule: trec_eval's. Every query's documents are ranked once, by score descending and, among
+  equal scores, by document id descending (trec_eval compares ids with strcmp; Python's string order
+  is the same order on UTF-8). Every measure is then computed from that one ranking: the providers
+  are handed scores that strictly decrease along it, so none of them applies its own tie rule, and
+  NDCG@10, MRR@10 and Recall@100 equal pytrec_eval's (what BEIR and MTEB report) on every run, tied
+  or not (MRR@10: pytrec_eval's ``recip_rank`` on the run cut to its top 10). Ties are not only a
+  toy-data matter: two documents with the same text get the same score under any model. (Handing
+  ir_measures' MS MARCO provider and pytrec_eval the raw run is how MRR@10 and NDCG@10 once came to
+  rank the same tied run two ways; before 2026-12-04 encoderlab broke ties by id ascending.) Relevance grades follow trec_eval: NDCG's gain is the grade itself
   (0, 1, 2, ... as in TREC DL), MRR and recall count a document relevant when its grade is >= 1.
   Means are over the queries of ``qrels``; a judged query that retrieved nothing scores 0.
 """
@@ -179,11 +180,12 @@ RETRIEVAL_MEASURES = ("ndcg@10", "mrr@10", "recall@100")
 
 
 def rank_documents(scores: dict[str, float]) -> list[str]:
-    """One query's document ids in rank order: score descending, ties by document id ascending."""
+    """One query's document ids in rank order: score descending, ties by document id descending
+    (trec_eval's order)."""
     for doc, score in scores.items():
         if math.isnan(score):
             raise ValueError(f"rank_documents: document {doc!r} has a NaN score")
-    return sorted(scores, key=lambda doc: (-scores[doc], doc))
+    return sorted(scores, key=lambda doc: (scores[doc], doc), reverse=True)
 
 
 def _ranked_run(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]], judged_pool: set[str] | None,
@@ -229,7 +231,8 @@ def retrieval_scores(run: dict[str, dict[str, float]], qrels: dict[str, dict[str
     ``run`` maps each query to document scores over the whole corpus. With ``judged_pool`` the
     run is first restricted to those documents, reproducing the authors' "(judged pool)" variant.
     All three measures come from one ranking per query, with the tie rule of the module docstring
-    (score descending, then document id ascending); a judged query with no documents scores 0.
+    (score descending, then document id descending, as trec_eval); a judged query with no documents
+    scores 0.
     """
     per_query = _per_query(run, qrels, judged_pool, RETRIEVAL_MEASURES, "retrieval_scores")
     suffix = " (judged pool)" if judged_pool is not None else ""
