@@ -5,8 +5,7 @@ from encoderlab.model import ModelConfig, build_encoder
 from encoderlab.threads import apply, env_threads, usable_cores
 from testkit import prepare_shards, tiny_decoder
 
-TIERS = ("unit", "e2e", "gpu")
-ORDER = {"e2e": 0, "gpu": 1, "unit": 2}  # the order tiers run in
+TIERS = {"e2e": 0, "gpu": 1, "unit": 2}  # tier folder -> the order the tiers run in
 LONGEST = ("test_readme.py", "test_real_encoder.py")  # the two tests over a minute
 
 
@@ -32,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
         tier = item.path.parent.name
         if tier in TIERS:
             item.add_marker(tier)
-    items.sort(key=lambda item: (item.path.name not in LONGEST, ORDER.get(item.path.parent.name, len(ORDER))))
+    items.sort(key=lambda item: (item.path.name not in LONGEST, TIERS.get(item.path.parent.name, len(TIERS))))
 
 
 @pytest.hookimpl(optionalhook=True)
