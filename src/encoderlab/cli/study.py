@@ -74,12 +74,44 @@ def cmd_study_run(args: argparse.Namespace) -> int:
         print(f"fine-tuning: {plan['checkpoints']} checkpoints x {plan['finetuning_runs_per_checkpoint']} runs "
               f"({len(spec.evaluation.tasks)} tasks x {len(spec.evaluation.lrs)} LRs x {len(spec.evaluation.seeds)} "
               f"seeds) = {plan['finetuning_runs']:,} fine-tuning runs")
+        _print_evaluation_cost(plan, hours)
         return 0
     started = time.perf_counter()
     report = run_study(spec, progress=not args.no_progress, workers=args.workers, threads=args.threads)
     print(f"study {spec.name} finished in {time.perf_counter() - started:.0f}s; report: {report}")
     _print_findings(spec.study_dir / "summary.json")
     return 0
+
+
+def _tokens(count: float) -> str:
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if count >= scale:
+            return f"{count / scale:,.1f}{unit}"
+    return f"{count:,.0f}"
+
+
+def _print_evaluation_cost(plan: dict, hours) -> None:
+    """The evaluation's price per checkpoint and task, the study's total, and what the estimate assumes."""
+    evaluation, device = plan["evaluation"], plan["device"]
+    shown = []  # the per-task lines once per distinct checkpoint cost (runs of one preset share it)
+    for run in evaluation["runs"]:
+        cost = run["per_checkpoint"]
+        print(f"evaluate {run['run']:<34} per checkpoint: {cost['finetuning_runs']} runs ({cost['trainings']} "
+              f"trainings), {_tokens(cost['training_tokens'])} training + {_tokens(cost['evaluation_tokens'])} "
+              f"evaluation tokens, {cost['corpus_passes']} corpus passes, {hours(cost['device_hours'])} {device}-hours "
+              f"x {run['checkpoints']} checkpoint(s)")
+        if cost in shown:
+            continue
+        shown.append(cost)
+        for task, row in cost["per_task"].items():
+            print(f"    {task:<16} {row['runs']:>4} runs  {_tokens(row['training_tokens']):>7} train  "
+                  f"{_tokens(row['evaluation_tokens']):>7} eval  {row['corpus_passes']:>3} corpus passes  "
+                  f"{hours(row['device_hours'])} {device}-hours")
+    print(f"evaluation: {evaluation['finetuning_runs']:,} fine-tuning runs ({evaluation['trainings']:,} trainings), "
+          f"{evaluation['corpus_passes']:,} corpus passes, {_tokens(evaluation['evaluation_tokens'])} evaluation "
+          f"tokens, {hours(evaluation['device_hours'])} {device}-hours projected")
+    print(f"study: {hours(plan['device_hours'])} pretraining + {hours(plan['evaluation_device_hours'])} evaluation = "
+          f"{hours(plan['total_device_hours'])} {device}-hours ({evaluation['cost_model']}; task sizes in --json)")
 
 
 def _print_findings(summary_path) -> None:

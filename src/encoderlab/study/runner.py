@@ -24,6 +24,7 @@ from encoderlab.evaluation.protocol import protocol_identity, settings_of
 from encoderlab.evaluation.store import ResultsStore, model_fingerprint
 from encoderlab.io import atomic_write_text
 from encoderlab.study.baseline import write_random_init
+from encoderlab.study.eval_cost import study_evaluation_cost
 from encoderlab.study.cost import ThroughputTable, run_cost
 from encoderlab.study.report import write_report
 from encoderlab.threads import POLICY, apply, resolve
@@ -92,11 +93,17 @@ def plan_study(spec: StudySpec, throughput: str | None = None) -> dict:
     checkpoints = sum(p["checkpoints"] for p in pretraining)
     grid = len(spec.evaluation.tasks) * len(spec.evaluation.lrs) * len(spec.evaluation.seeds)
     hours = [p["device_hours"] for p in pretraining]
+    pretraining_hours = None if any(h is None for h in hours) else round(sum(hours), 1)
+    evaluation = study_evaluation_cost(spec, configs, {p["run"]: p["checkpoints"] for p in pretraining}, table)
+    evaluation_hours = evaluation["device_hours"]
     return {"study": spec.name, "pretraining_runs": pretraining, "checkpoints": checkpoints,
             "finetuning_runs_per_checkpoint": grid, "finetuning_runs": checkpoints * grid,
             "pretraining_steps": sum(p["steps"] for p in pretraining),
             "pretraining_tokens": sum(p["tokens"] for p in pretraining),
-            "device_hours": None if any(h is None for h in hours) else round(sum(hours), 1),
+            "device_hours": pretraining_hours, "evaluation": evaluation,
+            "evaluation_device_hours": None if evaluation_hours is None else round(evaluation_hours, 1),
+            "total_device_hours": None if pretraining_hours is None or evaluation_hours is None
+            else round(pretraining_hours + evaluation_hours, 1),
             "device": table.device, "throughput_source": table.source}
 
 
