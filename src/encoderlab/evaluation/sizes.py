@@ -22,6 +22,7 @@ import functools
 from dataclasses import asdict, dataclass
 
 from encoderlab.evaluation.registry import get_task
+from encoderlab.evaluation.tasks import load_task
 
 FRAMING = 2  # the start and separator tokens around one framed input
 
@@ -77,9 +78,7 @@ def _words(text: str) -> int:
 
 @functools.cache
 def _toyworld_size(name: str) -> TaskSize:
-    from encoderlab.evaluation.tasks import load_task  # generates the toyworld task as a study does
-
-    task = load_task(name)
+    task = load_task(name)  # generated as a study generates it
     source = "measured: the generated task, one token per word + framing"
     if task.corpus is not None:
         def queries(split):
