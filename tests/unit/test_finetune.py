@@ -116,10 +116,11 @@ def test_corpus_ranking_in_chunks_matches_the_full_score_matrix(chunk_docs):
     queries = torch.nn.functional.normalize(torch.randn(5, 16, generator=generator), dim=-1)
     pool = {f"d{i}" for i in range(0, 250, 3)}  # judged documents: a third of the corpus
 
-    def embed(texts):  # the embedding of "doc i" is row i
-        return vectors[[int(t.split()[1]) for t in texts]]
+    def embed_range(start, stop):  # the embedding of document i is row i
+        return vectors[start:stop]
 
-    run, pool_run = rank_corpus(corpus, queries, [f"q{j}" for j in range(5)], pool, embed, chunk_docs)
+    run, pool_run = rank_corpus([d["_id"] for d in corpus], queries, [f"q{j}" for j in range(5)], pool, embed_range,
+                                chunk_docs)
     scores = queries @ vectors.T
     for j in range(5):
         full = [f"d{i}" for i in scores[j].argsort(descending=True)[:RETRIEVAL_DEPTH].tolist()]

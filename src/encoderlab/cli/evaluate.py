@@ -42,6 +42,9 @@ def add_parsers(commands) -> None:
     ev.add_argument("--workers", type=workers_argument, default=None,
                     help="fine-tuning runs at a time, each in its own process (default 1; 'auto': the usable cores, "
                          "one thread each); never changes which runs are done or how they are keyed")
+    ev.add_argument("--corpus-cache", metavar="DIR",
+                    help="where retrieval corpora are kept tokenized, for every run and later sweeps (default: "
+                         "corpus-cache beside the results database)")
     ev.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the model dir")
     ev.add_argument("--no-progress", action="store_true")
     add_threads_argument(ev, "torch threads per fine-tuning process (default: usable cores / workers)")
@@ -81,7 +84,7 @@ def job_from_args(args: argparse.Namespace):
     return EvaluationJob(checkpoint=args.model, tasks=tasks, lrs=lrs, seeds=seeds,
                          results=args.results or "results.sqlite", finetune=finetune,
                          data=parse_data_dirs(args.data), workers=policy.workers, threads=policy.threads,
-                         trust_remote_code=args.trust_remote_code)
+                         trust_remote_code=args.trust_remote_code, corpus_cache=args.corpus_cache)
 
 
 def _job_from_file(args: argparse.Namespace):

@@ -10,8 +10,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from encoderlab.config import ConfigError
 from encoderlab.evaluation.backbone import Backbone
+from encoderlab.evaluation.corpus_cache import (CorpusTokens, cached_corpus, corpus_fingerprint, corpus_key,
+                                               tokenize_corpus)
 from encoderlab.evaluation.protocol import FinetuneConfig
 from encoderlab.evaluation.registry import TaskData
 
@@ -108,11 +113,18 @@ class FeatureCache:
     What was counted while building (truncated inputs, windowed contexts) is replayed on every
     use, so each run reports the same counts as if it had built the features itself. Callers
     must not modify the returned features.
+
+    A retrieval corpus is kept as framed ids (:mod:`corpus_cache`), keyed by its content, the
+    tokenizer, the document format and the length limit; with ``corpus_dir`` on disk, where every
+    worker process and every later sweep with the same key reads it, else in this process's memory.
     """
 
-    def __init__(self):
+    def __init__(self, corpus_dir: str | Path | None = None):
+        self.corpus_dir = Path(corpus_dir) if corpus_dir is not None else None
         self._entries: dict[tuple, tuple[object, dict]] = {}
         self._tasks: dict[int, TaskData] = {}  # keeps keyed tasks alive, so their ids are never reused
+        self._corpus_fingerprints: dict[int, str] = {}
+        self._document_ids: dict[int, list[str]] = {}
 
     def get(self, task: TaskData, key: tuple, counts: dict, build):
         """The features of ``task`` under ``key`` (split and settings); ``build(counts)`` makes them."""
@@ -125,3 +137,35 @@ class FeatureCache:
         for name, value in recorded.items():
             counts[name] = counts.get(name, 0) + value
         return features
+
+    def document_ids(self, task: TaskData) -> list[str]:
+        """The corpus's document ids, in order."""
+        self._tasks.setdefault(id(task), task)
+        if id(task) not in self._document_ids:
+            self._document_ids[id(task)] = [d["_id"] for d in task.corpus]
+        return self._document_ids[id(task)]
+
+    def corpus(self, task: TaskData, backbone: Backbone, limit: int, config: FinetuneConfig,
+               counts: dict) -> CorpusTokens:
+        """The framed ids of ``task``'s corpus documents (the protocol's document format, truncated to
+        ``limit``), tokenized once and shared; what tokenizing counted is replayed into ``counts``."""
+        self._tasks.setdefault(id(task), task)
+        if id(task) not in self._corpus_fingerprints:
+            self._corpus_fingerprints[id(task)] = corpus_fingerprint(task.corpus)
+        key = corpus_key(self._corpus_fingerprints[id(task)], backbone, limit, config.document_prefix)
+
+        def texts():
+            return (document_text(d, config) for d in task.corpus)
+
+        def frame(batch, recorded):
+            return ir_framed(backbone, batch, limit, recorded)
+
+        return self.get(task, ("corpus", json.dumps(key, sort_keys=True)), counts,
+                        lambda recorded: _recorded(cached_corpus(self.corpus_dir, key, texts, frame)
+                                                   if self.corpus_dir is not None else tokenize_corpus(texts(), frame),
+                                                   recorded))
+
+
+def _recorded(tokens: CorpusTokens, recorded: dict) -> CorpusTokens:
+    recorded.update(tokens.counts)
+    return tokens

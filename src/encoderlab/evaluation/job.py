@@ -37,6 +37,7 @@ class EvaluationJob:
     threads: int | None = None  # torch threads per fine-tuning process (None: the process's policy)
     label: str | None = None  # the model's name on the progress bar
     trust_remote_code: bool = False
+    corpus_cache: str | None = None  # tokenized retrieval corpora (None: corpus-cache beside the results database)
 
     def __post_init__(self) -> None:
         where = "evaluation job"
@@ -87,4 +88,4 @@ class EvaluationJob:
         """Runs every (task, LR, seed) not yet in the results database; returns the summary rows."""
         return run_sweep(self.checkpoint, self.tasks, self.lrs, self.seeds, self.results, self.finetune,
                          local_dirs=self.data, progress=progress, trust_remote_code=self.trust_remote_code,
-                         workers=self.workers, threads=self.threads, label=self.label)
+                         workers=self.workers, threads=self.threads, label=self.label, corpus_cache=self.corpus_cache)

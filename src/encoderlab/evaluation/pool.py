@@ -55,9 +55,9 @@ def threads_per_worker(workers: int) -> int:
     return max(1, torch.get_num_threads() // workers)
 
 
-def _init_worker(threads: int, local_dirs: dict[str, str], fingerprints: dict[str, str]) -> None:
+def _init_worker(threads: int, local_dirs: dict[str, str], fingerprints: dict[str, str], corpus_cache) -> None:
     apply(threads)
-    _STATE.update(local_dirs=local_dirs, fingerprints=fingerprints, tasks={}, features=FeatureCache())
+    _STATE.update(local_dirs=local_dirs, fingerprints=fingerprints, tasks={}, features=FeatureCache(corpus_cache))
 
 
 def _task(name: str):
@@ -78,14 +78,17 @@ def _run(model: str, group: RunGroup, config: FinetuneConfig, trust_remote_code:
 
 
 def run_parallel(model: str, groups: list[RunGroup], config: FinetuneConfig, workers: int, local_dirs: dict[str, str],
-                 fingerprints: dict[str, str], trust_remote_code: bool, record, threads: int | None = None) -> None:
+                 fingerprints: dict[str, str], trust_remote_code: bool, record, threads: int | None = None,
+                 corpus_cache=None) -> None:
     """Runs every group on ``workers`` processes; ``record(group, results)`` is called in this
     process as each finishes. The first failure stops the sweep: runs not started are cancelled,
     the ones in flight finish and are recorded, then the error is raised. ``threads``: torch threads
-    of each worker (default: this process's shared out)."""
+    of each worker (default: this process's shared out); ``corpus_cache``: the on-disk corpus cache
+    the workers share (a corpus is tokenized by one of them, the others wait and read it)."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(workers, len(groups)), mp_context=context, initializer=_init_worker,
-                               initargs=(threads or threads_per_worker(workers), dict(local_dirs), dict(fingerprints)))
+                               initargs=(threads or threads_per_worker(workers), dict(local_dirs), dict(fingerprints),
+                                         corpus_cache))
     failure: BaseException | None = None
     try:
         futures: dict[Future, RunGroup] = {pool.submit(_run, model, g, config, trust_remote_code): g for g in groups}

@@ -46,14 +46,16 @@ def sweep_protocol(config: FinetuneConfig, device: torch.device | None = None) -
 def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], results: str | Path,
               config: FinetuneConfig, local_dirs: dict[str, str] | None = None, progress: bool = True,
               trust_remote_code: bool = False, workers: int = 1, threads: int | None = None,
-              label: str | None = None) -> list[dict]:
+              label: str | None = None, corpus_cache: str | Path | None = None) -> list[dict]:
     """Runs every (task, lr, seed) not yet in ``results``; returns the summary rows.
 
     ``workers`` > 1 runs that many fine-tuning runs at a time in worker processes (``pool.py``);
     how the work is spread never enters a run's key (the same run gives the same score, up to the
     float rounding of another thread count: ``tests/e2e/test_sweep_workers.py``). ``threads``: torch
     threads per worker (default: this process's threads shared out; ``encoderlab.threads``);
-    ``label``: the model's name on the progress bar (default: the directory's name)."""
+    ``label``: the model's name on the progress bar (default: the directory's name);
+    ``corpus_cache``: the directory of tokenized retrieval corpora (``corpus_cache.py``; default:
+    ``corpus-cache`` beside the results database), shared by the workers and by later sweeps."""
     check_workers(workers)
     if threads is None:
         threads = threads_per_worker(workers) if workers > 1 else torch.get_num_threads()
@@ -81,7 +83,8 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
 
         bar = tqdm(total=len(tasks) * len(lrs) * len(seeds), desc=f"evaluate {label or Path(model).name}", unit="run",
                    dynamic_ncols=True)
-    features = FeatureCache()  # one model, so one tokenizer: each task is tokenized once per sweep
+    corpus_cache = Path(corpus_cache) if corpus_cache is not None else Path(results).parent / "corpus-cache"
+    features = FeatureCache(corpus_cache)  # one model, so one tokenizer: each task is tokenized once per sweep
     with ResultsStore(results) as store:
         todo = []
         for (source, lr, seed), names in groups.items():
@@ -102,7 +105,8 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
                     eval_seconds=result.eval_seconds,
                     provenance={"encoderlab": encoderlab.__version__, "torch": torch.__version__,
                                 "python": platform.python_version(), "git": git_revision(),
-                                "execution": {"workers": workers, "threads": threads},
+                                "execution": {"workers": workers, "threads": threads,
+                                              "corpus_cache": str(corpus_cache)},
                                 "data": {"trained_on": group.source, "train_data": fingerprints[group.source],
                                          "test_data": fingerprints[name], "local_dir": (local_dirs or {}).get(name)}},
                 ))
@@ -113,7 +117,7 @@ def run_sweep(model: str, tasks: list[str], lrs: list[float], seeds: list[int], 
 
         if workers > 1 and len(todo) > 1:
             run_parallel(str(model), todo, config, workers, local_dirs or {}, fingerprints, trust_remote_code, record,
-                         threads=threads)
+                         threads=threads, corpus_cache=corpus_cache)
         else:
             for group in todo:
                 record(group, finetune_many(model, loaded[group.source], group.lr, group.seed, config,

@@ -116,7 +116,8 @@ class StudyPlan:
         ev = self.spec.evaluation
         return EvaluationJob(checkpoint=str(ref.path), tasks=list(ev.tasks), lrs=list(ev.lrs), seeds=list(ev.seeds),
                              results=str(self.spec.study_dir / "results.sqlite"), finetune=ev.finetune_config(),
-                             data=dict(ev.data), workers=ev.workers, threads=threads, label=ref.key)
+                             data=dict(ev.data), workers=ev.workers, threads=threads, label=ref.key,
+                             corpus_cache=str(self.spec.study_dir / "corpus-cache"))  # shared by the checkpoints
 
 
 __all__ = ["CheckpointRef", "StudyPlan", "branch_points_of", "pretrain_config", "study_shards"]

@@ -72,10 +72,13 @@ class Retrieval(TaskType):
             # the paper's judged pool: documents judged for the evaluation queries (validation and test),
             # never the training qrels (MS MARCO: ~530k train positives)
             pool = {d for name, table in task.qrels.items() if name != "train" for rel in table.values() for d in rel}
-            run, pool_run = rank_corpus(task.corpus, torch.cat(embeddings), [q for s in splits for q, _ in queries[s]],
-                                        pool, lambda texts, counts=counts: embed(ir_framed(backbone, texts, limit,
-                                                                                           counts)),
-                                        config.retrieval_chunk_docs, doc_text=lambda d: document_text(d, config))
+            # the corpus's framed ids: tokenized once per (corpus, tokenizer, format, limit), on disk where the
+            # sweep has a corpus cache, and streamed chunk by chunk into the embedding pass
+            documents = cache.corpus(task, backbone, limit, config, counts)
+            run, pool_run = rank_corpus(cache.document_ids(task), torch.cat(embeddings),
+                                        [q for s in splits for q, _ in queries[s]], pool,
+                                        lambda start, stop: embed(documents.rows(start, stop)),
+                                        config.retrieval_chunk_docs)
             results = {split: _split_scores(task, split, [q for q, _ in queries[split]], run, pool_run, pool)
                        for split in splits}
             seconds = time.perf_counter() - started
