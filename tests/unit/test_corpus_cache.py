@@ -133,3 +133,25 @@ def test_a_sweep_keeps_the_corpus_beside_its_results(tiny_checkpoint, tmp_path):
     caches = list((tmp_path / "r" / "corpus-cache").glob("corpus-*/meta.json"))
     assert len(caches) == 1 and json.loads(caches[0].read_text())["documents"] == 1000
     assert Path(caches[0]).parent.joinpath("ids.npy").is_file()
+
+
+def test_pool_ranking_scores_the_judged_pool_numbers_without_a_corpus_pass(tiny_checkpoint, retrieval, tmp_path):
+    """``retrieval_ranking: pool`` (the paper's EncodEval) embeds the judged pool only: its scores are
+    the judged-pool numbers the corpus ranking reports beside its own, and nothing else changes."""
+    from encoderlab.evaluation.protocol import protocol_identity
+
+    corpus = FinetuneConfig(**{**FAST.__dict__, "retrieval_chunk_docs": 300})
+    pool = FinetuneConfig(**{**corpus.__dict__, "retrieval_ranking": "pool"})
+    full = finetune(str(tiny_checkpoint), retrieval, lr=1e-3, seed=0, config=corpus, features=FeatureCache(tmp_path))
+    judged = finetune(str(tiny_checkpoint), retrieval, lr=1e-3, seed=0, config=pool, features=FeatureCache(tmp_path))
+    pooled = {k: v for k, v in full.metrics.items() if "(judged pool)" in k}
+    assert {k: judged.metrics[k] for k in pooled} == pytest.approx(pooled, abs=1e-6)
+    assert judged.validation == pytest.approx(100 * full.metrics["validation/ndcg@10 (judged pool)"], abs=1e-4)
+    assert judged.test == pytest.approx(100 * full.metrics["test/ndcg@10 (judged pool)"], abs=1e-4)
+    assert "test/ndcg@10" not in judged.metrics and "test/held_out/ndcg@10 (judged pool)" in judged.metrics
+    assert judged.test != full.test  # the corpus ranking's score is another number
+    # the default keeps the identity runs had before the setting existed; pool is another protocol
+    assert "retrieval_ranking" not in protocol_identity(corpus, "fp32")
+    assert protocol_identity(pool, "fp32")["retrieval_ranking"] == "pool"
+    with pytest.raises(ConfigError, match="retrieval_ranking must be 'corpus' or 'pool'"):
+        FinetuneConfig(retrieval_ranking="bm25")

@@ -92,3 +92,13 @@ def test_dry_run_prints_the_evaluation_price(tmp_path):
     assert "evaluate CLM" in out and "toy-retrieval" in out and "6 corpus passes" in out
     study_line = next(line for line in out.splitlines() if line.startswith("study: "))
     assert "n/a" not in study_line and "evaluation =" in study_line and "cpu-hours" in study_line
+
+
+def test_pool_ranking_is_priced_at_the_judged_pool():
+    model, table = ModelConfig.from_name("210m"), ThroughputTable.shipped()
+    full = checkpoint_cost(["msmarco", "nq"], *GRID, FinetuneConfig(), model, table)
+    pool = checkpoint_cost(["msmarco", "nq"], *GRID, FinetuneConfig(retrieval_ranking="pool"), model, table)
+    assert pool["per_task"]["msmarco"]["evaluation_tokens"] == round(30 * 6_980 * 12.0) + round(30 * 43 * 12.0) \
+        + round(30 * 16_697 * 80.0)
+    assert pool["retrieval_ranking"] == "pool" and pool["training_tokens"] == full["training_tokens"]
+    assert pool["device_hours"] < full["device_hours"] / 50

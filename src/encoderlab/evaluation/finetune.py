@@ -137,8 +137,10 @@ def finetune_many(backbone_path: str, task: TaskData, lr: float, seed: int, conf
     with torch.no_grad(), autocast:
         scored = kind.score(backbone, head, wanted, config, limit, cap, device, features, cache_key)
     validation = scored[(id(task), "validation")]
-    return [_result(validation, scored[(id(test_task), "test")], scale, spec.metric, test_task.spec.metric, steps,
-                    train_seconds, counts, effective) for test_task in test_tasks]
+    settings = config.settings()
+    return [_result(validation, scored[(id(test_task), "test")], scale, kind.main_metric(spec, settings),
+                    task_type(test_task.spec.type).main_metric(test_task.spec, settings), steps, train_seconds, counts,
+                    effective) for test_task in test_tasks]
 
 
 def _train(kind, backbone, head, train: list, steps: int, optimizer, scheduler, rng, autocast, device, config,

@@ -30,6 +30,9 @@ PROTOCOL_VERSION = "2"
 
 # Settings that change how the work is done, never its result (tested: same scores).
 RESULT_NEUTRAL = ("retrieval_chunk_docs",)
+# Settings added after version 2, with their defaults: a run at the default is keyed as before they
+# existed (its identity omits them), so the runs already recorded stay valid.
+ADDED_SETTINGS = {"retrieval_ranking": "corpus"}
 
 
 @dataclass(kw_only=True)
@@ -58,6 +61,10 @@ class FinetuneConfig:
     eval_batch_size: int = 64
     max_eval_examples: int | None = None  # cap validation/test sizes (smoke runs); None = all
     retrieval_chunk_docs: int = 65536  # corpus documents embedded and scored at a time (memory, not results)
+    # retrieval: "corpus" ranks every query against the whole corpus (one pass per run), the judged-pool
+    # metrics beside; "pool" ranks against the judged pool only (the paper's EncodEval; no corpus pass),
+    # and the judged-pool metrics are the scores
+    retrieval_ranking: Literal["corpus", "pool"] = "corpus"
 
     def __post_init__(self) -> None:
         positive = ("max_steps", "batch_size", "eval_batch_size", "max_length", "max_question_tokens",
@@ -83,6 +90,9 @@ class FinetuneConfig:
         for name in ("adam_eps", "temperature", "grad_clip"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"fine-tuning config: {name} must be positive, got {getattr(self, name)}")
+        if self.retrieval_ranking not in ("corpus", "pool"):
+            raise ConfigError(f"fine-tuning config: retrieval_ranking must be 'corpus' or 'pool', "
+                              f"got {self.retrieval_ranking!r}")
         if self.weight_decay < 0:
             raise ConfigError(f"fine-tuning config: weight_decay must be >= 0, got {self.weight_decay}")
 
@@ -137,7 +147,8 @@ def precision_of(device_type: str) -> str:
 
 def protocol_identity(config: FinetuneConfig, precision: str) -> dict:
     """What a run's result depends on besides model, data, LR and seed (the cache key's protocol)."""
-    settings = {k: v for k, v in config.settings().items() if k not in RESULT_NEUTRAL}
+    settings = {k: v for k, v in config.settings().items()
+                if k not in RESULT_NEUTRAL and not (k in ADDED_SETTINGS and v == ADDED_SETTINGS[k])}
     return {"version": PROTOCOL_VERSION, "precision": precision, **settings}
 
 
@@ -166,7 +177,10 @@ def protocol_card(identity: dict, lrs=None, seeds=None) -> list[str]:
             ("LR selection", "best mean validation score over seeds; test reported at that LR"),
             ("max length", f"{identity.get('max_length')} tokens (capped at the model's positions)"),
             ("retrieval", f"prefixes {identity.get('query_prefix')!r} / {identity.get('document_prefix')!r}; "
-                          f"mean pooling, cosine, InfoNCE temperature {identity.get('temperature')}"),
+                          f"mean pooling, cosine, InfoNCE temperature {identity.get('temperature')}; "
+                          + ("ranked against the judged pool only (the paper's EncodEval)"
+                             if identity.get("retrieval_ranking", "corpus") == "pool"
+                             else "ranked against the whole corpus, judged-pool metrics beside")),
             ("QA", f"question <= {identity.get('max_question_tokens')} tokens, doc stride "
                    f"{identity.get('doc_stride')}, answers <= {identity.get('max_answer_tokens')} tokens"),
             ("precision", identity.get("precision")),

@@ -39,6 +39,7 @@ class TaskSize:
     source: str
     corpus: int = 0  # retrieval: documents
     doc_tokens: float = 0.0  # retrieval: mean tokens of one document, capped at max_length when priced
+    pool: int = 0  # retrieval: documents judged for the validation and test queries (retrieval_ranking: pool)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v or k in ("train", "validation", "test")}
@@ -64,9 +65,11 @@ PAPER_SIZES: dict[str, TaskSize] = {
     # retrieval: train = query-positive pairs of the train qrels (BEIR's train.tsv; the protocol's 1,000 steps
     # x 32 use 32,000 of them); validation = MS MARCO dev, test = TREC-DL19; MLDR's documents are cut at
     # max_length when priced
-    "msmarco": TaskSize(532_751, 6_980, 43, tokens=12.0, corpus=8_841_823, doc_tokens=80.0, source=ESTIMATED),
-    "nq": TaskSize(0, 0, 3_452, tokens=14.0, corpus=2_681_468, doc_tokens=110.0, source=ESTIMATED),
-    "mldr-en": TaskSize(0, 200, 800, tokens=15.0, corpus=200_000, doc_tokens=3_308.0,
+    # pools: at most one document per evaluation qrel (dev 7,437 + DL19 9,260; NQ 4,201; MLDR one per query)
+    "msmarco": TaskSize(532_751, 6_980, 43, tokens=12.0, corpus=8_841_823, doc_tokens=80.0, pool=16_697,
+                        source=ESTIMATED),
+    "nq": TaskSize(0, 0, 3_452, tokens=14.0, corpus=2_681_468, doc_tokens=110.0, pool=4_201, source=ESTIMATED),
+    "mldr-en": TaskSize(0, 200, 800, tokens=15.0, corpus=200_000, doc_tokens=3_308.0, pool=1_000,
                         source=ESTIMATED.replace("words x 1.3 + framing", "MLDR's published mean document length, "
                                                  "3,308 tokens")),
 }
@@ -86,9 +89,10 @@ def _toyworld_size(name: str) -> TaskSize:
 
         pairs = sum(1 for rel in task.qrels.get("train", {}).values() for score in rel.values() if score > 0)
         evaluated = queries("validation") + queries("test")
+        pool = {d for name, table in task.qrels.items() if name != "train" for rel in table.values() for d in rel}
         return TaskSize(pairs, len(queries("validation")), len(queries("test")),
                         tokens=FRAMING + sum(_words(q["text"]) for q in evaluated) / max(1, len(evaluated)),
-                        corpus=len(task.corpus), source=source,
+                        corpus=len(task.corpus), pool=len(pool), source=source,
                         doc_tokens=FRAMING + sum(_words(f"{d.get('title', '')} {d['text']}") for d in task.corpus)
                         / max(1, len(task.corpus)))
     rows = [r for split in task.splits.values() for r in split]

@@ -21,7 +21,7 @@ from encoderlab.evaluation.protocol import precision_of, protocol_id, protocol_i
 from encoderlab.evaluation.stats import RunScore, category_summary, stability, summarize
 from encoderlab.evaluation.store import (ResultsStore, RunRecord, combined_fingerprint, data_fingerprint,
                                          model_fingerprint, run_key)
-from encoderlab.evaluation.task_types import check_protocol_fits
+from encoderlab.evaluation.task_types import check_protocol_fits, main_metric
 from encoderlab.evaluation.tasks import get_task, load_task
 from encoderlab.io import git_revision
 from encoderlab.evaluation.items import held_out_mask, item_scores
@@ -145,7 +145,8 @@ def summary_rows(store: ResultsStore, fingerprint: str, tasks: list[str], lrs: s
             continue
         scores = run_scores(records)
         spec = get_task(name)
-        row = {"task": name, "category": spec.category, "metric": spec.metric, "runs": len(records),
+        row = {"task": name, "category": spec.category, "metric": main_metric(spec, records[0].protocol),
+               "runs": len(records),
                "diverged": sum(r.status == "diverged" for r in records), "data": data[name]}
         try:
             summary = summarize(scores)

@@ -9,7 +9,8 @@ The cost model (an estimate, stated as one in every plan):
 - **Tokens.** Training: steps x batch x the mean tokens of one example (retrieval: the query and its
   positive document). Evaluation: the validation and test examples of every scored split (capped by
   ``max_eval_examples``), and for retrieval the corpus: one pass per corpus per run, which the
-  validation and test queries of the corpus share (``task_types/ir.py``). Sizes are those of
+  validation and test queries of the corpus share (``task_types/ir.py``); with ``retrieval_ranking:
+  pool`` a pass embeds the judged pool only (still counted as ``corpus_passes``). Sizes are those of
   :mod:`encoderlab.evaluation.sizes` (declared for the paper's tasks, measured for toyworld), every
   length capped at ``max_length``. Real tokens: padding is not counted.
 - **FLOPs.** Training tokens x ``ModelConfig.flops_per_token(L, head_fraction=0)`` (forward and
@@ -68,6 +69,9 @@ def checkpoint_cost(tasks: list[str], lrs: list[float], seeds: list[int], config
         row["flops"] += grid * flops(examples * length, length, forward_only=True)
         row["corpus_passes"] += grid * passes
 
+    def ranked(size) -> int:  # the documents one pass embeds: the corpus, or its judged pool only
+        return size.pool if config.retrieval_ranking == "pool" else size.corpus
+
     per_task = {name: empty(name, grid) for name in tasks}
     sources = dict.fromkeys(get_task(name).zero_shot_from or name for name in tasks)
     for source in sources:  # one training per (source, LR, seed), validated on the source's validation split
@@ -80,12 +84,12 @@ def checkpoint_cost(tasks: list[str], lrs: list[float], seeds: list[int], config
         row["flops"] += grid * flops(steps * config.batch_size * example, min(size.tokens, limit), forward_only=False)
         forward(row, _capped(size.validation, config), min(size.tokens, limit))
         if size.corpus:  # the source's validation queries need its corpus; its test queries share that pass
-            forward(row, size.corpus, min(size.doc_tokens, limit), passes=1)
+            forward(row, ranked(size), min(size.doc_tokens, limit), passes=1)
     for name in tasks:
         size, row = task_size(name), per_task[name]
         forward(row, _capped(size.test, config), min(size.tokens, limit))
         if size.corpus and name not in sources:  # a zero-shot task ranks its own corpus, once per run
-            forward(row, size.corpus, min(size.doc_tokens, limit), passes=1)
+            forward(row, ranked(size), min(size.doc_tokens, limit), passes=1)
     rate, row_used = sustained_flops(table, model)
     for row in per_task.values():
         row["device_hours"] = None if rate is None else row["flops"] / rate / 3600
@@ -93,7 +97,8 @@ def checkpoint_cost(tasks: list[str], lrs: list[float], seeds: list[int], config
              for key in ("runs", "trainings", "training_steps", "training_tokens", "evaluation_tokens",
                          "corpus_passes", "flops")}
     total["device_hours"] = None if rate is None else total["flops"] / rate / 3600
-    return {"finetuning_runs": total.pop("runs"), **total, "per_task": per_task, "throughput_row": row_used,
+    return {"finetuning_runs": total.pop("runs"), **total, "retrieval_ranking": config.retrieval_ranking,
+            "per_task": per_task, "throughput_row": row_used,
             **({"no_throughput_for": [row_used]} if rate is None else {})}
 
 

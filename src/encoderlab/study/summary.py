@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import encoderlab
+from encoderlab.evaluation.task_types import main_metric
 from encoderlab.evaluation.tasks import get_task
 from encoderlab.io import atomic_write_text
 
@@ -52,7 +53,7 @@ def summary_document(spec, results: dict, category_rows: dict, findings: list[di
         out = models.setdefault(model, {})
         for task, entry in tasks.items():
             s, st = entry["summary"], entry["stability"]
-            row = {"metric": get_task(task).metric, "category": get_task(task).category, "runs": len(entry["runs"]),
+            row = {"metric": main_metric(get_task(task), protocol), "category": get_task(task).category, "runs": len(entry["runs"]),
                    "diverged_runs": sum(not math.isfinite(r.validation) for r in entry["runs"]),
                    "data": entry.get("group", (None, None))[1]}
             if s is None:

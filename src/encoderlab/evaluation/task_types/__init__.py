@@ -6,6 +6,8 @@ from encoderlab.evaluation.task_types import sc  # noqa: F401, I001 (each regist
 from encoderlab.evaluation.task_types import tc  # noqa: F401
 from encoderlab.evaluation.task_types import qa  # noqa: F401
 from encoderlab.evaluation.task_types import ir  # noqa: F401
-from encoderlab.evaluation.task_types.base import TASK_TYPES, Scored, TaskType, check_protocol_fits, register, task_type
+from encoderlab.evaluation.task_types.base import (TASK_TYPES, Scored, TaskType, check_protocol_fits, main_metric,
+                                                   register, task_type)
 
-__all__ = ["TASK_TYPES", "Scored", "TaskType", "check_protocol_fits", "ir", "qa", "register", "sc", "task_type", "tc"]
+__all__ = ["TASK_TYPES", "Scored", "TaskType", "check_protocol_fits", "ir", "main_metric", "qa", "register", "sc",
+           "task_type", "tc"]

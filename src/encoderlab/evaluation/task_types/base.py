@@ -86,6 +86,10 @@ class TaskType:
         return task.splits
 
     # -- protocol --------------------------------------------------------------------------------
+    def main_metric(self, spec, settings: dict) -> str:
+        """The metric whose value (x ``scale``) is a run's score under the protocol ``settings``."""
+        return spec.metric
+
     def check_protocol(self, config, limit: int) -> None:
         """Refuses settings that cannot run this type with inputs of ``limit`` tokens."""
 
@@ -139,6 +143,12 @@ def task_type(name: str) -> TaskType:
     if name not in TASK_TYPES:
         raise ConfigError(f"unknown task type {name!r}; known: {', '.join(TASK_TYPES)}")
     return TASK_TYPES[name]
+
+
+def main_metric(spec, settings: dict) -> str:
+    """The name of the metric task ``spec`` is scored by under the protocol ``settings`` (a
+    ``FinetuneConfig``'s settings or a recorded protocol identity)."""
+    return task_type(spec.type).main_metric(spec, settings)
 
 
 def check_protocol_fits(tasks: list[str], config) -> None:

@@ -25,6 +25,10 @@ class Retrieval(TaskType):
     def splits_of(self, task) -> dict:
         return task.qrels
 
+    def main_metric(self, spec, settings: dict) -> str:
+        ranking = settings.get("retrieval_ranking", "corpus")
+        return spec.metric + (" (judged pool)" if ranking == "pool" else "")
+
     def head(self, spec, hidden_size: int):
         return nn.Identity()
 
@@ -72,14 +76,23 @@ class Retrieval(TaskType):
             # the paper's judged pool: documents judged for the evaluation queries (validation and test),
             # never the training qrels (MS MARCO: ~530k train positives)
             pool = {d for name, table in task.qrels.items() if name != "train" for rel in table.values() for d in rel}
-            # the corpus's framed ids: tokenized once per (corpus, tokenizer, format, limit), on disk where the
-            # sweep has a corpus cache, and streamed chunk by chunk into the embedding pass
-            documents = cache.corpus(task, backbone, limit, config, counts)
-            run, pool_run = rank_corpus(cache.document_ids(task), torch.cat(embeddings),
-                                        [q for s in splits for q, _ in queries[s]], pool,
-                                        lambda start, stop: embed(documents.rows(start, stop)),
-                                        config.retrieval_chunk_docs)
-            results = {split: _split_scores(task, split, [q for q, _ in queries[split]], run, pool_run, pool)
+            query_ids, query_emb = [q for s in splits for q, _ in queries[s]], torch.cat(embeddings)
+            if config.retrieval_ranking == "pool":  # the judged pool only, its documents in corpus order
+                pool_docs = [d for d in task.corpus if d["_id"] in pool]
+                framed = cache.get(task, (*cache_key, "pool"), counts, lambda recorded: ir_framed(
+                    backbone, [document_text(d, config) for d in pool_docs], limit, recorded))
+                run, pool_run = None, rank_corpus([d["_id"] for d in pool_docs], query_emb, query_ids, set(),
+                                                  lambda start, stop: embed(framed[start:stop]),
+                                                  config.retrieval_chunk_docs)[0]
+            else:
+                # the corpus's framed ids: tokenized once per (corpus, tokenizer, format, limit), on disk where
+                # the sweep has a corpus cache, and streamed chunk by chunk into the embedding pass
+                documents = cache.corpus(task, backbone, limit, config, counts)
+                run, pool_run = rank_corpus(cache.document_ids(task), query_emb, query_ids, pool,
+                                            lambda start, stop: embed(documents.rows(start, stop)),
+                                            config.retrieval_chunk_docs)
+            main = self.main_metric(task.spec, config.settings())
+            results = {split: _split_scores(task, split, [q for q, _ in queries[split]], run, pool_run, pool, main)
                        for split in splits}
             seconds = time.perf_counter() - started
             for split in splits:
@@ -106,14 +119,22 @@ def _passes(wanted: list) -> dict[tuple, tuple]:
     return passes
 
 
-def _split_scores(task, split: str, ids: list[str], run: dict, pool_run: dict, pool: set) -> tuple[dict, list[float]]:
+def _split_scores(task, split: str, ids: list[str], run: dict | None, pool_run: dict, pool: set,
+                  main: str) -> tuple[dict, list[float]]:
+    """The split's metrics over the corpus (``run``; None when only the pool was ranked) and over the
+    judged pool; per-item scores are per-query NDCG@10 of the ``main`` metric's ranking."""
     qrels = {q: task.qrels[split][q] for q in ids}
-    split_run, split_pool_run = {q: run[q] for q in ids}, {q: pool_run[q] for q in ids}
-    result = M.retrieval_scores(split_run, qrels) | M.retrieval_scores(split_pool_run, qrels, judged_pool=pool)
-    per_query = M.retrieval_per_query(split_run, qrels, measure="ndcg@10")
+    split_pool_run = {q: pool_run[q] for q in ids}
+    result = M.retrieval_scores(split_pool_run, qrels, judged_pool=pool)
+    if run is not None:
+        split_run = {q: run[q] for q in ids}
+        result = M.retrieval_scores(split_run, qrels) | result
+        per_query = M.retrieval_per_query(split_run, qrels, measure="ndcg@10")
+    else:
+        per_query = M.retrieval_per_query(split_pool_run, qrels, judged_pool=pool, measure="ndcg@10")
     items = [float(per_query[q]) for q in ids]
     flagged = {q["_id"]: q for q in task.queries[split]}
-    return with_subsets(result, "ndcg@10", items, None, [flagged[q] for q in ids]), items
+    return with_subsets(result, main, items, None, [flagged[q] for q in ids]), items
 
 
 register(Retrieval())
