@@ -47,7 +47,7 @@ def main(argv=None) -> int:
         checkpoint = random_toyworld_checkpoint(args.preset, tmp)
         backbone = ft.Backbone(str(checkpoint)).to(device).eval()
         limit = min(config.max_length, backbone.max_positions)
-        cache = ft.FeatureCache()  # queries tokenized once, as in a sweep; the corpus is streamed every pass
+        cache = ft.FeatureCache()  # queries and corpus tokenized once, as in a sweep; the corpus is embedded every pass
 
         def cap(rows):
             return rows[: config.max_eval_examples]

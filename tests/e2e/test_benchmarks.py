@@ -67,6 +67,21 @@ def test_retrieval_eval_compares_one_corpus_pass_with_two(tmp_path):
     assert result["largest_metric_difference"] < 1e-9  # one pass scores as two do
 
 
+def test_corpus_cache_benchmark_prices_a_checkpoint_before_and_after(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "corpus_cache.py"), "--preset", "tiny", "--documents", "2000",
+         "--repeats", "1", "--embed-documents", "128", "--check-documents", "300", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "corpus_cache.json").read_text())
+    assert result["documents"] == 2000 and result["rankings_identical"] is True
+    for clock in ("wall", "cpu"):
+        totals = result["per_checkpoint_seconds"][clock]
+        assert totals["tokens_after"] < totals["tokens_before"] and totals["after"] < totals["before"]
+    assert set(result["median_seconds"]) == {"tokenize", "build", "open", "stream"}
+
+
 def test_finetune_workers_compares_parallel_sweeps_with_one_worker(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "finetune_workers.py"), "--preset", "tiny", "--tasks", "toy-sentiment",
