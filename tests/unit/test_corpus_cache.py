@@ -155,3 +155,20 @@ def test_pool_ranking_scores_the_judged_pool_numbers_without_a_corpus_pass(tiny_
     assert protocol_identity(pool, "fp32")["retrieval_ranking"] == "pool"
     with pytest.raises(ConfigError, match="retrieval_ranking must be 'corpus' or 'pool'"):
         FinetuneConfig(retrieval_ranking="bm25")
+
+
+def test_checkpoints_with_one_tokenizer_share_one_cached_corpus(tiny_checkpoint, retrieval, tmp_path):
+    """Every checkpoint of a study has the study's tokenizer: the corpus is tokenized once per study."""
+    from encoderlab.model import build_encoder, load_checkpoint, save_checkpoint
+    from encoderlab.study import load_study
+    from encoderlab.study.plan import StudyPlan, study_shards
+
+    other = save_checkpoint(build_encoder(load_checkpoint(tiny_checkpoint).config, seed=1), tmp_path / "other",
+                            tokenizer_dir=tiny_checkpoint)
+    for checkpoint in (tiny_checkpoint, other):
+        finetune(str(checkpoint), retrieval, lr=1e-3, seed=0, config=FAST, features=FeatureCache(tmp_path / "cache"))
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 1
+    spec = load_study("toyworld-demo", str(tmp_path / "study"))
+    plan = StudyPlan.resolve(spec, study_shards(spec))
+    jobs = [plan.evaluation_job(ref) for ref in plan.checkpoints]
+    assert len(jobs) == 4 and {job.corpus_cache for job in jobs} == {str(spec.study_dir / "corpus-cache")}

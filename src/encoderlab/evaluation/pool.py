@@ -55,7 +55,7 @@ def threads_per_worker(workers: int) -> int:
     return max(1, torch.get_num_threads() // workers)
 
 
-def _init_worker(threads: int, local_dirs: dict[str, str], fingerprints: dict[str, str], corpus_cache) -> None:
+def _init_worker(threads: int, local_dirs: dict[str, str], fingerprints: dict[str, str], corpus_cache=None) -> None:
     apply(threads)
     _STATE.update(local_dirs=local_dirs, fingerprints=fingerprints, tasks={}, features=FeatureCache(corpus_cache))
 

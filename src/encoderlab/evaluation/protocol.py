@@ -177,10 +177,9 @@ def protocol_card(identity: dict, lrs=None, seeds=None) -> list[str]:
             ("LR selection", "best mean validation score over seeds; test reported at that LR"),
             ("max length", f"{identity.get('max_length')} tokens (capped at the model's positions)"),
             ("retrieval", f"prefixes {identity.get('query_prefix')!r} / {identity.get('document_prefix')!r}; "
-                          f"mean pooling, cosine, InfoNCE temperature {identity.get('temperature')}; "
-                          + ("ranked against the judged pool only (the paper's EncodEval)"
-                             if identity.get("retrieval_ranking", "corpus") == "pool"
-                             else "ranked against the whole corpus, judged-pool metrics beside")),
+                          f"mean pooling, cosine, InfoNCE temperature {identity.get('temperature')}"
+                          + ("; ranked against the judged pool only (the paper's EncodEval)"
+                             if identity.get("retrieval_ranking", "corpus") == "pool" else "")),
             ("QA", f"question <= {identity.get('max_question_tokens')} tokens, doc stride "
                    f"{identity.get('doc_stride')}, answers <= {identity.get('max_answer_tokens')} tokens"),
             ("precision", identity.get("precision")),

@@ -1,6 +1,9 @@
 """Retrieval (MS MARCO, NQ, MLDR, toy-retrieval): mean-pooled embeddings, InfoNCE over in-batch
 negatives (cosine, temperature), every split's queries ranked against the whole corpus in one
-pass; NDCG@10, MRR@10 and Recall@100 over the corpus and over the judged pool."""
+pass; NDCG@10, MRR@10 and Recall@100 over the corpus and over the judged pool. The corpus is
+tokenized once per sweep (on disk: ``corpus_cache.py``). With ``retrieval_ranking: pool`` (the
+paper's EncodEval) the queries are ranked against the judged pool only, and its metrics are the
+scores."""
 
 from __future__ import annotations
 
