@@ -144,3 +144,24 @@ def limited(code: str, limit: int) -> subprocess.CompletedProcess:
     prelude = ("import resource, signal, sys\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
                f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\nfrom encoderlab.cli import main\n")
     return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=300)
+
+
+# -- retrieval references ---------------------------------------------------------------------------
+def trec_order(scores):
+    """trec_eval's rank order (score descending, then document id descending), written out here."""
+    return [d for d, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+
+
+def pytrec_per_query(pytrec_eval, run, qrels):
+    """pytrec_eval on the raw run, ties and all: NDCG@10 and Recall@100 as it computes them;
+    MRR@10 is its ``recip_rank`` on the run cut to the top 10 of trec_eval's own order."""
+    raw = {q: scores for q, scores in run.items() if scores}
+    top10 = {q: {d: scores[d] for d in trec_order(scores)[:10]} for q, scores in raw.items()}
+    full = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10", "recall_100"}).evaluate(raw)
+    cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
+    values = {"ndcg@10": {}, "mrr@10": {}, "recall@100": {}}
+    for q in qrels:  # a judged query missing from the results retrieved nothing: 0, as trec_eval -c
+        values["ndcg@10"][q] = full.get(q, {}).get("ndcg_cut_10", 0.0)
+        values["recall@100"][q] = full.get(q, {}).get("recall_100", 0.0)
+        values["mrr@10"][q] = cut.get(q, {}).get("recip_rank", 0.0)
+    return values

@@ -20,6 +20,7 @@ from encoderlab.evaluation.metrics import (
     retrieval_scores,
     squad_scores,
 )
+from testkit import pytrec_per_query, trec_order
 
 TOL = 1e-6
 
@@ -222,26 +223,6 @@ def _retrieval_set(seed, n_queries=60, n_docs=150):
     return run, qrels
 
 
-def _trec_order(scores):
-    """trec_eval's rank order (score descending, then document id descending), written out here."""
-    return [d for d, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
-
-
-def _pytrec_per_query(pytrec_eval, run, qrels):
-    """pytrec_eval on the raw run, ties and all: NDCG@10 and Recall@100 as it computes them;
-    MRR@10 is its ``recip_rank`` on the run cut to the top 10 of trec_eval's own order."""
-    raw = {q: scores for q, scores in run.items() if scores}
-    top10 = {q: {d: scores[d] for d in _trec_order(scores)[:10]} for q, scores in raw.items()}
-    full = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10", "recall_100"}).evaluate(raw)
-    cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
-    values = {"ndcg@10": {}, "mrr@10": {}, "recall@100": {}}
-    for q in qrels:  # a judged query missing from the results retrieved nothing: 0, as trec_eval -c
-        values["ndcg@10"][q] = full.get(q, {}).get("ndcg_cut_10", 0.0)
-        values["recall@100"][q] = full.get(q, {}).get("recall_100", 0.0)
-        values["mrr@10"][q] = cut.get(q, {}).get("recip_rank", 0.0)
-    return values
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_retrieval_matches_pytrec_eval_on_tied_graded_runs(seed):
     pytrec_eval = pytest.importorskip("pytrec_eval")
@@ -250,7 +231,7 @@ def test_retrieval_matches_pytrec_eval_on_tied_graded_runs(seed):
     for judged_pool in (None, pool):
         used = run if judged_pool is None else {q: {d: s for d, s in ds.items() if d in judged_pool}
                                                  for q, ds in run.items()}
-        reference = _pytrec_per_query(pytrec_eval, used, qrels)
+        reference = pytrec_per_query(pytrec_eval, used, qrels)
         ours = retrieval_scores(run, qrels, judged_pool=judged_pool)
         suffix = "" if judged_pool is None else " (judged pool)"
         for name, per_query_ref in reference.items():
@@ -276,6 +257,6 @@ def test_retrieval_ties_matter_in_the_generated_runs():
     assert len(differing) >= 5
     ours = retrieval_per_query(run, qrels, measure="ndcg@10")
     assert all(abs(ours[q] - raw[q]["ndcg_cut_10"]) < TOL for q in raw)
-    trec = {q: {d: float(len(s) - i) for i, d in enumerate(_trec_order(s))} for q, s in run.items() if s}
+    trec = {q: {d: float(len(s) - i) for i, d in enumerate(trec_order(s))} for q, s in run.items() if s}
     again = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10"}).evaluate(trec)
     assert all(abs(again[q]["ndcg_cut_10"] - raw[q]["ndcg_cut_10"]) < TOL for q in raw)
