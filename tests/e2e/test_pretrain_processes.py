@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 
@@ -121,3 +122,65 @@ def test_launcher_trains_across_its_torchrun_processes_inside_a_scheduler_job(tm
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3, 4] and {row["world_size"] for row in rows} == {2}
     assert (tmp_path / "run" / "checkpoints" / "step-000004" / "model.safetensors").is_file()
+
+
+# the objective options past the paper (a falling masking ratio, frozen weights) under the same guarantees
+OPTIONS = ["phases.0.freeze=[0, embeddings]", "phases.1.freeze=[1]", "phases.1.mask_ratio=0.5",
+           "phases.1.mask_ratio_end=0.1", "phases.1.mask_ratio_stages=4"]
+
+
+def test_sigkill_then_resume_is_exact_with_a_ratio_schedule_and_frozen_layers(tmp_path):
+    overrides = ["phases.0.steps=40", "phases.1.steps=80", "checkpoint_every=10", "schedule.warmup_steps=10",
+                 "schedule.decay_steps=20", *OPTIONS]
+    run(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "straight"), "--no-progress"))
+    victim = tmp_path / "killed"
+    proc = subprocess.Popen(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(victim), "--no-progress"),
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = victim / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= "step-000060"):
+        time.sleep(0.02)  # inside the scheduled MLM phase (steps 40..119)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = latest.read_text().strip()
+    assert proc.returncode == -signal.SIGKILL and killed_at < "step-000120", killed_at
+    run(cli("pretrain", str(victim), "--resume", "--no-progress"))
+    straight, resumed = final_weights(tmp_path / "straight", 120), final_weights(victim, 120)
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+    ratios = [r.get("mask_ratio") for r in map(json.loads, (victim / "metrics.jsonl").read_text().splitlines())]
+    assert {round(r, 6) for r in ratios if r is not None} <= {0.5, round(0.5 - 0.4 / 3, 6), round(0.5 - 0.8 / 3, 6), 0.1}
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_follow_one_with_a_ratio_schedule_and_frozen_layers(tmp_path, strategy):
+    overrides = ["phases.0.steps=8", "phases.1.steps=8", "log_every=1", "checkpoint_every=100",
+                 "schedule.warmup_steps=2", "schedule.decay_steps=4", f"parallelism={strategy}", "checkpoint_steps=[8]",
+                 *OPTIONS]
+    run(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "one"), "--no-progress"))
+    run(torchrun(2, "pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "two"), "--no-progress"))
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(one) == sorted(two) == list(range(1, 17))
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=1e-5), step
+    a, b = final_weights(tmp_path / "one", 16), final_weights(tmp_path / "two", 16)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+    # across the processes: layer 0 and the embeddings are the initial weights after the CLM phase (frozen
+    # there), layer 1 does not move in the MLM phase (frozen there)
+    from encoderlab.model import build_encoder
+    from encoderlab.training import PretrainConfig
+
+    config = PretrainConfig.from_dict(yaml.safe_load((tmp_path / "two" / "config.yaml").read_text()))
+    initial = build_encoder(config.model, seed=config.seed).state_dict()
+    middle = final_weights(tmp_path / "two", 8)
+    checked = 0
+    for name in b:
+        if name.startswith(("layers.0.", "embed.")):
+            assert torch.equal(middle[name], initial[name]) and not torch.equal(b[name], initial[name]), name
+            checked += 1
+        if name.startswith("layers.1."):
+            assert torch.equal(b[name], middle[name]) and not torch.equal(middle[name], initial[name]), name
+            checked += 1
+    assert checked >= 10

@@ -100,7 +100,7 @@ class MLMObjective:
     """Masked-token prediction under bidirectional attention.
 
     A fraction ``ratio`` of the non-special, non-padding tokens is selected (independently per
-    token); selected tokens become the mask token (``mask_fraction``), a random regular token
+    token; ``ratio_schedule(step)`` when the ratio changes over training); selected tokens become the mask token (``mask_fraction``), a random regular token
     (``random_fraction``) or stay unchanged (``keep_fraction``). Default 100% mask token, as the
     authors' code; BERT's 80/10/10 is ``(0.8, 0.1, 0.1)``. Loss only on selected tokens, LM head
     only at selected positions. Masks are a pure function of (seed, sample index, step).
@@ -124,6 +124,7 @@ class MLMObjective:
         isolate_documents: bool = True,
         sparse_head: bool = True,
         logit_softcap: float | None = None,
+        ratio_schedule=None,
     ):
         if not 0.0 < ratio < 1.0:
             raise ValueError(f"MLM masking ratio: expected a value in (0, 1), got {ratio}")
@@ -136,6 +137,9 @@ class MLMObjective:
         if not 0 <= mask_token_id < vocab_size:
             raise ValueError(f"mask_token_id {mask_token_id} is outside the vocabulary (size {vocab_size})")
         self.ratio = ratio
+        # a function of the (global) step giving the ratio in force, e.g. one that falls over a phase;
+        # None: ``ratio`` throughout. Masks stay a pure function of (seed, sample index, step).
+        self.ratio_schedule = ratio_schedule
         self.mask_token_id = mask_token_id
         self.mask_fraction, self.random_fraction = mask_fraction, random_fraction
         self.seed = seed
@@ -150,6 +154,10 @@ class MLMObjective:
         regular[self._special] = False
         self._regular_ids = regular.nonzero().squeeze(1)
 
+    def ratio_at(self, step: int) -> float:
+        """The masking ratio in force at ``step``."""
+        return self.ratio if self.ratio_schedule is None else self.ratio_schedule(step)
+
     def corrupt(self, batch: TokenBatch, step: int) -> tuple[Tensor, Tensor]:
         """(corrupted input ids, selected positions) for ``batch`` at ``step``."""
         ids = batch.input_ids
@@ -162,7 +170,7 @@ class MLMObjective:
         streams = (0, 1, 2) if self.random_fraction > 0 else (0, 1)
         uniforms = counter_uniforms(self.seed, batch.sample_index, step, length, streams)
         select_u, replace_u = uniforms[0], uniforms[1]
-        selected = eligible & (select_u < self.ratio)
+        selected = eligible & (select_u < self.ratio_at(step))
         corrupted = torch.where(selected & (replace_u < self.mask_fraction), self.mask_token_id, ids)
         if self.random_fraction > 0:
             regular = self._regular_ids.to(ids.device)

@@ -83,10 +83,10 @@ class ThroughputTable:
         if row is None:
             return None
         rate, measured_ratio, seq_len = row
-        if phase.objective == "mlm" and measured_ratio and phase.mask_ratio != measured_ratio:
-            seq = config.data.seq_len
+        if phase.objective == "mlm" and measured_ratio and phase.mean_mask_ratio != measured_ratio:
+            seq = config.data.seq_len  # a ratio that changes over the phase counts at its mean
             rate *= (config.model.flops_per_token(seq, head_fraction=measured_ratio)
-                     / config.model.flops_per_token(seq, head_fraction=phase.mask_ratio))
+                     / config.model.flops_per_token(seq, head_fraction=phase.mean_mask_ratio))
         return rate
 
 

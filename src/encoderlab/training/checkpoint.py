@@ -267,14 +267,17 @@ BRANCH_SHARED_KEYS = ("global_batch_tokens", "seed", "data", "optimizer", "isola
 
 
 def _phase_prefix(phases: list[dict], steps: int) -> list[tuple]:
-    """The phases (objective and masking settings) that run the first ``steps`` steps."""
+    """The phases (objective, masking settings and schedule, frozen weights) that run the first ``steps`` steps."""
     out, done = [], 0
     for phase in phases:
         if done >= steps:
             break
         take = min(phase["steps"], steps - done)
+        scheduled = phase.get("mask_ratio_end") is not None  # its ratios depend on the phase's length too
         out.append((phase.get("objective"), phase.get("mask_ratio"), phase.get("mask_fraction", 1.0),
-                    phase.get("random_fraction", 0.0), phase.get("keep_fraction", 0.0), take))
+                    phase.get("random_fraction", 0.0), phase.get("keep_fraction", 0.0), take,
+                    phase.get("mask_ratio_end"), phase.get("mask_ratio_stages"), tuple(phase.get("freeze") or ()),
+                    phase["steps"] if scheduled else None))
         done += take
     return out
 

@@ -29,6 +29,13 @@ class PhaseConfig:
     mask_fraction: float = 1.0  # of selected tokens: replaced by the mask token (authors' default 100%)
     random_fraction: float = 0.0  # ... by a random regular token
     keep_fraction: float = 0.0  # ... left unchanged
+    # a masking-ratio schedule over the phase (mmBERT lowers it 30% -> 5%): the ratio moves from mask_ratio
+    # at the phase's first step to mask_ratio_end at its last, linearly, or in mask_ratio_stages equal
+    # constant stages; None: mask_ratio throughout
+    mask_ratio_end: float | None = None
+    mask_ratio_stages: int | None = None
+    # weights left untouched by this phase: layer indices (0-based), "a-b" ranges, "embeddings", "head"
+    freeze: list[int | str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.steps <= 0:
@@ -36,8 +43,17 @@ class PhaseConfig:
         if self.objective in ("mlm", "mntp"):
             if self.mask_ratio is None or not 0.0 < self.mask_ratio < 1.0:
                 raise ConfigError(f"phase ({self.objective}): mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        elif self.mask_ratio is not None:
-            raise ConfigError("phase (clm): mask_ratio is only meaningful for mlm phases")
+            if self.mask_ratio_end is not None and not 0.0 < self.mask_ratio_end < 1.0:
+                raise ConfigError(f"phase ({self.objective}): mask_ratio_end must be in (0, 1), got {self.mask_ratio_end}")
+        elif self.mask_ratio is not None or self.mask_ratio_end is not None:
+            raise ConfigError("phase (clm): mask_ratio and mask_ratio_end are only meaningful for mlm/mntp phases")
+        if self.mask_ratio_stages is not None:
+            if self.mask_ratio_end is None:
+                raise ConfigError("phase: mask_ratio_stages needs mask_ratio_end (the ratio of the last stage)")
+            if isinstance(self.mask_ratio_stages, bool) or not 2 <= self.mask_ratio_stages <= self.steps:
+                raise ConfigError(f"phase: mask_ratio_stages must be a whole number from 2 to the phase's {self.steps} "
+                                  f"steps, got {self.mask_ratio_stages!r}")
+        freeze_spec(self.freeze)  # a malformed entry fails here; indices are checked against the model by the run
         fractions = {"mask_fraction": self.mask_fraction, "random_fraction": self.random_fraction,
                      "keep_fraction": self.keep_fraction}
         bad = {k: v for k, v in fractions.items() if not 0.0 <= v <= 1.0}
@@ -51,7 +67,51 @@ class PhaseConfig:
 
     @property
     def label(self) -> str:
-        return "clm" if self.objective == "clm" else f"{self.objective}{round(self.mask_ratio * 100)}"
+        if self.objective == "clm":
+            return "clm"
+        label = f"{self.objective}{round(self.mask_ratio * 100)}"
+        return label if self.mask_ratio_end is None else f"{label}to{round(self.mask_ratio_end * 100)}"
+
+    def ratio_at(self, step_in_phase: int) -> float | None:
+        """The masking ratio in force at step ``step_in_phase`` (0-based) of this phase (None: CLM)."""
+        if self.mask_ratio_end is None:
+            return self.mask_ratio
+        if self.mask_ratio_stages:
+            stage = min(self.mask_ratio_stages - 1, step_in_phase * self.mask_ratio_stages // self.steps)
+            position = stage / (self.mask_ratio_stages - 1)
+        else:
+            position = step_in_phase / (self.steps - 1) if self.steps > 1 else 0.0
+        return self.mask_ratio + (self.mask_ratio_end - self.mask_ratio) * position
+
+    @property
+    def mean_mask_ratio(self) -> float | None:
+        """The masking ratio averaged over the phase's steps (FLOPs projections)."""
+        if self.mask_ratio_end is None:
+            return self.mask_ratio
+        return math.fsum(self.ratio_at(s) for s in range(self.steps)) / self.steps
+
+
+def freeze_spec(entries: list) -> tuple[set[int], set[str]]:
+    """A phase's ``freeze`` list as (layer indices, named parts); ConfigError on a malformed entry."""
+    layers, parts = set(), set()
+    for entry in entries:
+        if isinstance(entry, bool):
+            raise ConfigError(f"phase: freeze entry {entry!r}: expected a layer index, 'a-b', 'embeddings' or 'head'")
+        if isinstance(entry, int):
+            if entry < 0:
+                raise ConfigError(f"phase: freeze entry {entry}: layer indices start at 0")
+            layers.add(entry)
+        elif isinstance(entry, str) and entry in ("embeddings", "head"):
+            parts.add(entry)
+        elif isinstance(entry, str) and entry.count("-") == 1 and all(p.strip().isdigit() for p in entry.split("-")):
+            low, high = (int(p) for p in entry.split("-"))
+            if low > high:
+                raise ConfigError(f"phase: freeze range {entry!r}: the first layer comes after the last")
+            layers.update(range(low, high + 1))
+        else:
+            raise ConfigError(f"phase: freeze entry {entry!r}: expected a layer index, a range 'a-b' (inclusive), "
+                              "'embeddings' or 'head'")
+    return layers, parts
 
 
 @dataclass(kw_only=True)
@@ -155,10 +215,16 @@ class PretrainConfig:
                 f"micro_batch_size {self.micro_batch_size}"
             )
         for index, phase in enumerate(self.phases):
-            if phase.mask_ratio is not None and phase.mask_ratio * self.data.seq_len < 1:
+            layers, _ = freeze_spec(phase.freeze)
+            if layers and max(layers) >= self.model.num_layers:
+                raise ConfigError(f"run {self.name!r}: phase {index} freezes layer {max(layers)}, but the model has "
+                                  f"{self.model.num_layers} layers (0 to {self.model.num_layers - 1})")
+            lowest = min(r for r in (phase.mask_ratio, phase.mask_ratio_end) if r is not None) \
+                if phase.mask_ratio is not None else None
+            if lowest is not None and lowest * self.data.seq_len < 1:
                 raise ConfigError(
-                    f"run {self.name!r}: phase {index} ({phase.objective}) mask_ratio {phase.mask_ratio:g} selects "
-                    f"{phase.mask_ratio * self.data.seq_len:.2g} of the {self.data.seq_len} tokens of a sequence on "
+                    f"run {self.name!r}: phase {index} ({phase.objective}) mask_ratio {lowest:g} selects "
+                    f"{lowest * self.data.seq_len:.2g} of the {self.data.seq_len} tokens of a sequence on "
                     f"average, so most sequences would have no target (loss 0); expected mask_ratio >= 1/seq_len = "
                     f"{1 / self.data.seq_len:.3g}")
         if any(p.objective in ("mlm", "mntp") for p in self.phases) and self.model.mask_token_id is None:
@@ -220,6 +286,15 @@ class PretrainConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
+
+    def phase_start(self, index: int) -> int:
+        """The first step (0-based) of phase ``index``."""
+        return sum(p.steps for p in self.phases[:index])
+
+    def mask_ratio_at(self, step: int) -> float | None:
+        """The masking ratio in force at optimizer step ``step`` (None in a CLM phase)."""
+        index, phase = self.phase_at(step)
+        return phase.ratio_at(step - self.phase_start(index))
 
     def phase_at(self, step: int) -> tuple[int, PhaseConfig]:
         """Index and config of the phase that runs optimizer step ``step`` (0-based)."""

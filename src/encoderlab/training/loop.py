@@ -9,6 +9,7 @@ counts are summed across ranks, and each micro-batch contributes ``loss_sum / gl
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from encoderlab.training.checkpoint import (
     rotate_checkpoints,
     save_training_checkpoint,
 )
-from encoderlab.training.config import PretrainConfig
+from encoderlab.training.config import PretrainConfig, freeze_spec
 from encoderlab.training.data import build_source, micro_batches, shard_tokenizer
 from encoderlab.training.lock import RunLock, RunLockedError
 from encoderlab.training.outputs import claim, removal_note, remove_owned
@@ -74,7 +75,7 @@ def build_objectives(config: PretrainConfig) -> list:
     model = config.model
     special = tuple(i for i in (model.pad_token_id, model.bos_token_id, model.eos_token_id) if i is not None)
     objectives = []
-    for phase in config.phases:
+    for index, phase in enumerate(config.phases):
         if phase.objective == "clm":
             objectives.append(CLMObjective(chunk_size=config.loss_chunk_size,
                                            isolate_documents=config.isolate_documents,
@@ -87,8 +88,30 @@ def build_objectives(config: PretrainConfig) -> list:
                 keep_fraction=phase.keep_fraction, seed=config.seed, isolate_documents=config.isolate_documents,
                 chunk_size=config.loss_chunk_size, logit_softcap=model.final_logit_softcap,
                 sparse_head=config.sparse_head,
+                ratio_schedule=None if phase.mask_ratio_end is None else config.mask_ratio_at,
             ))
     return objectives
+
+
+_WRAPPERS = re.compile(r"(module|_orig_mod|_checkpoint_wrapped_module|_fsdp_wrapped_module)\.")
+_LAYER = re.compile(r"layers\.(\d+)\.")
+
+
+def frozen_parameters(model: nn.Module, phase) -> list[nn.Parameter]:
+    """The parameters ``phase.freeze`` names (layers, "embeddings", "head"), wrappers (DDP, compile,
+    FSDP) seen through. Their gradients are dropped before clipping, so AdamW neither updates nor
+    decays them, and they do not count in the gradient norm."""
+    layers, parts = freeze_spec(phase.freeze)
+    if not layers and not parts:
+        return []
+    out = []
+    for name, parameter in model.named_parameters():
+        name = _WRAPPERS.sub("", name)
+        layer = _LAYER.match(name)
+        if (layer and int(layer.group(1)) in layers) or ("embeddings" in parts and name.startswith("embed.")) or (
+                "head" in parts and name.startswith("lm_head.")):
+            out.append(parameter)
+    return out
 
 
 # What a run writes in its directory (recorded in its outputs.json, encoderlab.training.outputs):
@@ -138,6 +161,7 @@ class Trainer:
         self.start_step = self.start_state["step"] if self.start_state else 0
         self._build(start_from, resume)
         self.objectives = build_objectives(config)
+        self.frozen = [frozen_parameters(self.model, phase) for phase in config.phases]
         self.peak_flops = peak_bf16_flops(device)
         ends, self.phase_ends = 0, set()
         for phase in config.phases:
@@ -292,6 +316,8 @@ class Trainer:
                 (out.loss_sum * ctx.world_size / global_count).backward()
             loss_sum += out.loss_sum.detach()
         D.all_reduce_sum(loss_sum)
+        for parameter in self.frozen[phase_index]:  # frozen: no update, no weight decay, not in the norm
+            parameter.grad = None
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.optimizer.grad_clip)
         if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP2
             grad_norm = grad_norm.full_tensor()
@@ -417,8 +443,12 @@ class Trainer:
         real = D.all_reduce_sum(self._real_tokens.to(torch.float64)).item()  # non-padding, all ranks
         self._real_tokens.zero_()
         _, phase = config.phase_at(step)
-        # the fraction of positions the LM head computes (a dense MLM head: all of them)
-        f = 1.0 if phase.objective == "clm" or (phase.objective == "mlm" and not config.sparse_head) else phase.mask_ratio
+        # the fraction of positions the LM head computes (a dense MLM head: all of them); a ratio that
+        # changes over the phase counts at its mean over the record's steps
+        ratio = config.mask_ratio_at(step)
+        f = 1.0 if phase.objective == "clm" or (phase.objective == "mlm" and not config.sparse_head) else (
+            ratio if phase.mask_ratio_end is None
+            else sum(config.mask_ratio_at(s) for s in range(step + 1 - steps, step + 1)) / steps)
         flops = config.model.flops_per_token(config.data.seq_len, head_fraction=f)
         record = {
             # loss: mean over the steps since the last record (token-weighted per step)
@@ -430,6 +460,8 @@ class Trainer:
             "mfu": (tokens_per_s / ctx.world_size * flops / self.peak_flops) if self.peak_flops else None,
             "precision": self.precision, "world_size": ctx.world_size, "threads": torch.get_num_threads(),
         }
+        if ratio is not None:
+            record["mask_ratio"] = ratio  # in force at this record's last step
         if ctx.device.type == "cuda":
             record["peak_memory_gib"] = torch.cuda.max_memory_allocated(ctx.device) / 2**30
             record["peak_tflops_per_device"] = self.peak_flops / 1e12 if self.peak_flops else None
