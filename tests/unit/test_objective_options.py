@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from encoderlab.cli import main
@@ -108,3 +109,32 @@ def test_a_layer_frozen_in_one_phase_trains_in_the_next(tmp_path):
     end = load_file(str(final / "model.safetensors"))
     for key in [k for k in middle if k.startswith(("layers.1.", "lm_head."))]:
         assert torch.equal(middle[key], initial[key]) and not torch.equal(end[key], initial[key]), key
+
+
+ALTERNATE = "phases=[{alternate: [{objective: clm, steps: 2}, {objective: mlm, mask_ratio: 0.4, steps: 2}], cycles: 3}]"
+
+
+def test_an_alternation_block_is_written_out_once_and_trains_phase_by_phase(tmp_path):
+    assert main(["pretrain", "tiny-clm-mlm40", ALTERNATE, "schedule.warmup_steps=2", "schedule.decay_steps=2",
+                 "log_every=1", "--output", str(tmp_path / "run"), "--no-progress"]) == 0
+    rows = records(tmp_path / "run")
+    assert [r["phase"] for r in rows] == ["clm", "clm", "mlm40", "mlm40"] * 3
+    stored = PretrainConfig.from_dict(yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()))
+    assert [p.label for p in stored.phases] == ["clm", "mlm40"] * 3  # resolved: no block left to expand again
+    # the same steps written out by hand train bit for bit the same
+    by_hand = "phases=[" + ", ".join(["{objective: clm, steps: 2}, {objective: mlm, mask_ratio: 0.4, steps: 2}"] * 3) + "]"
+    assert main(["pretrain", "tiny-clm-mlm40", by_hand, "schedule.warmup_steps=2", "schedule.decay_steps=2",
+                 "log_every=1", "--output", str(tmp_path / "hand"), "--no-progress"]) == 0
+    assert [r["loss"] for r in records(tmp_path / "hand")] == [r["loss"] for r in rows]
+
+
+@pytest.mark.parametrize("block,message", [
+    ("{alternate: [], cycles: 2}", "non-empty list of phases"),
+    ("{alternate: [{objective: clm, steps: 2}], cycles: 0}", "cycles: expected a whole number >= 1"),
+    ("{alternate: [{objective: clm, steps: 2}], cycles: 2, repeat: 1}", "unknown key"),
+    ("{alternate: [{alternate: [{objective: clm, steps: 2}], cycles: 2}], cycles: 2}", "no nested blocks"),
+])
+def test_bad_alternation_blocks_end_with_one_line_and_exit_2(block, message, tmp_path, capsys):
+    assert main(["pretrain", "tiny-clm", f"phases=[{block}]", "--output", str(tmp_path / "run"), "--no-progress"]) == 2
+    one_line_error(capsys, message)
+    assert not (tmp_path / "run").exists()

@@ -91,6 +91,29 @@ class PhaseConfig:
         return math.fsum(self.ratio_at(s) for s in range(self.steps)) / self.steps
 
 
+def expand_phases(phases: list, where: str = "phases") -> list:
+    """The phase list with every alternation block written out: ``{alternate: [PHASE, ...], cycles: N}``
+    is its phases N times in order (AntLM's CLM/MLM alternation: ``{alternate: [{objective: clm,
+    steps: 100}, {objective: mlm, mask_ratio: 0.4, steps: 100}], cycles: 5}``). Resolved once, when a
+    config is read: a run's config.yaml holds the phases written out."""
+    out = []
+    for index, item in enumerate(phases):
+        if not (isinstance(item, dict) and "alternate" in item):
+            out.append(item)
+            continue
+        unknown = sorted(set(item) - {"alternate", "cycles"})
+        block, cycles = item.get("alternate"), item.get("cycles")
+        if unknown:
+            raise ConfigError(f"{where}[{index}]: unknown key(s) {unknown} in an alternation block (expected "
+                              "alternate: [phases] and cycles: N)")
+        if not isinstance(block, list) or not block or any(isinstance(p, dict) and "alternate" in p for p in block):
+            raise ConfigError(f"{where}[{index}].alternate: expected a non-empty list of phases (no nested blocks)")
+        if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1:
+            raise ConfigError(f"{where}[{index}].cycles: expected a whole number >= 1, got {cycles!r}")
+        out += [dict(p) if isinstance(p, dict) else p for _ in range(cycles) for p in block]
+    return out
+
+
 def freeze_spec(entries: list) -> tuple[set[int], set[str]]:
     """A phase's ``freeze`` list as (layer indices, named parts); ConfigError on a malformed entry."""
     layers, parts = set(), set()
@@ -310,6 +333,8 @@ class PretrainConfig:
     def from_dict(cls, data: dict[str, Any], where: str = "pretrain config") -> PretrainConfig:
         data = dict(data)
         check_keys(cls, data.keys(), where)
+        if isinstance(data.get("phases"), list):
+            data["phases"] = expand_phases(data["phases"], f"{where}.phases")
         if "model" not in data:
             raise ConfigError(f"{where}: missing 'model' (a preset name or a mapping)")
         model = data["model"]
