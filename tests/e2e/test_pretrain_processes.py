@@ -124,12 +124,14 @@ def test_launcher_trains_across_its_torchrun_processes_inside_a_scheduler_job(tm
     assert (tmp_path / "run" / "checkpoints" / "step-000004" / "model.safetensors").is_file()
 
 
-# the objective options past the paper (a falling masking ratio, frozen weights) under the same guarantees
-OPTIONS = ["phases.0.freeze=[0, embeddings]", "phases.1.freeze=[1]", "phases.1.mask_ratio=0.5",
-           "phases.1.mask_ratio_end=0.1", "phases.1.mask_ratio_stages=4"]
+# the objective options past the paper under the same guarantees: frozen weights, then a CLM/MLM mixture
+# with a falling masking ratio
+OPTIONS = ["phases.0.freeze=[0, embeddings]", "phases.1.freeze=[1]", "phases.1.objective=mixture",
+           "phases.1.clm_fraction=0.5", "phases.1.mask_ratio=0.5", "phases.1.mask_ratio_end=0.1",
+           "phases.1.mask_ratio_stages=4"]
 
 
-def test_sigkill_then_resume_is_exact_with_a_ratio_schedule_and_frozen_layers(tmp_path):
+def test_sigkill_then_resume_is_exact_with_a_mixture_a_ratio_schedule_and_frozen_layers(tmp_path):
     overrides = ["phases.0.steps=40", "phases.1.steps=80", "checkpoint_every=10", "schedule.warmup_steps=10",
                  "schedule.decay_steps=20", *OPTIONS]
     run(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "straight"), "--no-progress"))
@@ -154,10 +156,10 @@ def test_sigkill_then_resume_is_exact_with_a_ratio_schedule_and_frozen_layers(tm
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_follow_one_with_a_ratio_schedule_and_frozen_layers(tmp_path, strategy):
+def test_two_processes_follow_one_with_a_mixture_a_ratio_schedule_and_frozen_layers(tmp_path, strategy):
     overrides = ["phases.0.steps=8", "phases.1.steps=8", "log_every=1", "checkpoint_every=100",
                  "schedule.warmup_steps=2", "schedule.decay_steps=4", f"parallelism={strategy}", "checkpoint_steps=[8]",
-                 *OPTIONS]
+                 "micro_batch_size=1", *OPTIONS]  # one sample per micro-batch: a mixture part runs empty, at weight 0
     run(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "one"), "--no-progress"))
     run(torchrun(2, "pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "two"), "--no-progress"))
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
@@ -167,6 +169,10 @@ def test_two_processes_follow_one_with_a_ratio_schedule_and_frozen_layers(tmp_pa
     a, b = final_weights(tmp_path / "one", 16), final_weights(tmp_path / "two", 16)
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+    rows = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()][8:]
+    first = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()][8:]
+    assert [r["targets_clm"] for r in rows] == [r["targets_clm"] for r in first]  # the same samples chose CLM
+    assert all(r["targets_clm"] > 0 and r["targets_mlm"] > 0 for r in rows)
     # across the processes: layer 0 and the embeddings are the initial weights after the CLM phase (frozen
     # there), layer 1 does not move in the MLM phase (frozen there)
     from encoderlab.model import build_encoder

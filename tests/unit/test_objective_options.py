@@ -138,3 +138,52 @@ def test_bad_alternation_blocks_end_with_one_line_and_exit_2(block, message, tmp
     assert main(["pretrain", "tiny-clm", f"phases=[{block}]", "--output", str(tmp_path / "run"), "--no-progress"]) == 2
     one_line_error(capsys, message)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_mixture_chooses_per_sample_whatever_the_micro_batches():
+    from encoderlab.objectives import CLMObjective, MixtureObjective
+
+    mixture = MixtureObjective(CLMObjective(), MLMObjective(0.4, mask_token_id=3, vocab_size=384), 0.3, seed=5)
+    batch = TokenBatch(torch.randint(4, 384, (4000, 8)), torch.arange(4000))
+    chosen = mixture.is_clm(batch, step=7)
+    halves = [TokenBatch(batch.input_ids[a:b], batch.sample_index[a:b]) for a, b in ((0, 1500), (1500, 4000))]
+    assert torch.equal(torch.cat([mixture.is_clm(h, 7) for h in halves]), chosen)  # re-sharding keeps the choice
+    assert chosen.float().mean().item() == pytest.approx(0.3, abs=0.025)
+    assert not torch.equal(mixture.is_clm(batch, 8), chosen)  # another step, another draw
+    parts = mixture.parts(TokenBatch(batch.input_ids[:1], batch.sample_index[:1]), 7)
+    assert [w for _, _, w in parts] == ([1.0, 0.0] if chosen[0] else [0.0, 1.0])  # the empty half runs at 0
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"objective": "mixture", "mask_ratio": 0.4}, "clm_fraction must be in"),
+    ({"objective": "mixture", "mask_ratio": 0.4, "clm_fraction": 1.0}, "clm_fraction must be in"),
+    ({"objective": "mlm", "mask_ratio": 0.4, "clm_fraction": 0.5}, "belong to mixture phases"),
+    ({"objective": "mixture", "clm_fraction": 0.5}, "mask_ratio must be in"),
+])
+def test_bad_mixtures_are_refused(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        PhaseConfig(steps=10, **fields)
+
+
+def test_a_mixture_logs_each_objectives_loss_and_stays_token_weighted(tmp_path):
+    config = _config(tmp_path / "run", "phases.1.objective=mixture", "phases.1.clm_fraction=0.5",
+                     "phases.1.masked_objective=mntp", "phases.1.mask_ratio=0.3")
+    pretrain(config, progress=False)
+    rows = records(tmp_path / "run")[6:]
+    assert [r["phase"] for r in rows] == ["mix50clm-mntp30"] * 6
+    for r in rows:  # one step per record: the step's loss is the token-weighted mean of both objectives'
+        assert r["targets_clm"] > 0 and r["targets_mntp"] > 0
+        combined = (r["loss_clm"] * r["targets_clm"] + r["loss_mntp"] * r["targets_mntp"]) / (
+            r["targets_clm"] + r["targets_mntp"])
+        assert r["loss"] == pytest.approx(combined, rel=1e-9)
+        assert r["head_fraction"] == pytest.approx(0.5 + 0.5 * 0.3)
+
+
+def test_a_mixture_is_priced_between_its_objectives():
+    from encoderlab.study.cost import H100_THROUGHPUT, ThroughputTable
+
+    config = PretrainConfig.from_dict(apply_overrides(run_preset("610m-mlm40-42k").to_dict(), [
+        "phases.0.objective=mixture", "phases.0.clm_fraction=0.25"]))
+    clm, mlm = H100_THROUGHPUT[("610m", "clm")][0], H100_THROUGHPUT[("610m", "mlm")][0]
+    rate = ThroughputTable.shipped().tokens_per_s(config, config.phases[0])
+    assert rate == pytest.approx(1 / (0.25 / clm + 0.75 / mlm))

@@ -249,4 +249,59 @@ class MNTPObjective(MLMObjective):
         return LossOutput(out.head_output, predicted.sum())
 
 
-__all__ = ["CLMObjective", "MLMObjective", "MNTPObjective", "TokenBatch", "LossOutput", "IGNORE_INDEX"]
+def rows_of(batch: TokenBatch, index: Tensor) -> TokenBatch:
+    """The rows ``index`` of ``batch`` (their global sample indices kept, so masks are unchanged)."""
+    return TokenBatch(batch.input_ids.index_select(0, index), batch.sample_index.index_select(0, index),
+                      None if batch.document_ids is None else batch.document_ids.index_select(0, index))
+
+
+class MixtureObjective:
+    """CLM and a masked objective (MLM or MNTP) mixed in one phase (GPT-BERT, arXiv 2410.24159).
+
+    Each *sample* of a step is trained with CLM (causal attention) with probability
+    ``clm_fraction``, else with the masked objective (bidirectional attention), by a pure function
+    of (seed, sample index, step), as masks are: the choice does not depend on how samples are cut
+    into micro-batches or spread over processes, so resuming and re-sharding stay exact. A
+    micro-batch runs as two parts, one forward pass per objective on its rows; the loss is the sum
+    over both objectives' targets, so the step's loss stays token-weighted. A part with no sample
+    runs on the micro-batch's first row at weight 0 (no gradient, no target): every process then
+    makes the same number of forward passes, which FSDP2's parameter all-gathers require.
+    """
+
+    name = "mixture"
+    SELECT_STREAM = 7  # the counter stream of the per-sample choice (MLM uses 0-2)
+
+    def __init__(self, clm: CLMObjective, masked: MLMObjective, clm_fraction: float, seed: int = 0):
+        if not 0.0 < clm_fraction < 1.0:
+            raise ValueError(f"mixture: clm_fraction must be in (0, 1), got {clm_fraction}")
+        self.clm, self.masked, self.clm_fraction, self.seed = clm, masked, clm_fraction, seed
+
+    def is_clm(self, batch: TokenBatch, step: int) -> Tensor:
+        """(B,) True for the samples trained with CLM at ``step``."""
+        uniforms = counter_uniforms(self.seed, batch.sample_index, step, 1, (self.SELECT_STREAM,))
+        return uniforms[0][:, 0] < self.clm_fraction
+
+    def parts(self, batch: TokenBatch, step: int) -> list[tuple[object, TokenBatch, float]]:
+        """(objective, its rows of ``batch``, weight) for CLM, then the masked objective."""
+        chosen = self.is_clm(batch, step)
+        out = []
+        for objective, rows in ((self.clm, chosen), (self.masked, ~chosen)):
+            index, weight = flat_positions(rows[:, None]), 1.0
+            if index.numel() == 0:  # no sample of this objective: a forward at weight 0 (see the class doc)
+                index, weight = torch.zeros(1, dtype=torch.long, device=rows.device), 0.0
+            out.append((objective, rows_of(batch, index), weight))
+        return out
+
+    def num_targets(self, batch: TokenBatch, step: int) -> Tensor:
+        return sum(o.num_targets(b, step) for o, b, weight in self.parts(batch, step) if weight)
+
+
+def objective_parts(objective, batch: TokenBatch, step: int) -> list[tuple[object, TokenBatch, float]]:
+    """What a micro-batch runs: ``(objective, rows, weight)`` per forward pass (one for a plain objective)."""
+    if isinstance(objective, MixtureObjective):
+        return objective.parts(batch, step)
+    return [(objective, batch, 1.0)]
+
+
+__all__ = ["CLMObjective", "MLMObjective", "MNTPObjective", "MixtureObjective", "TokenBatch", "LossOutput",
+           "IGNORE_INDEX", "objective_parts", "rows_of"]

@@ -17,6 +17,7 @@ real (non-padding) tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -78,7 +79,17 @@ class ThroughputTable:
         return ThroughputTable(rows, device, f"{path} ({used} row(s)) over {self.source}")
 
     def tokens_per_s(self, config, phase) -> float | None:
-        """Projected input tokens/s of ``phase`` of run ``config`` on one device, or None (no figure)."""
+        """Projected input tokens/s of ``phase`` of run ``config`` on one device, or None (no figure).
+        A mixture phase: its CLM share at the CLM rate and the rest at the masked objective's."""
+        if phase.objective == "mixture":
+            clm = self.tokens_per_s(config, dataclasses.replace(phase, objective="clm", mask_ratio=None,
+                                                                mask_ratio_end=None, mask_ratio_stages=None,
+                                                                clm_fraction=None, masked_objective="mlm"))
+            masked = self.tokens_per_s(config, dataclasses.replace(phase, objective=phase.masked_objective,
+                                                                   clm_fraction=None, masked_objective="mlm"))
+            if clm is None or masked is None:
+                return None
+            return 1.0 / (phase.clm_fraction / clm + (1 - phase.clm_fraction) / masked)
         row = self.rows.get((config.model.name, phase.objective))
         if row is None:
             return None

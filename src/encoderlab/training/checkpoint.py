@@ -277,7 +277,8 @@ def _phase_prefix(phases: list[dict], steps: int) -> list[tuple]:
         out.append((phase.get("objective"), phase.get("mask_ratio"), phase.get("mask_fraction", 1.0),
                     phase.get("random_fraction", 0.0), phase.get("keep_fraction", 0.0), take,
                     phase.get("mask_ratio_end"), phase.get("mask_ratio_stages"), tuple(phase.get("freeze") or ()),
-                    phase["steps"] if scheduled else None))
+                    phase["steps"] if scheduled else None, phase.get("clm_fraction"),
+                    phase.get("masked_objective", "mlm")))
         done += take
     return out
 

@@ -23,9 +23,11 @@ from encoderlab.validate import safe_name
 
 @dataclass(kw_only=True)
 class PhaseConfig:
-    objective: Literal["clm", "mlm", "mntp"]  # mntp: LLM2Vec's masked next-token prediction
+    # mntp: LLM2Vec's masked next-token prediction; mixture: each sample CLM with probability clm_fraction,
+    # else masked_objective (GPT-BERT)
+    objective: Literal["clm", "mlm", "mntp", "mixture"]
     steps: int
-    mask_ratio: float | None = None  # MLM/MNTP only: selection probability p in (0, 1)
+    mask_ratio: float | None = None  # MLM/MNTP/mixture only: selection probability p in (0, 1)
     mask_fraction: float = 1.0  # of selected tokens: replaced by the mask token (authors' default 100%)
     random_fraction: float = 0.0  # ... by a random regular token
     keep_fraction: float = 0.0  # ... left unchanged
@@ -36,11 +38,18 @@ class PhaseConfig:
     mask_ratio_stages: int | None = None
     # weights left untouched by this phase: layer indices (0-based), "a-b" ranges, "embeddings", "head"
     freeze: list[int | str] = field(default_factory=list)
+    clm_fraction: float | None = None  # mixture only: the share of samples trained with CLM
+    masked_objective: Literal["mlm", "mntp"] = "mlm"  # mixture only: the objective of the other samples
 
     def __post_init__(self) -> None:
         if self.steps <= 0:
             raise ConfigError(f"phase: steps must be positive, got {self.steps}")
-        if self.objective in ("mlm", "mntp"):
+        if self.objective == "mixture":
+            if self.clm_fraction is None or isinstance(self.clm_fraction, bool) or not 0.0 < self.clm_fraction < 1.0:
+                raise ConfigError(f"phase (mixture): clm_fraction must be in (0, 1), got {self.clm_fraction!r}")
+        elif self.clm_fraction is not None or self.masked_objective != "mlm":
+            raise ConfigError(f"phase ({self.objective}): clm_fraction and masked_objective belong to mixture phases")
+        if self.objective in ("mlm", "mntp", "mixture"):
             if self.mask_ratio is None or not 0.0 < self.mask_ratio < 1.0:
                 raise ConfigError(f"phase ({self.objective}): mask_ratio must be in (0, 1), got {self.mask_ratio}")
             if self.mask_ratio_end is not None and not 0.0 < self.mask_ratio_end < 1.0:
@@ -69,8 +78,10 @@ class PhaseConfig:
     def label(self) -> str:
         if self.objective == "clm":
             return "clm"
-        label = f"{self.objective}{round(self.mask_ratio * 100)}"
-        return label if self.mask_ratio_end is None else f"{label}to{round(self.mask_ratio_end * 100)}"
+        masked = self.masked_objective if self.objective == "mixture" else self.objective
+        label = f"{masked}{round(self.mask_ratio * 100)}"
+        label = label if self.mask_ratio_end is None else f"{label}to{round(self.mask_ratio_end * 100)}"
+        return f"mix{round(self.clm_fraction * 100)}clm-{label}" if self.objective == "mixture" else label
 
     def ratio_at(self, step_in_phase: int) -> float | None:
         """The masking ratio in force at step ``step_in_phase`` (0-based) of this phase (None: CLM)."""
@@ -250,7 +261,7 @@ class PretrainConfig:
                     f"{lowest * self.data.seq_len:.2g} of the {self.data.seq_len} tokens of a sequence on "
                     f"average, so most sequences would have no target (loss 0); expected mask_ratio >= 1/seq_len = "
                     f"{1 / self.data.seq_len:.3g}")
-        if any(p.objective in ("mlm", "mntp") for p in self.phases) and self.model.mask_token_id is None:
+        if any(p.objective != "clm" for p in self.phases) and self.model.mask_token_id is None:
             raise ConfigError(
                 f"run {self.name!r}: MLM phases need a mask token, but the model/tokenizer has none "
                 "(set model.mask_token_id)"
@@ -275,7 +286,7 @@ class PretrainConfig:
         for key, value in (("seed", self.seed), ("data.seed", self.data.seed), ("data.offset", self.data.offset)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{where}: {key} must be a non-negative integer (it seeds numpy), got {value!r}")
-        if not self.sparse_head and any(p.objective == "mntp" for p in self.phases):
+        if not self.sparse_head and any("mntp" in (p.objective, p.masked_objective) for p in self.phases):
             raise ConfigError(f"{where}: sparse_head=false applies to MLM phases only; MNTP computes the LM head "
                               "at its targets' previous positions only (set sparse_head=true)")
         if self.data.variable_length and self.data.seq_len <= 24:

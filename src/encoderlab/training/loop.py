@@ -21,7 +21,7 @@ from encoderlab.io import atomic_write_text
 from encoderlab.model import CheckpointError, ModelConfig, build_encoder, load_checkpoint
 from encoderlab.model.checkpoint import read_checkpoint_meta, read_safetensors
 from encoderlab.model.config import FAMILY_FIELDS
-from encoderlab.objectives import CLMObjective, MLMObjective, MNTPObjective
+from encoderlab.objectives import CLMObjective, MixtureObjective, MLMObjective, MNTPObjective, objective_parts
 from encoderlab.training import distributed as D
 from encoderlab.training.checkpoint import (
     TrainingState,
@@ -75,21 +75,23 @@ def build_objectives(config: PretrainConfig) -> list:
     model = config.model
     special = tuple(i for i in (model.pad_token_id, model.bos_token_id, model.eos_token_id) if i is not None)
     objectives = []
-    for index, phase in enumerate(config.phases):
+    for phase in config.phases:
+        clm = CLMObjective(chunk_size=config.loss_chunk_size, isolate_documents=config.isolate_documents,
+                           logit_softcap=model.final_logit_softcap)
         if phase.objective == "clm":
-            objectives.append(CLMObjective(chunk_size=config.loss_chunk_size,
-                                           isolate_documents=config.isolate_documents,
-                                           logit_softcap=model.final_logit_softcap))
-        else:
-            masked = MNTPObjective if phase.objective == "mntp" else MLMObjective
-            objectives.append(masked(
-                phase.mask_ratio, mask_token_id=model.mask_token_id, vocab_size=model.vocab_size,
-                special_token_ids=special, mask_fraction=phase.mask_fraction, random_fraction=phase.random_fraction,
-                keep_fraction=phase.keep_fraction, seed=config.seed, isolate_documents=config.isolate_documents,
-                chunk_size=config.loss_chunk_size, logit_softcap=model.final_logit_softcap,
-                sparse_head=config.sparse_head,
-                ratio_schedule=None if phase.mask_ratio_end is None else config.mask_ratio_at,
-            ))
+            objectives.append(clm)
+            continue
+        kind = phase.masked_objective if phase.objective == "mixture" else phase.objective
+        masked = (MNTPObjective if kind == "mntp" else MLMObjective)(
+            phase.mask_ratio, mask_token_id=model.mask_token_id, vocab_size=model.vocab_size,
+            special_token_ids=special, mask_fraction=phase.mask_fraction, random_fraction=phase.random_fraction,
+            keep_fraction=phase.keep_fraction, seed=config.seed, isolate_documents=config.isolate_documents,
+            chunk_size=config.loss_chunk_size, logit_softcap=model.final_logit_softcap,
+            sparse_head=config.sparse_head,
+            ratio_schedule=None if phase.mask_ratio_end is None else config.mask_ratio_at,
+        )
+        objectives.append(MixtureObjective(clm, masked, phase.clm_fraction, seed=config.seed)
+                          if phase.objective == "mixture" else masked)
     return objectives
 
 
@@ -162,6 +164,7 @@ class Trainer:
         self._build(start_from, resume)
         self.objectives = build_objectives(config)
         self.frozen = [frozen_parameters(self.model, phase) for phase in config.phases]
+        self._by_objective: dict[str, torch.Tensor] = {}  # a mixture's loss sum and targets per objective
         self.peak_flops = peak_bf16_flops(device)
         ends, self.phase_ends = 0, set()
         for phase in config.phases:
@@ -301,8 +304,10 @@ class Trainer:
         global_count = self._count_targets(objective, batches, step)
         loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
         is_ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
-        for index, batch in enumerate(batches):
-            last = index == len(batches) - 1
+        # one forward/backward per (micro-batch, objective part): one part, except in a mixture phase
+        work = [part for batch in batches for part in objective_parts(objective, batch, step)]
+        for index, (part, batch, weight) in enumerate(work):
+            last = index == len(work) - 1
             sync = contextlib.nullcontext()
             if is_ddp and not last:
                 sync = self.model.no_sync()
@@ -310,11 +315,18 @@ class Trainer:
                 self.model.set_requires_gradient_sync(last)
             with sync:
                 with self.autocast:
-                    out = objective(self.model, batch, step)
+                    out = part(self.model, batch, step)
+                part_loss = out.loss_sum if weight == 1.0 else out.loss_sum * weight
                 # DDP/FSDP average gradients over ranks; scaling by the world size turns that
                 # average into the token-weighted mean over the global batch.
-                (out.loss_sum * ctx.world_size / global_count).backward()
-            loss_sum += out.loss_sum.detach()
+                (part_loss * ctx.world_size / global_count).backward()
+            loss_sum += part_loss.detach()
+            if part is not objective:  # a mixture's part: its loss and targets, per objective (every rank
+                # holds both keys, weight-0 parts adding nothing: the record all-reduces them)
+                totals = self._by_objective.setdefault(part.name, torch.zeros(2, dtype=torch.float64,
+                                                                               device=ctx.device))
+                totals += torch.stack([part_loss.detach().to(torch.float64),
+                                       out.num_targets.to(torch.float64) * (1.0 if weight else 0.0)])
         D.all_reduce_sum(loss_sum)
         for parameter in self.frozen[phase_index]:  # frozen: no update, no weight decay, not in the norm
             parameter.grad = None
@@ -446,9 +458,12 @@ class Trainer:
         # the fraction of positions the LM head computes (a dense MLM head: all of them); a ratio that
         # changes over the phase counts at its mean over the record's steps
         ratio = config.mask_ratio_at(step)
-        f = 1.0 if phase.objective == "clm" or (phase.objective == "mlm" and not config.sparse_head) else (
+        masked = phase.masked_objective if phase.objective == "mixture" else phase.objective
+        f = 1.0 if phase.objective == "clm" or (masked == "mlm" and not config.sparse_head) else (
             ratio if phase.mask_ratio_end is None
             else sum(config.mask_ratio_at(s) for s in range(step + 1 - steps, step + 1)) / steps)
+        if phase.objective == "mixture":  # the expected head fraction: CLM samples predict every position
+            f = phase.clm_fraction + (1 - phase.clm_fraction) * f
         flops = config.model.flops_per_token(config.data.seq_len, head_fraction=f)
         record = {
             # loss: mean over the steps since the last record (token-weighted per step)
@@ -462,6 +477,11 @@ class Trainer:
         }
         if ratio is not None:
             record["mask_ratio"] = ratio  # in force at this record's last step
+        for name, totals in sorted(self._by_objective.items()):  # a mixture: each objective's own loss
+            loss_part, targets = D.all_reduce_sum(totals).tolist()
+            record[f"loss_{name}"] = loss_part / targets if targets else None
+            record[f"targets_{name}"] = int(targets)
+        self._by_objective.clear()
         if ctx.device.type == "cuda":
             record["peak_memory_gib"] = torch.cuda.max_memory_allocated(ctx.device) / 2**30
             record["peak_tflops_per_device"] = self.peak_flops / 1e12 if self.peak_flops else None
