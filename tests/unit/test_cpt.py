@@ -13,7 +13,7 @@ import transformers
 from encoderlab.cli import main
 from encoderlab.model import load_checkpoint
 from encoderlab.training.cpt import cpt_schedule
-from testkit import prepare_shards, records, tiny_decoder
+from testkit import one_line_error, prepare_shards, records, tiny_decoder
 
 
 def test_cpt_from_a_tiny_qwen3_end_to_end(tmp_path, capsys):
@@ -249,3 +249,37 @@ def test_mntp_continued_pretraining_is_not_the_papers_mlm_cpt_kind():
     kinds = {name: model_kinds(fact, facts) for name, fact in facts.items()}
     assert kinds == {"CLM": {"pretrained", "clm"}, "MLM": {"pretrained", "cpt<-clm"}, "MNTP": {"pretrained"},
                      "CLM-more": {"pretrained"}}
+
+
+DETOUR = "phases=[{objective: mlm, mask_ratio: 0.3, steps: 2}, {objective: clm, steps: 2}, " \
+         "{objective: mlm, mask_ratio: 0.3, steps: 2}]"
+
+
+def test_encoders_continue_with_any_phase_list_from_encoderlab_and_eurobert_checkpoints(tmp_path, capsys):
+    """The CLM detour of an encoder (arXiv 2605.12438): MLM -> CLM -> MLM continued pretraining, from an
+    encoderlab checkpoint as it is and from a EuroBERT (transformers) export imported."""
+    tiny_decoder(tmp_path / "llama", family="llama")
+    prepare_shards(tmp_path / "llama", tmp_path / "shards")
+    common = ["--seq-len", "128", "--batch-tokens", "1024", "--no-progress"]
+    assert main(["cpt", str(tmp_path / "llama"), *common, "--data", str(tmp_path / "shards"), "--steps", "4",
+                 "--output", str(tmp_path / "encoder"), "--export", str(tmp_path / "eurobert")]) == 0
+    encoder = tmp_path / "encoder" / "checkpoints" / "step-000004"
+    prepare_shards(tmp_path / "eurobert", tmp_path / "shards-eurobert")  # its tokenizer holds the mask token now
+    for source, kind in ((encoder, "encoderlab"), (tmp_path / "eurobert", "eurobert")):
+        out = tmp_path / f"detour-{kind}"
+        data = tmp_path / ("shards" if kind == "encoderlab" else "shards-eurobert")
+        assert main(["cpt", str(source), *common, "--data", str(data), "--steps", "6", "--output", str(out),
+                     "--set", DETOUR, "--set", "log_every=1"]) == 0
+        assert [r["phase"] for r in records(out)] == ["mlm30", "mlm30", "clm", "clm", "mlm30", "mlm30"]
+        record = json.loads((out / "cpt.json").read_text())
+        assert record["model_type"] == kind and record["phases"] == "mlm30 2 -> clm 2 -> mlm30 2"
+        start, original = load_checkpoint(out / "init").state_dict(), load_checkpoint(encoder).state_dict()
+        for name, weight in original.items():  # the run starts from the encoder's weights
+            torch.testing.assert_close(start[name], weight, atol=1e-6, rtol=0)
+    capsys.readouterr()
+    (tmp_path / "modernbert").mkdir()
+    (tmp_path / "modernbert" / "config.json").write_text(json.dumps({"model_type": "modernbert"}))
+    assert main(["cpt", str(tmp_path / "modernbert"), *common, "--data", str(tmp_path / "shards"), "--steps", "6",
+                 "--output", str(tmp_path / "m")]) == 2
+    one_line_error(capsys, "'modernbert' is not supported", "EuroBERT encoders")
+    assert not (tmp_path / "m").exists()

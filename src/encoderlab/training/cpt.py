@@ -34,7 +34,8 @@ import torch
 
 from encoderlab.config import ConfigError
 from encoderlab.io import atomic_write_text
-from encoderlab.model import CheckpointError, import_hf, save_checkpoint
+from encoderlab.model import CheckpointError, import_hf, load_checkpoint, save_checkpoint
+from encoderlab.model.checkpoint import CHECKPOINT_FORMAT
 from encoderlab.training.config import PretrainConfig, apply_overrides
 from encoderlab.data.tokenizer import ensure_mask_token, load_tokenizer, tokenizer_info
 from encoderlab.model import Encoder
@@ -242,7 +243,8 @@ def _cpt_record(hf_dir: Path, model_type: str | None, config: PretrainConfig, ma
     phase = config.phases[0]
     return json.dumps(
         {"hf_dir": str(hf_dir), "model_type": model_type, "objective": phase.objective,
-         "mask_ratio": phase.mask_ratio, "steps": config.total_steps, "mask": mask, "tokenizer_identity": identity,
+         "mask_ratio": phase.mask_ratio, "steps": config.total_steps,
+         "phases": " -> ".join(f"{p.label} {p.steps}" for p in config.phases), "mask": mask, "tokenizer_identity": identity,
          "bidirectional_sliding_window": config.model.bidirectional_sliding_window,
          "schedule": config.schedule.__dict__, "init_from": config.init_from}, indent=2) + "\n"
 
@@ -278,7 +280,7 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
     if resume and overwrite:
         raise ConfigError("cpt: --resume and --overwrite are exclusive (continue the run, or replace it)")
     _, shard_tokenizer = _shard_mask(data)
-    model = import_hf(hf_dir)  # in memory: every shape from config.json, errors before anything is written
+    model = source_model(hf_dir)  # in memory: every shape from config.json, errors before anything is written
     config, mask_choice, identity = _with_mask(model.config, hf_dir, data, shard_tokenizer, check_tokenizer)
     model = _start_model(model, config)
     name = f"{hf_dir.resolve().name}-cpt-{objective}{round(mask_ratio * 100)}-{steps}"
@@ -307,9 +309,22 @@ def plan_cpt(hf_dir: str | Path, data: str, *, objective: str = "mlm", mask_rati
     run_config = _configured(run, overrides, f"cpt run {name!r}", micro_batch_size, world_size)
 
     preflight(run_config, world_size)  # what the run checks before its model: checked before the start is written
-    return CptPlan(hf_dir=hf_dir, data=str(data), output=output, model=model, config=run_config, mask=mask_choice, tokenizer_identity=identity,
-                   model_type=json.loads((hf_dir / "config.json").read_text()).get("model_type"),
-                   reuse_start=reuse, overwrite=overwrite)
+    return CptPlan(hf_dir=hf_dir, data=str(data), output=output, model=model, config=run_config, mask=mask_choice,
+                   tokenizer_identity=identity, model_type=source_type(hf_dir), reuse_start=reuse, overwrite=overwrite)
+
+
+def source_model(source: Path):
+    """The model a cpt run starts from: an encoderlab checkpoint as it is (an encoder continued with any
+    phase list, e.g. MLM -> CLM -> MLM), else a Hugging Face model imported (a decoder, or EuroBERT)."""
+    if _read_hf_config(source).get("format") == CHECKPOINT_FORMAT:
+        return load_checkpoint(source)
+    return import_hf(source)
+
+
+def source_type(source: Path) -> str | None:
+    """What a cpt run started from: "encoderlab" or the Hugging Face model_type."""
+    config = _read_hf_config(source)
+    return "encoderlab" if config.get("format") == CHECKPOINT_FORMAT else config.get("model_type")
 
 
 def write_cpt_start(plan: CptPlan) -> list[str]:
