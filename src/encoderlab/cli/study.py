@@ -66,10 +66,10 @@ def cmd_study_run(args: argparse.Namespace) -> int:
         for run in plan["pretraining_runs"]:
             branch = f", branch at step {run['branch_from_step']}" if run.get("branch_from_step") else ""
             print(f"pretrain {run['run']:<34} {run['preset']:<28} {run['steps']:>6} steps{branch}  {run['phases']}  "
-                  f"{run['tokens'] / 1e9:,.1f}B tokens  {hours(run['device_hours'])} {plan['device']}-hours  "
+                  f"{_tokens(run['tokens'])} tokens  {hours(run['device_hours'])} {plan['device']}-hours  "
                   f"({run['checkpoints']} checkpoint(s) evaluated)")
         print(f"pretraining: {len(plan['pretraining_runs'])} runs, {plan['pretraining_steps']:,} optimizer steps "
-              f"(branches counted once), {plan['pretraining_tokens'] / 1e9:,.1f}B real tokens, "
+              f"(branches counted once), {_tokens(plan['pretraining_tokens'])} real tokens, "
               f"{hours(plan['device_hours'])} {plan['device']}-hours projected ({plan['throughput_source']})")
         print(f"fine-tuning: {plan['checkpoints']} checkpoints x {plan['finetuning_runs_per_checkpoint']} runs "
               f"({len(spec.evaluation.tasks)} tasks x {len(spec.evaluation.lrs)} LRs x {len(spec.evaluation.seeds)} "
