@@ -41,34 +41,9 @@ def losses(run_dir: Path) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in rows}
 
 
-def test_sigkill_then_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
-    overrides = ["phases.0.steps=150", "checkpoint_every=10", "schedule.warmup_steps=10", "schedule.decay_steps=20"]
-    run(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "straight"), "--no-progress"))
-
-    victim = tmp_path / "killed"
-    proc = subprocess.Popen(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(victim), "--no-progress"),
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    latest = victim / "checkpoints" / "latest"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= "step-000040"):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = latest.read_text().strip()
-    assert proc.returncode == -signal.SIGKILL and killed_at < "step-000180", killed_at
-    assert not (victim / "checkpoints" / "step-000180").exists()  # it really stopped mid-run
-
-    run(cli("pretrain", str(victim), "--resume", "--no-progress"))
-    straight, resumed = final_weights(tmp_path / "straight", 180), final_weights(victim, 180)
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        assert torch.equal(straight[name], resumed[name]), name
-
-
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_follow_the_single_process_loss_curve(tmp_path, strategy):
-    overrides = ["phases.0.steps=8", "phases.1.steps=8", "log_every=1", "checkpoint_every=100",
-                 "schedule.warmup_steps=2", "schedule.decay_steps=4", f"parallelism={strategy}"]
+def one_and_two_processes(tmp_path: Path, overrides: list[str]) -> tuple[dict, dict]:
+    """tiny-clm-mlm40 (16 steps) in one process and under torchrun in two: the same loss curve and final
+    weights (up to float rounding); returns both final weights."""
     run(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "one"), "--no-progress"))
     run(torchrun(2, "pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "two"), "--no-progress"))
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
@@ -78,6 +53,43 @@ def test_two_processes_follow_the_single_process_loss_curve(tmp_path, strategy):
     a, b = final_weights(tmp_path / "one", 16), final_weights(tmp_path / "two", 16)
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+    return a, b
+
+
+def killed_then_resumed(tmp_path: Path, overrides: list[str], at_least: str, total: int) -> Path:
+    """tiny-clm-mlm40 with ``overrides`` straight, and SIGKILLed once checkpoint ``at_least`` exists then
+    resumed: the same final weights, bit for bit. Returns the resumed run's directory."""
+    run(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "straight"), "--no-progress"))
+    victim = tmp_path / "killed"
+    proc = subprocess.Popen(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(victim), "--no-progress"),
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = victim / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= at_least):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = latest.read_text().strip()
+    assert proc.returncode == -signal.SIGKILL and killed_at < f"step-{total:06d}", killed_at
+    assert not (victim / "checkpoints" / f"step-{total:06d}").exists()  # it really stopped mid-run
+    run(cli("pretrain", str(victim), "--resume", "--no-progress"))
+    straight, resumed = final_weights(tmp_path / "straight", total), final_weights(victim, total)
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+    return victim
+
+
+def test_sigkill_then_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
+    overrides = ["phases.0.steps=150", "checkpoint_every=10", "schedule.warmup_steps=10", "schedule.decay_steps=20"]
+    killed_then_resumed(tmp_path, overrides, "step-000040", 180)
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_follow_the_single_process_loss_curve(tmp_path, strategy):
+    overrides = ["phases.0.steps=8", "phases.1.steps=8", "log_every=1", "checkpoint_every=100",
+                 "schedule.warmup_steps=2", "schedule.decay_steps=4", f"parallelism={strategy}"]
+    a, b = one_and_two_processes(tmp_path, overrides)
     assert json.loads((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()[0])["world_size"] == 2
 
 
@@ -134,23 +146,7 @@ OPTIONS = ["phases.0.freeze=[0, embeddings]", "phases.1.freeze=[1]", "phases.1.o
 def test_sigkill_then_resume_is_exact_with_a_mixture_a_ratio_schedule_and_frozen_layers(tmp_path):
     overrides = ["phases.0.steps=40", "phases.1.steps=80", "checkpoint_every=10", "schedule.warmup_steps=10",
                  "schedule.decay_steps=20", *OPTIONS]
-    run(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "straight"), "--no-progress"))
-    victim = tmp_path / "killed"
-    proc = subprocess.Popen(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(victim), "--no-progress"),
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    latest = victim / "checkpoints" / "latest"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= "step-000060"):
-        time.sleep(0.02)  # inside the scheduled MLM phase (steps 40..119)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = latest.read_text().strip()
-    assert proc.returncode == -signal.SIGKILL and killed_at < "step-000120", killed_at
-    run(cli("pretrain", str(victim), "--resume", "--no-progress"))
-    straight, resumed = final_weights(tmp_path / "straight", 120), final_weights(victim, 120)
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        assert torch.equal(straight[name], resumed[name]), name
+    victim = killed_then_resumed(tmp_path, overrides, "step-000060", 120)  # killed inside the mixture phase
     ratios = [r.get("mask_ratio") for r in map(json.loads, (victim / "metrics.jsonl").read_text().splitlines())]
     assert {round(r, 6) for r in ratios if r is not None} <= {0.5, round(0.5 - 0.4 / 3, 6), round(0.5 - 0.8 / 3, 6), 0.1}
 
@@ -160,15 +156,7 @@ def test_two_processes_follow_one_with_a_mixture_a_ratio_schedule_and_frozen_lay
     overrides = ["phases.0.steps=8", "phases.1.steps=8", "log_every=1", "checkpoint_every=100",
                  "schedule.warmup_steps=2", "schedule.decay_steps=4", f"parallelism={strategy}", "checkpoint_steps=[8]",
                  "micro_batch_size=1", *OPTIONS]  # one sample per micro-batch: a mixture part runs empty, at weight 0
-    run(cli("pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "one"), "--no-progress"))
-    run(torchrun(2, "pretrain", "tiny-clm-mlm40", *overrides, "--output", str(tmp_path / "two"), "--no-progress"))
-    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
-    assert sorted(one) == sorted(two) == list(range(1, 17))
-    for step in one:
-        assert two[step] == pytest.approx(one[step], rel=1e-5), step
-    a, b = final_weights(tmp_path / "one", 16), final_weights(tmp_path / "two", 16)
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5)
+    a, b = one_and_two_processes(tmp_path, overrides)
     rows = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()][8:]
     first = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()][8:]
     assert [r["targets_clm"] for r in rows] == [r["targets_clm"] for r in first]  # the same samples chose CLM

@@ -108,7 +108,10 @@ def _run_facts(plan: StudyPlan) -> dict:
             "mask_ratio": mlm[-1].mask_ratio if mlm else None, "single_phase": len(config.phases) == 1,
             "clm_share": clm_steps / config.total_steps, "total_steps": config.total_steps, "cpt_parent": parent,
             "parent_steps": configs[parent].total_steps if parent else 0,
-            "objectives": [p.objective for p in config.phases], "random_init": False,
+            # a phase with an option past the paper (a ratio schedule, frozen weights) is not the paper's kind
+            # of phase: marked, so the paper's findings never take such a model for their MLM or CLM model
+            "objectives": [p.objective if p.mask_ratio_end is None and not p.freeze else f"{p.objective}+options"
+                           for p in config.phases], "random_init": False,
             # steps x batch tokens, the parent's too for continued pretraining (a branch's steps count from 0)
             "pretraining_tokens": ref.step * config.global_batch_tokens
             + (configs[parent].total_steps * configs[parent].global_batch_tokens if parent else 0),
