@@ -187,3 +187,18 @@ def test_a_mixture_is_priced_between_its_objectives():
     clm, mlm = H100_THROUGHPUT[("610m", "clm")][0], H100_THROUGHPUT[("610m", "mlm")][0]
     rate = ThroughputTable.shipped().tokens_per_s(config, config.phases[0])
     assert rate == pytest.approx(1 / (0.25 / clm + 0.75 / mlm))
+
+
+def test_the_papers_findings_never_take_a_model_with_options_for_their_mlm_model(tmp_path):
+    from encoderlab.study import load_study
+    from encoderlab.study.findings import model_kinds
+    from encoderlab.study.plan import StudyPlan, study_shards
+    from encoderlab.study.report import _run_facts
+
+    spec = load_study("toyworld-objective-options", str(tmp_path / "study"))
+    facts = _run_facts(StudyPlan.resolve(spec, study_shards(spec)))
+    kinds = {label: model_kinds(fact, facts) - {"pretrained"} for label, fact in facts.items()}
+    assert kinds["MLM-40"] == {"mlm"} and kinds["CLM-then-MLM-40"] == {"clm->mlm"}
+    assert kinds["MLM-40+MLM"] == {"cpt<-mlm"}  # continued MLM of the MLM model: the paper's CPT kind
+    for label in ("Mixture-50-MLM-40", "MLM-40-to-10", "MLM-40+detour", "MLM-40+detour-frozen-0-1"):
+        assert kinds[label] == set(), label
