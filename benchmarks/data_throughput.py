@@ -28,7 +28,7 @@ from encoderlab.io import atomic_write_text  # noqa: E402
 from encoderlab.data import PackedDataset, iter_documents, parse_source, prepare, train_tokenizer  # noqa: E402
 from encoderlab.training import run_preset  # noqa: E402
 from encoderlab.training.data import micro_batches  # noqa: E402
-from encoderlab.training.loop import build_objectives  # noqa: E402
+from encoderlab.training.phases import build_objectives  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:

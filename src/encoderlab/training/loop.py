@@ -9,7 +9,6 @@ counts are summed across ranks, and each micro-batch contributes ``loss_sum / gl
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from encoderlab.io import atomic_write_text
 from encoderlab.model import CheckpointError, ModelConfig, build_encoder, load_checkpoint
 from encoderlab.model.checkpoint import read_checkpoint_meta, read_safetensors
 from encoderlab.model.config import FAMILY_FIELDS
-from encoderlab.objectives import CLMObjective, MixtureObjective, MLMObjective, MNTPObjective, objective_parts
+from encoderlab.objectives import objective_parts
 from encoderlab.training import distributed as D
 from encoderlab.training.checkpoint import (
     TrainingState,
@@ -37,10 +36,11 @@ from encoderlab.training.checkpoint import (
     rotate_checkpoints,
     save_training_checkpoint,
 )
-from encoderlab.training.config import PretrainConfig, freeze_spec
+from encoderlab.training.config import PretrainConfig
 from encoderlab.training.data import build_source, micro_batches, shard_tokenizer
 from encoderlab.training.lock import RunLock, RunLockedError
 from encoderlab.training.outputs import claim, removal_note, remove_owned
+from encoderlab.training.phases import build_objectives, frozen_parameters
 from encoderlab.training.metrics import MetricsLogger, peak_bf16_flops, truncate_metrics
 from encoderlab.training.schedule import wsd_lr
 
@@ -69,51 +69,6 @@ def _check_same_architecture(expected: ModelConfig, found: ModelConfig, source: 
 
 def _trajectory(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in NON_TRAJECTORY_KEYS}
-
-
-def build_objectives(config: PretrainConfig) -> list:
-    model = config.model
-    special = tuple(i for i in (model.pad_token_id, model.bos_token_id, model.eos_token_id) if i is not None)
-    objectives = []
-    for phase in config.phases:
-        clm = CLMObjective(chunk_size=config.loss_chunk_size, isolate_documents=config.isolate_documents,
-                           logit_softcap=model.final_logit_softcap)
-        if phase.objective == "clm":
-            objectives.append(clm)
-            continue
-        kind = phase.masked_objective if phase.objective == "mixture" else phase.objective
-        masked = (MNTPObjective if kind == "mntp" else MLMObjective)(
-            phase.mask_ratio, mask_token_id=model.mask_token_id, vocab_size=model.vocab_size,
-            special_token_ids=special, mask_fraction=phase.mask_fraction, random_fraction=phase.random_fraction,
-            keep_fraction=phase.keep_fraction, seed=config.seed, isolate_documents=config.isolate_documents,
-            chunk_size=config.loss_chunk_size, logit_softcap=model.final_logit_softcap,
-            sparse_head=config.sparse_head,
-            ratio_schedule=None if phase.mask_ratio_end is None else config.mask_ratio_at,
-        )
-        objectives.append(MixtureObjective(clm, masked, phase.clm_fraction, seed=config.seed)
-                          if phase.objective == "mixture" else masked)
-    return objectives
-
-
-_WRAPPERS = re.compile(r"(module|_orig_mod|_checkpoint_wrapped_module|_fsdp_wrapped_module)\.")
-_LAYER = re.compile(r"layers\.(\d+)\.")
-
-
-def frozen_parameters(model: nn.Module, phase) -> list[nn.Parameter]:
-    """The parameters ``phase.freeze`` names (layers, "embeddings", "head"), wrappers (DDP, compile,
-    FSDP) seen through. Their gradients are dropped before clipping, so AdamW neither updates nor
-    decays them, and they do not count in the gradient norm."""
-    layers, parts = freeze_spec(phase.freeze)
-    if not layers and not parts:
-        return []
-    out = []
-    for name, parameter in model.named_parameters():
-        name = _WRAPPERS.sub("", name)
-        layer = _LAYER.match(name)
-        if (layer and int(layer.group(1)) in layers) or ("embeddings" in parts and name.startswith("embed.")) or (
-                "head" in parts and name.startswith("lm_head.")):
-            out.append(parameter)
-    return out
 
 
 # What a run writes in its directory (recorded in its outputs.json, encoderlab.training.outputs):
