@@ -239,8 +239,10 @@ class Trainer:
         return build_encoder(config.model, seed=config.seed).to(device)
 
     # -- the loop ---------------------------------------------------------------------------
-    def _count_targets(self, objective, batches, step: int) -> torch.Tensor:
-        count = sum(objective.num_targets(batch, step) for batch in batches).to(torch.float64)
+    def _count_targets(self, work: list, step: int) -> torch.Tensor:
+        """The step's targets over every rank: the (objective, rows, weight) parts of this rank's
+        micro-batches, a weight-0 part (a mixture's empty half) counting none."""
+        count = sum(part.num_targets(batch, step) for part, batch, weight in work if weight).to(torch.float64)
         # at least 1: a global batch of pure padding contributes nothing instead of 0/0
         return D.all_reduce_sum(count).clamp_min(1.0)
 
@@ -256,11 +258,11 @@ class Trainer:
                                 offset=config.data.offset)
         self._real_tokens += sum((b.document_ids >= 0).sum() if b.document_ids is not None else b.input_ids.numel()
                                  for b in batches)
-        global_count = self._count_targets(objective, batches, step)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
-        is_ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
         # one forward/backward per (micro-batch, objective part): one part, except in a mixture phase
         work = [part for batch in batches for part in objective_parts(objective, batch, step)]
+        global_count = self._count_targets(work, step)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.device)
+        is_ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
         for index, (part, batch, weight) in enumerate(work):
             last = index == len(work) - 1
             sync = contextlib.nullcontext()

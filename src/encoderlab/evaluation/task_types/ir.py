@@ -81,10 +81,10 @@ class Retrieval(TaskType):
             pool = {d for name, table in task.qrels.items() if name != "train" for rel in table.values() for d in rel}
             query_ids, query_emb = [q for s in splits for q, _ in queries[s]], torch.cat(embeddings)
             if config.retrieval_ranking == "pool":  # the judged pool only, its documents in corpus order
-                pool_docs = [d for d in task.corpus if d["_id"] in pool]
-                framed = cache.get(task, (*cache_key, "pool"), counts, lambda recorded: ir_framed(
-                    backbone, [document_text(d, config) for d in pool_docs], limit, recorded))
-                run, pool_run = None, rank_corpus([d["_id"] for d in pool_docs], query_emb, query_ids, set(),
+                # the pool's ids and framed documents, built once per sweep (not a corpus scan per run)
+                pool_ids, framed = cache.get(task, (*cache_key, "pool"), counts, lambda recorded: _pool_features(
+                    task, pool, backbone, config, limit, recorded))
+                run, pool_run = None, rank_corpus(pool_ids, query_emb, query_ids, set(),
                                                   lambda start, stop: embed(framed[start:stop]),
                                                   config.retrieval_chunk_docs)[0]
             else:
@@ -101,6 +101,12 @@ class Retrieval(TaskType):
             for split in splits:
                 scored[(id(task), split)] = Scored(*results[split], key, counts, seconds)
         return scored
+
+
+def _pool_features(task, pool: set, backbone, config, limit: int, counts: dict) -> tuple[list[str], list]:
+    """The judged pool's document ids, in corpus order, and their framed ids."""
+    docs = [d for d in task.corpus if d["_id"] in pool]
+    return [d["_id"] for d in docs], ir_framed(backbone, [document_text(d, config) for d in docs], limit, counts)
 
 
 def _embed_batch(backbone, sequences: list, device):
